@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from envs import make_task_env
+from envs.policies import make_policy
+
+
+def run_episodes(task, policy_name, seeds, eps=None, **task_kw):
+    env = make_task_env(task, frame_size=(16, 16), **task_kw)
+    policy = make_policy(policy_name, task, eps)
+    successes = []
+    for seed in seeds:
+        env.reset(seed=seed)
+        policy.reset(env, np.random.default_rng(seed))
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(policy.act(env))
+            done = terminated or truncated
+        successes.append(info["success"])
+    return np.mean(successes)
+
+
+def test_reacher_expert_reaches_the_target():
+    assert run_episodes("reacher", "expert", range(20)) >= 0.95
+
+
+def test_random_and_zero_policies_rarely_succeed():
+    assert run_episodes("reacher", "random", range(10)) <= 0.2
+    assert run_episodes("reacher", "zero", range(10)) <= 0.2
+
+
+@pytest.mark.slow
+def test_pusher_expert_pushes_the_object_onto_the_goal():
+    assert run_episodes("pusher", "expert", range(20)) >= 0.7
+
+
+def test_noisy_expert_degrades_with_eps():
+    assert run_episodes("reacher", "noisy_expert", range(10), eps=0.0) >= 0.9
+    assert run_episodes("reacher", "noisy_expert", range(10), eps=1.0) <= 0.2
+
+
+@pytest.mark.parametrize("task", ["reacher", "pusher"])
+def test_policies_are_deterministic_given_their_generator(task):
+    env = make_task_env(task, frame_size=(16, 16))
+    policy = make_policy("noisy_expert", task, eps=0.5)
+    runs = []
+    for _ in range(2):
+        env.reset(seed=3)
+        policy.reset(env, np.random.default_rng(3))
+        actions = []
+        for _ in range(5):
+            action = policy.act(env)
+            assert env.action_space.contains(action)
+            actions.append(action)
+            env.step(action)
+        runs.append(np.stack(actions))
+    assert np.array_equal(*runs)
+
+
+def test_bad_policy_requests_are_named():
+    with pytest.raises(ValueError, match="Unknown policy 'greedy'"):
+        make_policy("greedy", "reacher")
+    with pytest.raises(ValueError, match="eps in \\[0, 1\\]"):
+        make_policy("noisy_expert", "reacher", eps=1.5)
+    with pytest.raises(ValueError, match="needs eps"):
+        make_policy("noisy_expert", "reacher")
+    with pytest.raises(ValueError, match="No expert for task"):
+        make_policy("expert", "walker")

@@ -1,0 +1,151 @@
+import hashlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import record
+from envs import make_task_env, get_task
+from envs.recording import PolicySpec, episode_plan
+from worldmodel.data import FORMAT_VERSION, RolloutFormatError, RolloutReader
+from worldmodel.data.format import FRAME_FIELDS, STEP_FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_file_layout_is_readable_with_plain_h5py(reacher_file):
+    with h5py.File(reacher_file, "r") as f:
+        assert f.attrs["format_version"] == FORMAT_VERSION
+        lengths = f["episodes/length"][:]
+        assert len(lengths) == 6 and (lengths == 12).all()
+        s = f["episodes/frame_start"][2]
+        frames = f["frames"][s : s + lengths[2] + 1]
+        assert frames.shape == (13, 64, 64, 3) and frames.dtype == np.uint8
+        assert f["actions"].shape == (6 * 12, 2) and f["actions"].dtype == np.float32
+        assert f["qpos"].shape == (6 * 13, 4) and f["frames"].compression == "gzip"
+        for name in ("rewards", "terminated", "truncated", "success"):
+            assert f[name].shape == (72,)
+        assert f["truncated"][11] and not f["truncated"][10]
+
+
+def test_first_frame_is_the_reset_frame_of_the_stored_seed(reacher_file):
+    with RolloutReader(reacher_file) as reader:
+        episode = reader.episode(1)
+        assert reader.metadata["task"] == "reacher" and reader.metadata["frame_shape"] == [64, 64, 3]
+        assert "mujoco" in reader.metadata["versions"]
+    env = make_task_env("reacher", episode_steps=12)
+    frame, info = env.reset(seed=episode.seed)
+    assert np.array_equal(frame, episode.frames[0])
+    assert np.allclose(info["qpos"], episode.qpos[0])
+    # replaying the stored actions reproduces the stored frames: the file is a faithful record
+    for t, action in enumerate(episode.actions):
+        frame, reward, *_ = env.step(action)
+        assert np.array_equal(frame, episode.frames[t + 1])
+        assert reward == pytest.approx(episode.rewards[t], abs=1e-5)
+
+
+def read_all(path):
+    with RolloutReader(path) as reader:
+        return [reader.episode(i) for i in range(reader.num_episodes)]
+
+
+def assert_same_episodes(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for name in (*FRAME_FIELDS, *STEP_FIELDS):
+            assert np.array_equal(getattr(x, name), getattr(y, name)), name
+        assert (x.seed, x.policy) == (y.seed, y.policy)
+
+
+def test_same_seed_gives_identical_data_with_any_worker_count(tmp_path, reacher_file):
+    again = record(tmp_path / "again.h5", episodes=6)
+    parallel = record(tmp_path / "parallel.h5", episodes=6, workers=2)
+    assert_same_episodes(read_all(reacher_file), read_all(again))
+    assert_same_episodes(read_all(reacher_file), read_all(parallel))
+    other = read_all(record(tmp_path / "other.h5", episodes=2, seed=1))
+    assert not np.array_equal(other[0].frames, read_all(reacher_file)[0].frames)
+
+
+def test_policy_mixture_follows_its_weights():
+    plan = episode_plan(0, 0, 400, [PolicySpec("expert", weight=3.0), PolicySpec("random", weight=1.0)])
+    share = np.mean([p for _, p in plan] == np.zeros(400))
+    assert 0.68 < share < 0.82
+    assert len({s for s, _ in plan}) == 400
+
+
+def test_append_continues_the_file(tmp_path):
+    path = record(tmp_path / "r.h5", episodes=2)
+    before = read_all(path)
+    record(path, episodes=3, append=True)
+    after = read_all(path)
+    assert len(after) == 5
+    assert_same_episodes(before, after[:2])
+    assert len({e.seed for e in after}) == 5, "appending with the same seed continues the sequence"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(task="pusher"), "task"),
+        (dict(frame_size=(32, 32)), "frame_shape"),
+    ],
+)
+def test_append_refuses_incompatible_data_and_keeps_the_file(tmp_path, change, message):
+    path = record(tmp_path / "r.h5", episodes=2)
+    before = digest(path)
+    task = change.pop("task", "reacher")
+    with pytest.raises(RolloutFormatError, match=f"its {message} is"):
+        record(path, task=task, policy="random", episodes=1, append=True, **change)
+    assert digest(path) == before
+
+
+def test_existing_file_is_not_overwritten_without_append(tmp_path):
+    path = record(tmp_path / "r.h5", episodes=1)
+    before = digest(path)
+    with pytest.raises(FileExistsError, match="append=true"):
+        record(path, episodes=1)
+    assert digest(path) == before
+
+
+def test_unknown_policy_fails_before_creating_a_file(tmp_path):
+    with pytest.raises(ValueError, match="Unknown policy"):
+        record(tmp_path / "r.h5", policy="greedy")
+    assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.slow
+def test_recorder_killed_mid_run_leaves_every_finished_episode_intact(tmp_path):
+    path = tmp_path / "crash.h5"
+    cmd = [sys.executable, str(ROOT / "tools/record_rollouts.py"), "task=reacher", "policy=mixture",
+           "episodes=1000", "seed=0", f"out={path}"]
+    for kill_after in (3, 7):  # kill, append after the crash, kill again
+        proc = subprocess.Popen(cmd + (["append=true"] if path.exists() else []), cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(0.05)
+            try:
+                with RolloutReader(path) as reader:
+                    if reader.num_episodes >= kill_after:
+                        break
+            except (OSError, ValueError):
+                pass  # file not created yet
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    crashed = read_all(path)
+    assert len(crashed) >= 7
+    # every listed episode is exactly what an uninterrupted recorder writes
+    reference = read_all(record(tmp_path / "ref.h5", policy="mixture_tool", episodes=len(crashed), episode_steps=None))
+    assert_same_episodes(crashed, reference)
+    record(path, policy="mixture_tool", episodes=1, append=True, episode_steps=None)  # repairs, then appends
+    with h5py.File(path, "r") as f:  # plain h5py opens the repaired file
+        assert len(f["episodes/length"]) == len(crashed) + 1

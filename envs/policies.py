@@ -32,6 +32,13 @@ class Policy:
 class RandomPolicy(Policy):
     name = "random"
 
+    def _position_error(self, model, q, point, target) -> float:
+        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
+        self._scratch.qpos[:7] = q
+        mujoco.mj_kinematics(model, self._scratch)
+        wrist, rot = self._gripper(self._scratch)
+        return float(np.linalg.norm(wrist + rot @ point - target))
+
     def act(self, env):
         space = env.action_space
         return self.rng.uniform(space.low, space.high).astype(space.dtype)
@@ -39,6 +46,13 @@ class RandomPolicy(Policy):
 
 class ZeroPolicy(Policy):
     name = "zero"
+
+    def _position_error(self, model, q, point, target) -> float:
+        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
+        self._scratch.qpos[:7] = q
+        mujoco.mj_kinematics(model, self._scratch)
+        wrist, rot = self._gripper(self._scratch)
+        return float(np.linalg.norm(wrist + rot @ point - target))
 
     def act(self, env):
         return np.zeros(env.action_space.shape, env.action_space.dtype)
@@ -61,6 +75,13 @@ class ReacherExpert(Policy):
     link1, link2 = 0.1, 0.11  # m, from Reacher's model
     kp, kd = 2.0, 0.15  # action units per rad and per rad/s (the motors' gear is 200)
 
+    def _position_error(self, model, q, point, target) -> float:
+        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
+        self._scratch.qpos[:7] = q
+        mujoco.mj_kinematics(model, self._scratch)
+        wrist, rot = self._gripper(self._scratch)
+        return float(np.linalg.norm(wrist + rot @ point - target))
+
     def act(self, env):
         data = env.data
         q, qd = data.qpos[:2], data.qvel[:2]
@@ -78,78 +99,171 @@ class ReacherExpert(Policy):
         return np.clip(self.kp * best - self.kd * qd, -1.0, 1.0).astype(np.float32)
 
 
-class PusherExpert(Policy):
-    """Gets the gripper behind the object (as seen from the goal), lowers it, and pushes through.
+def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
+    """A 2D vector rotated counter-clockwise by `angle` (rad)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
-    The phase is read from state every step, so a lost object sends it back to approach:
-    `approach` a point behind the object above the table, `descend` there, then `push` along the
-    object-goal line.
+
+class PusherExpert(Policy):
+    """Pushes the object to the goal with the inner corner of the gripper's U.
+
+    Pusher-v5's contacts with the object are very soft (its 8e-6 kg mass sets the constraint's
+    regulariser), so a push force grows with penetration only, and the object's joint damping
+    (0.5 N s/m) caps its speed at roughly 0.04 m/s per contact. The fastest push therefore presses
+    the object 5 cm deep into two of the U's capsules at once: the bar and one prong, with the
+    prongs turned 45 degrees from the push direction. Of the two corners, the one the arm reaches
+    best is chosen at reset.
+
+    Phases, re-decided from state every step: `approach` hovers over a spot from which the object
+    lies just in front of the prong tips, `descend` lowers the gripper there, and `push` puts the
+    corner point onto the object's centre (so the capsules sink into it) and follows the object
+    to the goal. Each step solves inverse kinematics for one gripper-frame point with the gripper
+    level and heading as wanted (weighted damped least squares, warm-started from the last
+    solution so the arm stays on one branch) and tracks it with computed-torque joint PD.
     """
 
     name = "expert"
-    kp, kd = 4.0, 0.5  # N m/rad, N m s/rad
-    damping, ik_iterations = 0.05, 20
-    roll_joints = np.array([0, 0, 1, 0, 1, 0, 1.0])  # upper arm, forearm and wrist roll
-    behind = 0.09  # m behind the object's centre, along the object-goal line
-    push_height, hover_height = -0.27, -0.15  # m, gripper height (the table is at -0.325)
-    push_through = 0.1  # m past the object's centre that the push aims at
-
-    @staticmethod
-    def gripper_point(data: mujoco.MjData) -> np.ndarray:
-        """Between the gripper's two prong tips, (3,) in metres: the point that pushes."""
-        tips = data.body("tips_arm")
-        return tips.xpos + tips.xmat.reshape(3, 3) @ np.array([0.1, 0.0, 0.0])
-
-    def target(self, data: mujoco.MjData) -> np.ndarray:
-        """Where the gripper should go now, (3,) in metres."""
-        tip = self.gripper_point(data)
-        obj = data.body("object").xpos[:2]
-        direction = data.body("goal").xpos[:2] - obj
-        direction /= np.linalg.norm(direction) + 1e-8
-        behind_xy = obj - self.behind * direction
-        offset = tip[:2] - behind_xy
-        along = float(offset @ direction)
-        lateral = float(np.linalg.norm(offset - along * direction))
-        if lateral < 0.03 and along > -0.03 and tip[2] < self.push_height + 0.04:
-            return np.array([*(obj + self.push_through * direction), self.push_height])
-        if np.linalg.norm(offset) < 0.03:
-            return np.array([*behind_xy, self.push_height])
-        return np.array([*behind_xy, self.hover_height])
+    # Joint-space PD in acceleration units, turned into torques with the arm's mass matrix so every
+    # joint responds alike (the wrist is far lighter than the shoulder). The action is held for
+    # 0.05 s, which bounds the usable bandwidth.
+    kp, kd = 100.0, 18.0  # 1/s^2, 1/s
+    # Gripper-frame points (m; x along the prongs, y along the bar, from the wrist) put on the
+    # object's centre. Pushing: 0.5 cm in front of the bar and 9.5 cm towards a prong, i.e. 6.5 cm
+    # into both (bar and prong radius 0.02 + object radius 0.05 = 0.07 at contact); tracking lag
+    # leaves about 5 cm, and deeper than 7 cm the contact normal would flip.
+    corner = np.array([0.005, 0.095, 0.0])
+    # Before pushing: the object centred in the U, 2 cm clear of the bar and 3 cm of each prong,
+    # so the gripper can come down around it.
+    ahead = np.array([0.09, 0.0, 0.0])
+    push_height = -0.275  # m, gripper height when pushing: the object's mid-height
+    hover_height = -0.17  # m, capsules (r 0.02) clear the object's top (-0.225) by 3.5 cm
+    place_near, place_far = 0.015, 0.04  # m, horizontal errors of fully down and fully up
+    low_tolerance = 0.03  # m above push_height still counted as down
+    stop_distance = 0.02  # m, object-goal distance at which the push eases off
+    # Inverse kinematics: residual weights for [point position (3), prongs level, bar level, heading].
+    ik_weights = np.array([1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    ik_damping, ik_iterations, ik_max_step = 0.03, 15, 0.2  # -, -, rad per iteration
+    ik_starts = 24  # random restarts of the first solve of an episode
+    # Above this position error (m) the solve is redone with the orientation weights scaled down.
+    ik_fallback_error, ik_fallback_scale = 0.01, 0.3
 
     def reset(self, env, rng):
         super().reset(env, rng)
-        self._scratch = mujoco.MjData(env.unwrapped.model)
+        model, data = env.unwrapped.model, env.data
+        self._scratch = mujoco.MjData(model)
+        self._low, self._high = model.jnt_range[:7, 0], model.jnt_range[:7, 1]
+        # The first solve starts from many postures to find a good branch; the starts come from a
+        # fixed generator so the policy is a deterministic function of the state.
+        starts = np.random.default_rng(0).uniform(self._low, self._high, (self.ik_starts, 7))
+        best = None
+        for side in (1.0, -1.0):
+            self._side = side
+            point, target, heading = self._goal_for(data, "push")
+            for q0 in starts:
+                q, err = self._solve(model, q0, point, target, heading, 4 * self.ik_iterations)
+                if best is None or err < best[1]:
+                    best = (q, err, side)
+        self._q, _, self._side = best
 
-    def inverse_kinematics(self, model: mujoco.MjModel, data: mujoco.MjData, target: np.ndarray) -> np.ndarray:
-        """Joint angles (7,) within the joint limits that put the gripper at `target` (m).
+    def _gripper(self, data_like) -> tuple[np.ndarray, np.ndarray]:
+        """Wrist position (3,) and gripper rotation (3, 3) of an MjData."""
+        tips = data_like.body("tips_arm")
+        return tips.xpos, tips.xmat.reshape(3, 3)
 
-        Projected damped least squares from the current pose, with a small pull of the roll
-        joints towards zero so the gripper stays level.
-        """
+    def _phase(self, data) -> str:
+        wrist, rot = self._gripper(data)
+        local = rot.T @ (data.body("object").xpos - wrist)  # object centre in the gripper frame
+        low = wrist[2] < self.push_height + self.low_tolerance
+        # Pushing goes on while the gripper is down with the object in the U.
+        if low and -0.02 < local[0] < self.ahead[0] + 0.03 and abs(local[1]) < 0.1:
+            return "push"
+        return "place"
+
+    def _goal_for(self, data, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gripper-frame point (3,), its target (3,) in m and the prongs' heading (2,)."""
+        obj, goal = data.body("object").xpos[:2], data.body("goal").xpos[:2]
+        to_goal = goal - obj
+        distance = np.linalg.norm(to_goal)
+        push = to_goal / (distance + 1e-8)
+        # `_side` +1 uses the corner left of the prongs (seen from above), which pushes 45 degrees
+        # right of them, so the prongs point 45 degrees left of the push; -1 mirrors that. The
+        # wrist may be rolled upside down, which swaps which prong is on the left.
+        heading = _rotate(push, self._side * np.pi / 4)
+        upright = 1.0 if self._gripper(data)[1][2, 2] >= 0 else -1.0
+        corner = self.corner * np.array([1.0, self._side * upright, 1.0])
+        if phase == "place":
+            # Come down only as the U gets over the object: the height follows the horizontal
+            # error, from hover_height at place_far down to push_height at place_near.
+            wrist, rot = self._gripper(data)
+            error = np.linalg.norm((wrist + rot @ self.ahead)[:2] - obj)
+            down = np.clip((self.place_far - error) / (self.place_far - self.place_near), 0.0, 1.0)
+            height = self.hover_height + down * (self.push_height - self.hover_height)
+            return self.ahead, np.array([*obj, height]), heading
+        if distance < self.stop_distance:
+            # Back the corner out to bare contact so the object stops where it is.
+            corner = corner * np.array([3.5, 0.875, 1.0])
+        return corner, np.array([*obj, self.push_height]), heading
+
+    def _solve(self, model, q0, point, target, heading, iterations, weights=None) -> tuple[np.ndarray, float]:
+        """Joint angles (7,) near q0 putting gripper-frame `point` at `target` with the gripper
+        level and its prongs along `heading`; returns them with the weighted residual."""
+        weights = self.ik_weights if weights is None else weights
         scratch = self._scratch
-        scratch.qpos[:] = data.qpos
-        low, high = model.jnt_range[:7, 0], model.jnt_range[:7, 1]
+        scratch.qpos[:7] = q0
         body = model.body("tips_arm").id
-        jac = np.zeros((3, model.nv))
-        for _ in range(self.ik_iterations):
+        jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
+        heading3 = np.array([*heading, 0.0])
+        for i in range(iterations + 1):
             mujoco.mj_kinematics(model, scratch)
             mujoco.mj_comPos(model, scratch)
-            point = self.gripper_point(scratch)
-            error = target - point
-            mujoco.mj_jac(model, scratch, jac, None, point, body)
-            j = jac[:, :7]
-            step = j.T @ np.linalg.solve(j @ j.T + self.damping**2 * np.eye(3), error)
-            posture = -scratch.qpos[:7] * self.roll_joints
-            step += (np.eye(7) - np.linalg.pinv(j) @ j) @ posture * 0.1
-            scratch.qpos[:7] = np.clip(scratch.qpos[:7] + step, low, high)
-        return scratch.qpos[:7].copy()
+            wrist, rot = self._gripper(scratch)
+            x, y = rot[:, 0], rot[:, 1]
+            world_point = wrist + rot @ point
+            residual = np.array([*(world_point - target), x[2], y[2], x @ heading3 - 1.0]) * weights
+            if i == iterations:
+                break
+            mujoco.mj_jac(model, scratch, jacp, jacr, world_point, body)
+            jp, jr = jacp[:, :7], jacr[:, :7]
+            # d(v)/dq = omega x v: z-components for levelness, projection on the heading.
+            jac = np.vstack([jp, jr[0] * x[1] - jr[1] * x[0], jr[0] * y[1] - jr[1] * y[0], np.cross(x, heading3) @ jr])
+            jac *= weights[:, None]
+            q = scratch.qpos[:7]
+            # Joints at a limit that the step would push further are frozen and the step solved
+            # again: clipping alone would stall the other joints' share of the motion.
+            free = np.ones(7, bool)
+            for _ in range(3):
+                jf = jac * free
+                step = -jf.T @ np.linalg.solve(jf @ jf.T + self.ik_damping**2 * np.eye(6), residual)
+                blocked = ((q <= self._low + 1e-6) & (step < 0)) | ((q >= self._high - 1e-6) & (step > 0))
+                if not blocked.any():
+                    break
+                free &= ~blocked
+            step = np.clip(step, -self.ik_max_step, self.ik_max_step)
+            scratch.qpos[:7] = np.clip(q + step, self._low, self._high)
+        return scratch.qpos[:7].copy(), float(np.linalg.norm(residual))
+
+    def _position_error(self, model, q, point, target) -> float:
+        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
+        self._scratch.qpos[:7] = q
+        mujoco.mj_kinematics(model, self._scratch)
+        wrist, rot = self._gripper(self._scratch)
+        return float(np.linalg.norm(wrist + rot @ point - target))
 
     def act(self, env):
         model, data = env.unwrapped.model, env.data
-        # Joint-space PD on an IK solution: tracking the gripper in Cartesian space alone stalls
-        # at the joint limits when the object is close to the shoulder.
-        q_target = self.inverse_kinematics(model, data, self.target(data))
-        torque = self.kp * (q_target - data.qpos[:7]) - self.kd * data.qvel[:7]
+        point, target, heading = self._goal_for(data, self._phase(data))
+        q, _ = self._solve(model, self._q, point, target, heading, self.ik_iterations)
+        if self._position_error(model, q, point, target) > self.ik_fallback_error:
+            # Near the shoulder the wanted orientation can cost centimetres; then position wins.
+            weights = self.ik_weights * np.array([1, 1, 1, *[self.ik_fallback_scale] * 3])
+            q, _ = self._solve(model, self._q, point, target, heading, self.ik_iterations, weights)
+        self._q = q
+        accel = self.kp * (self._q - data.qpos[:7]) - self.kd * data.qvel[:7]
+        mass = np.zeros((model.nv, model.nv))
+        mujoco.mj_fullM(model, data, mass)
+        # The joints' own viscous damping is known, so cancel it too.
+        torque = mass[:7, :7] @ accel + model.dof_damping[:7] * data.qvel[:7]
         return np.clip(torque, -2.0, 2.0).astype(np.float32)
 
 
@@ -167,6 +281,13 @@ class NoisyExpert(Policy):
         super().reset(env, rng)
         self.expert.reset(env, rng)
         self.random.reset(env, rng)
+
+    def _position_error(self, model, q, point, target) -> float:
+        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
+        self._scratch.qpos[:7] = q
+        mujoco.mj_kinematics(model, self._scratch)
+        wrist, rot = self._gripper(self._scratch)
+        return float(np.linalg.norm(wrist + rot @ point - target))
 
     def act(self, env):
         expert_action = self.expert.act(env)  # always computed, so the stream of rng draws is fixed

@@ -32,13 +32,6 @@ class Policy:
 class RandomPolicy(Policy):
     name = "random"
 
-    def _position_error(self, model, q, point, target) -> float:
-        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
-        self._scratch.qpos[:7] = q
-        mujoco.mj_kinematics(model, self._scratch)
-        wrist, rot = self._gripper(self._scratch)
-        return float(np.linalg.norm(wrist + rot @ point - target))
-
     def act(self, env):
         space = env.action_space
         return self.rng.uniform(space.low, space.high).astype(space.dtype)
@@ -46,13 +39,6 @@ class RandomPolicy(Policy):
 
 class ZeroPolicy(Policy):
     name = "zero"
-
-    def _position_error(self, model, q, point, target) -> float:
-        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
-        self._scratch.qpos[:7] = q
-        mujoco.mj_kinematics(model, self._scratch)
-        wrist, rot = self._gripper(self._scratch)
-        return float(np.linalg.norm(wrist + rot @ point - target))
 
     def act(self, env):
         return np.zeros(env.action_space.shape, env.action_space.dtype)
@@ -74,13 +60,6 @@ class ReacherExpert(Policy):
     name = "expert"
     link1, link2 = 0.1, 0.11  # m, from Reacher's model
     kp, kd = 2.0, 0.15  # action units per rad and per rad/s (the motors' gear is 200)
-
-    def _position_error(self, model, q, point, target) -> float:
-        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
-        self._scratch.qpos[:7] = q
-        mujoco.mj_kinematics(model, self._scratch)
-        wrist, rot = self._gripper(self._scratch)
-        return float(np.linalg.norm(wrist + rot @ point - target))
 
     def act(self, env):
         data = env.data
@@ -115,12 +94,14 @@ class PusherExpert(Policy):
     prongs turned 45 degrees from the push direction. Of the two corners, the one the arm reaches
     best is chosen at reset.
 
-    Phases, re-decided from state every step: `approach` hovers over a spot from which the object
-    lies just in front of the prong tips, `descend` lowers the gripper there, and `push` puts the
-    corner point onto the object's centre (so the capsules sink into it) and follows the object
-    to the goal. Each step solves inverse kinematics for one gripper-frame point with the gripper
-    level and heading as wanted (weighted damped least squares, warm-started from the last
-    solution so the arm stays on one branch) and tracks it with computed-torque joint PD.
+    Phases, re-decided from state every step: `place` brings the U over the object (centred
+    between the prongs) and lowers it as the horizontal error shrinks; once the gripper is down
+    with the object in the U, `push` puts the corner point onto the object's centre (so the
+    capsules sink into it) and follows the object to the goal, easing off when it gets there.
+    Each step solves inverse kinematics for one gripper-frame point with the gripper level and
+    heading as wanted (weighted damped least squares that freezes joints at their limits,
+    warm-started from the last solution so the arm stays on one branch; the first solve of an
+    episode uses many fixed restarts) and tracks it with computed-torque joint PD.
     """
 
     name = "expert"
@@ -133,6 +114,7 @@ class PusherExpert(Policy):
     # into both (bar and prong radius 0.02 + object radius 0.05 = 0.07 at contact); tracking lag
     # leaves about 5 cm, and deeper than 7 cm the contact normal would flip.
     corner = np.array([0.005, 0.095, 0.0])
+    rest = np.array([0.07, 0.03, 0.0])  # touching bar and prong without pressing
     # Before pushing: the object centred in the U, 2 cm clear of the bar and 3 cm of each prong,
     # so the gripper can come down around it.
     ahead = np.array([0.09, 0.0, 0.0])
@@ -145,8 +127,6 @@ class PusherExpert(Policy):
     ik_weights = np.array([1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
     ik_damping, ik_iterations, ik_max_step = 0.03, 15, 0.2  # -, -, rad per iteration
     ik_starts = 24  # random restarts of the first solve of an episode
-    # Above this position error (m) the solve is redone with the orientation weights scaled down.
-    ik_fallback_error, ik_fallback_scale = 0.01, 0.3
 
     def reset(self, env, rng):
         super().reset(env, rng)
@@ -201,14 +181,13 @@ class PusherExpert(Policy):
             height = self.hover_height + down * (self.push_height - self.hover_height)
             return self.ahead, np.array([*obj, height]), heading
         if distance < self.stop_distance:
-            # Back the corner out to bare contact so the object stops where it is.
-            corner = corner * np.array([3.5, 0.875, 1.0])
+            # Back out to bare contact with the bar and prong so the object stops where it is.
+            corner = self.rest * np.array([1.0, self._side * upright, 1.0])
         return corner, np.array([*obj, self.push_height]), heading
 
-    def _solve(self, model, q0, point, target, heading, iterations, weights=None) -> tuple[np.ndarray, float]:
+    def _solve(self, model, q0, point, target, heading, iterations) -> tuple[np.ndarray, float]:
         """Joint angles (7,) near q0 putting gripper-frame `point` at `target` with the gripper
-        level and its prongs along `heading`; returns them with the weighted residual."""
-        weights = self.ik_weights if weights is None else weights
+        level and its prongs along `heading`; returns them with the weighted residual's norm."""
         scratch = self._scratch
         scratch.qpos[:7] = q0
         body = model.body("tips_arm").id
@@ -220,14 +199,14 @@ class PusherExpert(Policy):
             wrist, rot = self._gripper(scratch)
             x, y = rot[:, 0], rot[:, 1]
             world_point = wrist + rot @ point
-            residual = np.array([*(world_point - target), x[2], y[2], x @ heading3 - 1.0]) * weights
+            residual = np.array([*(world_point - target), x[2], y[2], x @ heading3 - 1.0]) * self.ik_weights
             if i == iterations:
                 break
             mujoco.mj_jac(model, scratch, jacp, jacr, world_point, body)
             jp, jr = jacp[:, :7], jacr[:, :7]
             # d(v)/dq = omega x v: z-components for levelness, projection on the heading.
             jac = np.vstack([jp, jr[0] * x[1] - jr[1] * x[0], jr[0] * y[1] - jr[1] * y[0], np.cross(x, heading3) @ jr])
-            jac *= weights[:, None]
+            jac *= self.ik_weights[:, None]
             q = scratch.qpos[:7]
             # Joints at a limit that the step would push further are frozen and the step solved
             # again: clipping alone would stall the other joints' share of the motion.
@@ -243,22 +222,10 @@ class PusherExpert(Policy):
             scratch.qpos[:7] = np.clip(q + step, self._low, self._high)
         return scratch.qpos[:7].copy(), float(np.linalg.norm(residual))
 
-    def _position_error(self, model, q, point, target) -> float:
-        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
-        self._scratch.qpos[:7] = q
-        mujoco.mj_kinematics(model, self._scratch)
-        wrist, rot = self._gripper(self._scratch)
-        return float(np.linalg.norm(wrist + rot @ point - target))
-
     def act(self, env):
         model, data = env.unwrapped.model, env.data
         point, target, heading = self._goal_for(data, self._phase(data))
-        q, _ = self._solve(model, self._q, point, target, heading, self.ik_iterations)
-        if self._position_error(model, q, point, target) > self.ik_fallback_error:
-            # Near the shoulder the wanted orientation can cost centimetres; then position wins.
-            weights = self.ik_weights * np.array([1, 1, 1, *[self.ik_fallback_scale] * 3])
-            q, _ = self._solve(model, self._q, point, target, heading, self.ik_iterations, weights)
-        self._q = q
+        self._q, _ = self._solve(model, self._q, point, target, heading, self.ik_iterations)
         accel = self.kp * (self._q - data.qpos[:7]) - self.kd * data.qvel[:7]
         mass = np.zeros((model.nv, model.nv))
         mujoco.mj_fullM(model, data, mass)
@@ -281,13 +248,6 @@ class NoisyExpert(Policy):
         super().reset(env, rng)
         self.expert.reset(env, rng)
         self.random.reset(env, rng)
-
-    def _position_error(self, model, q, point, target) -> float:
-        """Distance (m) from gripper-frame `point` to `target` with the arm at joint angles q."""
-        self._scratch.qpos[:7] = q
-        mujoco.mj_kinematics(model, self._scratch)
-        wrist, rot = self._gripper(self._scratch)
-        return float(np.linalg.norm(wrist + rot @ point - target))
 
     def act(self, env):
         expert_action = self.expert.act(env)  # always computed, so the stream of rng draws is fixed

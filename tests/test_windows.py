@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from conftest import record
 from worldmodel.data import RolloutFormatError, RolloutReader
-from worldmodel.data.windows import RolloutWindows
+from worldmodel.data.windows import RolloutWindows, collate_windows
 
 
 def test_windows_cover_each_episode_without_crossing_boundaries(reacher_file):
@@ -39,9 +39,10 @@ def test_dataloader_workers_and_cache_give_the_same_batches(reacher_file):
     ds = RolloutWindows(reacher_file, split="all")
     cached = RolloutWindows(reacher_file, split="all", cache=True)
     batches = [
-        next(iter(DataLoader(d, batch_size=16, num_workers=w)))
+        next(iter(DataLoader(d, batch_size=16, num_workers=w, collate_fn=collate_windows)))
         for d, w in ((ds, 0), (ds, 2), (cached, 0))
     ]
+    assert batches[0]["frames"].shape == (16, 5, 64, 64, 3)
     for other in batches[1:]:
         for key in batches[0]:
             assert torch.equal(batches[0][key], other[key])

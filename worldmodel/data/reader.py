@@ -1,0 +1,151 @@
+"""Reading HDF5 rollout files: metadata, episodes and raw slices, with clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from worldmodel.data.format import (
+    EPISODE_FIELDS,
+    FORMAT_VERSION,
+    FRAME_FIELDS,
+    STEP_FIELDS,
+    Episode,
+    RolloutFormatError,
+    decode_policy,
+)
+
+
+def open_rollout_file(path: str | os.PathLike) -> h5py.File:
+    """Opens a rollout file read-only, also while it is being written or after its writer was killed."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No rollout file at {path}. Record one with: python tools/record_rollouts.py task=reacher out={path}"
+        )
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        if "already open for write" not in str(error):
+            raise RolloutFormatError(f"{path} is not a readable HDF5 file ({error}); it may be truncated or corrupt.") from error
+        # Being written, or its writer was killed: SWMR read sees every finished episode.
+        # (Not tried first: on a damaged file SWMR read retries for a long time before failing.)
+        f = h5py.File(path, "r", libver="latest", swmr=True)
+    version = f.attrs.get("format_version")
+    if version is None:
+        f.close()
+        raise RolloutFormatError(f"{path} is HDF5 but not a DiffusionWorld rollout file (no format_version attribute).")
+    if int(version) != FORMAT_VERSION:
+        f.close()
+        raise RolloutFormatError(
+            f"{path} has format_version {int(version)}; this code reads version {FORMAT_VERSION}. "
+            "Re-record it, or use the DiffusionWorld release that wrote it."
+        )
+    missing = [n for n in (*FRAME_FIELDS, *STEP_FIELDS) if n not in f] + [f"episodes/{n}" for n in EPISODE_FIELDS if n not in f.get("episodes", {})]
+    if missing:
+        f.close()
+        raise RolloutFormatError(f"{path} lacks datasets {missing}; the file is damaged.")
+    return f
+
+
+class RolloutReader:
+    """Read access to one rollout file.
+
+    Episode bounds are loaded once (a few int64 per episode); frames and steps are read on
+    demand, so memory stays small whatever the file size.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.file = open_rollout_file(self.path)
+        self.metadata: dict[str, Any] = {
+            k: json.loads(v) for k, v in self.file.attrs.items() if k != "format_version"
+        }
+        ep = self.file["episodes"]
+        n = len(ep["length"])  # rows appear when complete: `length` sizes the index
+        self.frame_start = ep["frame_start"][:n].astype(np.int64)
+        self.step_start = ep["step_start"][:n].astype(np.int64)
+        self.lengths = ep["length"][:n].astype(np.int64)
+        self.seeds = ep["seed"][:n].astype(np.int64)
+        self.policies = [decode_policy(p) for p in ep["policy"][:n]]
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_frames(self) -> int:
+        return int((self.lengths + 1).sum())
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return tuple(self.file["frames"].shape[1:])
+
+    def steps(self, name: str, episode: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Per-step array `name` (actions, rewards, ...) of steps [start, stop) of an episode."""
+        self._check_episode(episode)
+        base, T = int(self.step_start[episode]), int(self.lengths[episode])
+        stop = T if stop is None else stop
+        return self.file[name][base + start : base + stop]
+
+    def frames(self, episode: int, start: int = 0, stop: int | None = None, name: str = "frames") -> np.ndarray:
+        """Frames [start, stop) of an episode, (n, H, W, 3) uint8 (or qpos/qvel via `name`)."""
+        self._check_episode(episode)
+        base, T = int(self.frame_start[episode]), int(self.lengths[episode])
+        stop = T + 1 if stop is None else stop
+        return self.file[name][base + start : base + stop]
+
+    def _check_episode(self, i: int) -> None:
+        if not 0 <= i < self.num_episodes:
+            raise IndexError(f"episode {i} out of range: {self.path} has {self.num_episodes} episodes.")
+
+    def episode(self, i: int) -> Episode:
+        return Episode(
+            **{name: self.frames(i, name=name) for name in FRAME_FIELDS},
+            **{name: self.steps(name, i) for name in STEP_FIELDS},
+            seed=int(self.seeds[i]),
+            policy=self.policies[i],
+        )
+
+    def check_actions(self, block: int = 65536) -> None:
+        """Raises RolloutFormatError if any recorded action is NaN/inf or outside the action space.
+
+        Streams the actions in blocks, so memory stays bounded.
+        """
+        low = np.asarray(self.metadata["action_low"], np.float32).reshape(-1)
+        high = np.asarray(self.metadata["action_high"], np.float32).reshape(-1)
+        actions = self.file["actions"]
+        n = int(self.step_start[-1] + self.lengths[-1]) if self.num_episodes else 0
+        for start in range(0, n, block):
+            chunk = actions[start : min(start + block, n)]
+            bad = ~np.isfinite(chunk).all(axis=1)
+            if bad.any():
+                step = start + int(np.argmax(bad))
+                raise RolloutFormatError(
+                    f"{self.path}: action at step {step} (episode {self.episode_of_step(step)}) is {chunk[step - start]}: NaN or inf. "
+                    "Re-record the episode or drop it from the file."
+                )
+            out = ((chunk < low - 1e-6) | (chunk > high + 1e-6)).any(axis=1)
+            if out.any():
+                step = start + int(np.argmax(out))
+                raise RolloutFormatError(
+                    f"{self.path}: action at step {step} (episode {self.episode_of_step(step)}) is {chunk[step - start]}, "
+                    f"outside the action space [{low}, {high}]. Clip actions to the space when recording."
+                )
+
+    def episode_of_step(self, step: int) -> int:
+        return int(np.searchsorted(self.step_start, step, side="right") - 1)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "RolloutReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

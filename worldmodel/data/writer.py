@@ -1,0 +1,224 @@
+"""Crash-safe appending of episodes to an HDF5 rollout file.
+
+The file is written in HDF5's single-writer/multiple-reader (SWMR) mode: HDF5 then orders its
+metadata writes so that the file on disk is always consistent, and a writer killed at any moment
+(even SIGKILL) leaves a file whose listed episodes are all intact. An episode becomes visible only
+when its row is added to /episodes, after its data is flushed.
+
+A killed writer leaves HDF5's "file open for writing" flag set: `RolloutReader` still opens it
+(SWMR read), plain `h5py.File(path, "r")` does not until the file is repaired, which the next
+append does by itself (or `repair(path)`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from worldmodel.data.format import (
+    EPISODE_FIELDS,
+    FORMAT_VERSION,
+    FRAME_FIELDS,
+    POLICY_BYTES,
+    STEP_FIELDS,
+    Episode,
+    RolloutFormatError,
+    encode_policy,
+)
+
+logger = logging.getLogger(__name__)
+
+# Measured on Reacher 64x64 frames (docs/data_format.md): gzip level 1 on 8-frame chunks
+# stores a frame in ~1/10 of its raw size at full recording speed, and a 5-frame window
+# touches at most two chunks.
+DEFAULT_COMPRESSION = "gzip"
+DEFAULT_COMPRESSION_LEVEL = 1
+DEFAULT_CHUNK_FRAMES = 8
+
+# The fields checked before appending: data of another task, frame size or action space
+# cannot share a file.
+COMPAT_KEYS = ("task", "frame_shape", "action_shape", "action_low", "action_high")
+
+
+def _is_left_open(error: OSError) -> bool:
+    return "already open for write" in str(error)
+
+
+class RolloutWriter:
+    """Appends episodes to `path`, creating it if needed.
+
+    metadata: plain-type attributes of the file. Must hold `task`, `frame_shape` (H, W, 3),
+    `action_shape`, `action_low`, `action_high` (lists), `nq`, `nv`; each value is stored as a
+    JSON string attribute.
+    append: if False, an existing file is an error (nothing is overwritten).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        metadata: dict[str, Any],
+        append: bool = False,
+        compression: str | None = DEFAULT_COMPRESSION,
+        compression_level: int | None = DEFAULT_COMPRESSION_LEVEL,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    ):
+        self.path = Path(path)
+        missing = [k for k in (*COMPAT_KEYS, "nq", "nv") if k not in metadata]
+        if missing:
+            raise ValueError(f"metadata lacks {missing}.")
+        self.metadata = metadata
+        if self.path.exists():
+            if not append:
+                raise FileExistsError(
+                    f"{self.path} exists. Pass append=true to add episodes to it, or choose another output path."
+                )
+            self._check_compatible()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create(compression, compression_level, chunk_frames)
+        self._file = self._open_for_append()
+        self._file.swmr_mode = True
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _create(self, compression, compression_level, chunk_frames) -> None:
+        """Creates the empty file under a temporary name, then renames it: never half-made."""
+        md = self.metadata
+        h, w, c = md["frame_shape"]
+        a = int(np.prod(md["action_shape"]))
+        tmp = self.path.with_name(self.path.name + ".creating")
+        opts = dict(compression=compression, compression_opts=compression_level if compression == "gzip" else None)
+        with h5py.File(tmp, "w", libver="latest") as f:
+            f.attrs["format_version"] = FORMAT_VERSION
+            for key, value in md.items():
+                f.attrs[key] = json.dumps(value)
+            f.create_dataset("frames", (0, h, w, c), np.uint8, maxshape=(None, h, w, c), chunks=(chunk_frames, h, w, c), **opts)
+            steps = 4096  # small arrays: large chunks keep the index small
+            f.create_dataset("qpos", (0, md["nq"]), np.float64, maxshape=(None, md["nq"]), chunks=(steps, md["nq"]), **opts)
+            f.create_dataset("qvel", (0, md["nv"]), np.float64, maxshape=(None, md["nv"]), chunks=(steps, md["nv"]), **opts)
+            f.create_dataset("actions", (0, a), np.float32, maxshape=(None, a), chunks=(steps, a), **opts)
+            f.create_dataset("rewards", (0,), np.float32, maxshape=(None,), chunks=(steps,), **opts)
+            for name in ("terminated", "truncated", "success"):
+                f.create_dataset(name, (0,), bool, maxshape=(None,), chunks=(steps,), **opts)
+            ep = f.create_group("episodes")
+            for name in ("frame_start", "step_start", "length", "seed"):
+                ep.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(1024,))
+            ep.create_dataset("policy", (0,), f"S{POLICY_BYTES}", maxshape=(None,), chunks=(1024,))
+        os.replace(tmp, self.path)
+
+    def _check_compatible(self) -> None:
+        """Refuses, before touching the file, to mix tasks, frame sizes or action spaces."""
+        from worldmodel.data.reader import RolloutReader
+
+        with RolloutReader(self.path) as reader:
+            existing = reader.metadata
+        for key in COMPAT_KEYS:
+            if json.dumps(self.metadata[key]) != json.dumps(existing[key]):
+                raise RolloutFormatError(
+                    f"Cannot append to {self.path}: its {key} is {existing[key]!r}, the new data's is "
+                    f"{self.metadata[key]!r}. Write to another file (out=...)."
+                )
+
+    def _open_for_append(self) -> h5py.File:
+        try:
+            f = h5py.File(self.path, "a", libver="latest")
+        except OSError as error:
+            if not _is_left_open(error):
+                raise RolloutFormatError(f"Cannot open {self.path} for appending: {error}") from error
+            logger.warning("%s was left open by a writer that did not finish; repairing it.", self.path)
+            repair(self.path)
+            f = h5py.File(self.path, "a", libver="latest")
+        # Drop any unfinished episode a failed writer left past the index.
+        ep = f["episodes"]
+        n = len(ep["length"])
+        frames_end = int(ep["frame_start"][n - 1] + ep["length"][n - 1] + 1) if n else 0
+        steps_end = int(ep["step_start"][n - 1] + ep["length"][n - 1]) if n else 0
+        for name in FRAME_FIELDS:
+            f[name].resize(frames_end, axis=0)
+        for name in STEP_FIELDS:
+            f[name].resize(steps_end, axis=0)
+        self._frames_end, self._steps_end, self._num_episodes = frames_end, steps_end, n
+        return f
+
+    # -- writing ------------------------------------------------------------------------------
+    def add_episode(self, episode: Episode) -> None:
+        """Appends one episode; it is on disk and visible to readers when this returns."""
+        episode.validate()
+        f = self._file
+        expected = tuple(f["frames"].shape[1:])
+        if episode.frames.shape[1:] != expected:
+            raise RolloutFormatError(f"episode frames are {episode.frames.shape[1:]}, the file holds {expected}.")
+        if episode.actions.shape[1:] != f["actions"].shape[1:]:
+            raise RolloutFormatError(f"episode actions are {episode.actions.shape[1:]}, the file holds {f['actions'].shape[1:]}.")
+        T = episode.length
+        for name, start in [*((n, self._frames_end) for n in FRAME_FIELDS), *((n, self._steps_end) for n in STEP_FIELDS)]:
+            values = getattr(episode, name)
+            dset = f[name]
+            dset.resize(start + len(values), axis=0)
+            dset[start:] = values
+            dset.flush()
+        row = {
+            "frame_start": self._frames_end,
+            "step_start": self._steps_end,
+            "length": T,
+            "seed": int(episode.seed),
+            "policy": np.bytes_(encode_policy(episode.policy)),
+        }
+        for name in EPISODE_FIELDS:
+            dset = f["episodes"][name]
+            dset.resize(self._num_episodes + 1, axis=0)
+            dset[self._num_episodes] = row[name]
+        # `length` last: a reader sizes the index by it, so a row is complete when it shows.
+        for name in EPISODE_FIELDS:
+            f["episodes"][name].flush()
+        self._frames_end += T + 1
+        self._steps_end += T
+        self._num_episodes += 1
+
+    @property
+    def num_episodes(self) -> int:
+        return self._num_episodes
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> "RolloutWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def repair(path: str | os.PathLike) -> int:
+    """Rewrites a file left open by a killed writer with all its finished episodes; returns their count.
+
+    The copy is made next to the file and renamed over it only when complete, so nothing is lost
+    if the repair itself is interrupted.
+    """
+    from worldmodel.data.reader import RolloutReader
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".repairing")
+    tmp.unlink(missing_ok=True)
+    with RolloutReader(path) as reader:
+        metadata = reader.metadata
+        with h5py.File(path, "r", libver="latest", swmr=True) as src:
+            frames = src["frames"]
+            layout = dict(
+                compression=frames.compression,
+                compression_level=frames.compression_opts,
+                chunk_frames=frames.chunks[0],
+            )
+        writer = RolloutWriter(tmp, metadata, **layout)
+        with writer:
+            for i in range(reader.num_episodes):
+                writer.add_episode(reader.episode(i))
+        count = reader.num_episodes
+    os.replace(tmp, path)
+    return count

@@ -31,7 +31,9 @@ def test_file_layout_is_readable_with_plain_h5py(reacher_file):
         frames = f["frames"][s : s + lengths[2] + 1]
         assert frames.shape == (13, 64, 64, 3) and frames.dtype == np.uint8
         assert f["actions"].shape == (6 * 12, 2) and f["actions"].dtype == np.float32
-        assert f["qpos"].shape == (6 * 13, 4) and f["frames"].compression == "gzip"
+        starts = f["episodes/frame_start"][:]
+        assert (starts % f["frames"].chunks[0] == 0).all(), "episodes start on a chunk boundary"
+        assert f["qpos"].shape == (starts[-1] + 13, 4) and f["frames"].compression == "gzip"
         for name in ("rewards", "terminated", "truncated", "success"):
             assert f[name].shape == (72,)
         assert f["truncated"][11] and not f["truncated"][10]
@@ -127,20 +129,24 @@ def test_recorder_killed_mid_run_leaves_every_finished_episode_intact(tmp_path):
     path = tmp_path / "crash.h5"
     cmd = [sys.executable, str(ROOT / "tools/record_rollouts.py"), "task=reacher", "policy=mixture",
            "episodes=1000", "seed=0", f"out={path}"]
-    for kill_after in (3, 7):  # kill, append after the crash, kill again
-        proc = subprocess.Popen(cmd + (["append=true"] if path.exists() else []), cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            time.sleep(0.05)
-            try:
-                with RolloutReader(path) as reader:
-                    if reader.num_episodes >= kill_after:
-                        break
-            except (OSError, ValueError):
-                pass  # file not created yet
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    for run, kill_after in enumerate((3, 7)):  # kill, append after the crash, kill again
+        log = tmp_path / f"recorder{run}.log"
+        with open(log, "w") as stderr:
+            proc = subprocess.Popen(cmd + (["append=true"] if path.exists() else []), cwd=ROOT,
+                                    stdout=subprocess.DEVNULL, stderr=stderr)
+            deadline = time.time() + 60
+            while proc.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+                try:
+                    with RolloutReader(path) as reader:
+                        if reader.num_episodes >= kill_after:
+                            break
+                except (OSError, ValueError):
+                    pass  # file not created yet
+            alive = proc.poll() is None
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert alive and time.time() < deadline, f"recorder run {run} stopped early:\n{log.read_text()[-3000:]}"
     crashed = read_all(path)
     assert len(crashed) >= 7
     # every listed episode is exactly what an uninterrupted recorder writes
@@ -149,3 +155,16 @@ def test_recorder_killed_mid_run_leaves_every_finished_episode_intact(tmp_path):
     record(path, policy="mixture_tool", episodes=1, append=True, episode_steps=None)  # repairs, then appends
     with h5py.File(path, "r") as f:  # plain h5py opens the repaired file
         assert len(f["episodes/length"]) == len(crashed) + 1
+
+
+@pytest.mark.parametrize("policy", ["random", "zero", "expert", "noisy_expert", "mixture"])
+def test_every_policy_config_builds(policy):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        cfg = compose("record", overrides=[f"policy={policy}", "out=x.h5"])
+    specs = [PolicySpec(**c) for c in cfg.policy.components]
+    for spec in specs:
+        spec.build("pusher")
+    if policy == "noisy_expert":
+        assert specs[0].eps == 0.3

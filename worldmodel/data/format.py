@@ -11,7 +11,8 @@ One file holds many episodes of one task, concatenated along the first axis of f
     /episodes/frame_start, step_start, length, seed  (E,) int64;  /episodes/policy (E,) JSON bytes
 
 An episode with T steps owns frames [frame_start, frame_start + T + 1) and steps
-[step_start, step_start + T). Only episodes listed in /episodes exist: data past the last listed
+[step_start, step_start + T). Episodes start on a frame-chunk boundary; rows between episodes
+are zero padding. Only episodes listed in /episodes exist: data past the last listed
 episode is an unfinished write and is ignored (and overwritten by the next append).
 """
 

@@ -31,12 +31,13 @@ from worldmodel.data.format import (
     RolloutFormatError,
     encode_policy,
 )
+from worldmodel.data.reader import RolloutReader
 
 logger = logging.getLogger(__name__)
 
 # Measured on Reacher 64x64 frames (docs/data_format.md): gzip level 1 on 8-frame chunks
-# stores a frame in ~1/10 of its raw size at full recording speed, and a 5-frame window
-# touches at most two chunks.
+# stores a frame in ~1/18 of its raw size, writes far faster than the recorder produces
+# frames, and a 5-frame window touches at most two chunks.
 DEFAULT_COMPRESSION = "gzip"
 DEFAULT_COMPRESSION_LEVEL = 1
 DEFAULT_CHUNK_FRAMES = 8
@@ -92,29 +93,30 @@ class RolloutWriter:
         h, w, c = md["frame_shape"]
         a = int(np.prod(md["action_shape"]))
         tmp = self.path.with_name(self.path.name + ".creating")
-        opts = dict(compression=compression, compression_opts=compression_level if compression == "gzip" else None)
+        frame_opts = dict(compression=compression, compression_opts=compression_level if compression == "gzip" else None)
+        # Per-step arrays are tiny next to frames and stay uncompressed: an uncompressed chunk is
+        # rewritten in place, while a compressed one that grows by an episode is reallocated, and
+        # SWMR mode never reuses the space it leaves (that tripled the file size).
+        rows = 1024
         with h5py.File(tmp, "w", libver="latest") as f:
             f.attrs["format_version"] = FORMAT_VERSION
             for key, value in md.items():
                 f.attrs[key] = json.dumps(value)
-            f.create_dataset("frames", (0, h, w, c), np.uint8, maxshape=(None, h, w, c), chunks=(chunk_frames, h, w, c), **opts)
-            steps = 4096  # small arrays: large chunks keep the index small
-            f.create_dataset("qpos", (0, md["nq"]), np.float64, maxshape=(None, md["nq"]), chunks=(steps, md["nq"]), **opts)
-            f.create_dataset("qvel", (0, md["nv"]), np.float64, maxshape=(None, md["nv"]), chunks=(steps, md["nv"]), **opts)
-            f.create_dataset("actions", (0, a), np.float32, maxshape=(None, a), chunks=(steps, a), **opts)
-            f.create_dataset("rewards", (0,), np.float32, maxshape=(None,), chunks=(steps,), **opts)
+            f.create_dataset("frames", (0, h, w, c), np.uint8, maxshape=(None, h, w, c), chunks=(chunk_frames, h, w, c), **frame_opts)
+            f.create_dataset("qpos", (0, md["nq"]), np.float64, maxshape=(None, md["nq"]), chunks=(rows, md["nq"]))
+            f.create_dataset("qvel", (0, md["nv"]), np.float64, maxshape=(None, md["nv"]), chunks=(rows, md["nv"]))
+            f.create_dataset("actions", (0, a), np.float32, maxshape=(None, a), chunks=(rows, a))
+            f.create_dataset("rewards", (0,), np.float32, maxshape=(None,), chunks=(rows,))
             for name in ("terminated", "truncated", "success"):
-                f.create_dataset(name, (0,), bool, maxshape=(None,), chunks=(steps,), **opts)
+                f.create_dataset(name, (0,), bool, maxshape=(None,), chunks=(rows,))
             ep = f.create_group("episodes")
             for name in ("frame_start", "step_start", "length", "seed"):
-                ep.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(1024,))
-            ep.create_dataset("policy", (0,), f"S{POLICY_BYTES}", maxshape=(None,), chunks=(1024,))
+                ep.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(rows,))
+            ep.create_dataset("policy", (0,), f"S{POLICY_BYTES}", maxshape=(None,), chunks=(rows,))
         os.replace(tmp, self.path)
 
     def _check_compatible(self) -> None:
         """Refuses, before touching the file, to mix tasks, frame sizes or action spaces."""
-        from worldmodel.data.reader import RolloutReader
-
         with RolloutReader(self.path) as reader:
             existing = reader.metadata
         for key in COMPAT_KEYS:
@@ -156,27 +158,30 @@ class RolloutWriter:
         if episode.actions.shape[1:] != f["actions"].shape[1:]:
             raise RolloutFormatError(f"episode actions are {episode.actions.shape[1:]}, the file holds {f['actions'].shape[1:]}.")
         T = episode.length
-        for name, start in [*((n, self._frames_end) for n in FRAME_FIELDS), *((n, self._steps_end) for n in STEP_FIELDS)]:
+        # Each episode's frames start on a fresh chunk, so a finished episode's compressed chunks
+        # are never rewritten (see _create); the few rows between episodes are zero padding.
+        chunk = f["frames"].chunks[0]
+        frame_start = -(-self._frames_end // chunk) * chunk
+        for name, start in [*((n, frame_start) for n in FRAME_FIELDS), *((n, self._steps_end) for n in STEP_FIELDS)]:
             values = getattr(episode, name)
             dset = f[name]
             dset.resize(start + len(values), axis=0)
             dset[start:] = values
             dset.flush()
         row = {
-            "frame_start": self._frames_end,
+            "frame_start": frame_start,
             "step_start": self._steps_end,
             "length": T,
             "seed": int(episode.seed),
             "policy": np.bytes_(encode_policy(episode.policy)),
         }
-        for name in EPISODE_FIELDS:
+        # `length` goes last: readers size the index by it, so a row shows only when complete.
+        for name in sorted(EPISODE_FIELDS, key=lambda n: n == "length"):
             dset = f["episodes"][name]
             dset.resize(self._num_episodes + 1, axis=0)
             dset[self._num_episodes] = row[name]
-        # `length` last: a reader sizes the index by it, so a row is complete when it shows.
-        for name in EPISODE_FIELDS:
-            f["episodes"][name].flush()
-        self._frames_end += T + 1
+            dset.flush()
+        self._frames_end = frame_start + T + 1
         self._steps_end += T
         self._num_episodes += 1
 
@@ -201,8 +206,6 @@ def repair(path: str | os.PathLike) -> int:
     The copy is made next to the file and renamed over it only when complete, so nothing is lost
     if the repair itself is interrupted.
     """
-    from worldmodel.data.reader import RolloutReader
-
     path = Path(path)
     tmp = path.with_name(path.name + ".repairing")
     tmp.unlink(missing_ok=True)

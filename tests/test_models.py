@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from worldmodel.models import RewardTerminationHead, build_denoiser
+
+BOX = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
+SMALL = dict(channels=(16, 32), blocks=1, cond_dim=32)
+
+
+def randomized(model, seed=0):
+    """Zero-initialised output layers make every output 0; give all weights random values to test wiring."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+def window(b=2, t=5, a=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, 3, 16, 16, generator=g), torch.randn(b, t, generator=g), torch.rand(b, t - 1, a, generator=g) * 2 - 1
+
+
+def test_spacetime_output_of_a_frame_never_depends_on_later_frames():
+    model = randomized(build_denoiser("spacetime", BOX, context=3, target=2, **SMALL))
+    x, c_noise, actions = window()
+    out = model(x, c_noise, actions)
+    assert out.shape == x.shape
+    x2, c2, a2 = x.clone(), c_noise.clone(), actions.clone()
+    x2[:, 3:] += 1.0
+    c2[:, 3:] -= 1.0
+    a2[:, 3:] = -a2[:, 3:]  # action 3 leads to frame 4
+    out2 = model(x2, c2, a2)
+    assert torch.allclose(out[:, :3], out2[:, :3], atol=1e-5), "frames 0-2 must not see frames 3-4"
+    assert not torch.allclose(out[:, 3:], out2[:, 3:], atol=1e-3)
+
+
+@pytest.mark.parametrize("architecture", ["spacetime", "framestack"])
+def test_actions_and_context_condition_the_prediction(architecture):
+    model = randomized(build_denoiser(architecture, BOX, context=4, target=1, **SMALL))
+    x, c_noise, actions = window()
+    out = model(x, c_noise, actions)
+    assert out.shape == x.shape
+    other_action = actions.clone()
+    other_action[:, -1] = -other_action[:, -1]
+    assert not torch.allclose(out[:, -1], model(x, c_noise, other_action)[:, -1], atol=1e-4)
+    other_context = x.clone()
+    other_context[:, 0] += 1.0
+    assert not torch.allclose(out[:, -1], model(other_context, c_noise, actions)[:, -1], atol=1e-4)
+
+
+def test_framestack_predicts_only_the_last_frame():
+    model = randomized(build_denoiser("framestack", BOX, context=4, target=1, **SMALL))
+    x, c_noise, actions = window()
+    out = model(x, c_noise, actions)
+    assert (out[:, :-1] == 0).all()
+    with pytest.raises(ValueError, match="window of 4"):
+        model(x[:, 1:], c_noise[:, 1:], actions[:, 1:])
+    with pytest.raises(ValueError, match="target=1"):
+        build_denoiser("framestack", BOX, context=4, target=2)
+
+
+def test_discrete_actions_and_unknown_architecture():
+    model = randomized(build_denoiser("spacetime", {"type": "discrete", "n": 3}, context=2, target=1, **SMALL))
+    x, c_noise, _ = window(t=3)
+    actions = torch.tensor([[0, 2], [1, 1]])
+    assert model(x, c_noise, actions).shape == x.shape
+    with pytest.raises(ValueError, match="Unknown model architecture"):
+        build_denoiser("dit", BOX, context=2, target=1)
+
+
+@pytest.mark.parametrize("architecture", ["spacetime", "framestack"])
+def test_gradient_checkpointing_gives_the_same_gradients(architecture):
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = build_denoiser(architecture, BOX, context=2, target=1, gradient_checkpointing=flag, **SMALL)
+        randomized(model).train()
+        x, c_noise, actions = window(t=3)
+        model(x, c_noise, actions).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_reward_head_shapes_and_loss():
+    head = RewardTerminationHead(BOX, channels=8, dim=32)
+    frames = torch.rand(2, 5, 3, 64, 64) * 2 - 1
+    actions = torch.rand(2, 4, 2) * 2 - 1
+    reward, logit = head(frames, actions)
+    assert reward.shape == logit.shape == (2, 4)
+    reward_loss, term_loss = head.loss(frames, actions, torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.bool))
+    assert reward_loss.ndim == term_loss.ndim == 0

@@ -1,0 +1,8 @@
+"""Diffusion math, independent of any network: EDM preconditioning with a noise level per frame,
+training noise distributions, sigma schedules and samplers. Needs torch only."""
+
+from worldmodel.diffusion.edm import EDM
+from worldmodel.diffusion.samplers import SAMPLERS, sample
+from worldmodel.diffusion.schedules import SCHEDULES, cosine_sigmas, karras_sigmas, make_sigmas
+
+__all__ = ["EDM", "SAMPLERS", "SCHEDULES", "cosine_sigmas", "karras_sigmas", "make_sigmas", "sample"]

@@ -1,0 +1,124 @@
+"""Building blocks shared by the denoisers: noise/action embeddings, adaptive GroupNorm res-blocks,
+attention over space and over time."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+def group_norm(channels: int, affine: bool = True) -> nn.GroupNorm:
+    """GroupNorm with the most groups (up to 32) that divide `channels`."""
+    groups = max(g for g in range(1, 33) if channels % g == 0)
+    return nn.GroupNorm(groups, channels, affine=affine)
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features of a scalar (the EDM c_noise): (...,) -> (..., dim)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("weight", torch.randn(1, dim // 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        f = 2 * math.pi * x.unsqueeze(-1).float() * self.weight
+        return torch.cat([f.cos(), f.sin()], dim=-1)
+
+
+class AdaGroupNorm(nn.Module):
+    """GroupNorm whose scale and shift come from a conditioning vector (per sample)."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.norm = group_norm(channels, affine=False)
+        self.proj = nn.Linear(cond_dim, 2 * channels)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        scale, shift = rearrange(self.proj(cond), "n (two c) -> two n c 1 1", two=2)
+        return self.norm(x) * (1 + scale) + shift
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with adaptive GroupNorm; x: (N, C, H, W), cond: (N, D)."""
+
+    def __init__(self, in_ch: int, out_ch: int, cond_dim: int):
+        super().__init__()
+        self.norm1 = AdaGroupNorm(in_ch, cond_dim)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm2 = AdaGroupNorm(out_ch, cond_dim)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # starts as identity: stable early training
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x, cond)))
+        h = self.conv2(F.silu(self.norm2(h, cond)))
+        return self.skip(x) + h
+
+
+class SpatialAttention(nn.Module):
+    """Self-attention over the H*W positions of each frame; x: (N, C, H, W)."""
+
+    def __init__(self, channels: int, head_dim: int = 32):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        q, k, v = rearrange(self.qkv(self.norm(x)), "n (three heads d) h w -> three n heads (h w) d", three=3, heads=self.heads)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return x + self.out(rearrange(y, "n heads (h w) d -> n (heads d) h w", h=h, w=w))
+
+
+class TemporalAttention(nn.Module):
+    """Causal self-attention across the T frames at every pixel: frame t sees frames <= t.
+
+    x: (B*T, C, H, W) with frames of a window consecutive; frame positions enter as a learned
+    embedding added to the attention input.
+    """
+
+    def __init__(self, channels: int, max_frames: int, head_dim: int = 32):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        self.norm = group_norm(channels)
+        self.position = nn.Parameter(torch.zeros(max_frames, channels))
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, frames: int) -> Tensor:
+        h, w = x.shape[-2:]
+        tokens = rearrange(self.norm(x), "(b t) c h w -> (b h w) t c", t=frames) + self.position[:frames]
+        q, k, v = rearrange(self.qkv(tokens), "n t (three heads d) -> three n heads t d", three=3, heads=self.heads)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = self.out(rearrange(y, "n heads t d -> n t (heads d)"))
+        return x + rearrange(y, "(b h w) t c -> (b t) c h w", h=h, w=w)
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

@@ -1,0 +1,93 @@
+"""The DIAMOND-style baseline: context frames stacked as input channels of a 2D U-Net."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from worldmodel.models.blocks import Downsample, FourierFeatures, ResBlock, SpatialAttention, Upsample, group_norm
+from worldmodel.models.conditioning import ActionEncoder
+
+
+class FrameStackUNet(nn.Module):
+    """Predicts the last frame of a window of `context + 1` frames; context frames are input only.
+
+    Conditioning (adaptive GroupNorm): the target's noise level, the context frames' (augmentation)
+    noise level, and the `context` actions of the window, each embedded and summed.
+
+    forward(x: (B, K+1, C, H, W), c_noise: (B, K+1), actions: (B, K, A)) -> (B, K+1, C, H, W),
+    zeros for the context frames.
+    """
+
+    def __init__(
+        self,
+        action_space: dict[str, Any],
+        context: int,
+        image_channels: int = 3,
+        channels: Sequence[int] = (64, 64, 64, 64),
+        blocks: int = 2,
+        cond_dim: int = 256,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        self.context = context
+        self.gradient_checkpointing = gradient_checkpointing
+        self.noise = nn.Sequential(FourierFeatures(cond_dim), nn.Linear(cond_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self.context_noise = nn.Sequential(FourierFeatures(cond_dim), nn.Linear(cond_dim, cond_dim))
+        self.action = ActionEncoder(action_space, cond_dim)
+        self.action_mix = nn.Linear(context * cond_dim, cond_dim)
+        self.stem = nn.Conv2d((context + 1) * image_channels, channels[0], 3, padding=1)
+        self.down, self.up = nn.ModuleList(), nn.ModuleList()
+        skips, ch = [channels[0]], channels[0]
+        for level, out_ch in enumerate(channels):
+            for _ in range(blocks):
+                self.down.append(ResBlock(ch, out_ch, cond_dim))
+                ch = out_ch
+                skips.append(ch)
+            if level < len(channels) - 1:
+                self.down.append(Downsample(ch))
+                skips.append(ch)
+        self.middle = nn.ModuleList([ResBlock(ch, ch, cond_dim), SpatialAttention(ch), ResBlock(ch, ch, cond_dim)])
+        for level, out_ch in reversed(list(enumerate(channels))):
+            for _ in range(blocks + 1):
+                self.up.append(ResBlock(ch + skips.pop(), out_ch, cond_dim))
+                ch = out_ch
+            if level > 0:
+                self.up.append(Upsample(ch))
+        self.head = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, image_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def _apply(self, layer: nn.Module, h: Tensor, cond: Tensor) -> Tensor:
+        if not isinstance(layer, ResBlock):
+            return layer(h)
+        if self.gradient_checkpointing and self.training:
+            return checkpoint(layer, h, cond, use_reentrant=False)
+        return layer(h, cond)
+
+    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor) -> Tensor:
+        b, t = x.shape[:2]
+        if t != self.context + 1:
+            raise ValueError(f"framestack predicts one frame from {self.context} context frames: got a window of {t}.")
+        cond = (
+            self.noise(c_noise[:, -1])
+            + self.context_noise(c_noise[:, :-1].mean(dim=1))
+            + self.action_mix(rearrange(self.action(actions), "b k d -> b (k d)"))
+        )
+        h = self.stem(rearrange(x, "b t c h w -> b (t c) h w"))
+        skips = [h]
+        for layer in self.down:
+            h = self._apply(layer, h, cond)
+            skips.append(h)
+        for layer in self.middle:
+            h = self._apply(layer, h, cond)
+        for layer in self.up:
+            if isinstance(layer, ResBlock):
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = self._apply(layer, h, cond)
+        target = self.head(h)
+        return torch.cat([torch.zeros_like(x[:, :-1]), target.unsqueeze(1)], dim=1)

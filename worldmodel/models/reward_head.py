@@ -1,0 +1,50 @@
+"""Reward and termination of a transition, predicted from its two frames and its action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from worldmodel.models.conditioning import ActionEncoder
+
+
+class RewardTerminationHead(nn.Module):
+    """A small CNN over (frame_t, frame_t+1) stacked as channels, with the action added to its features.
+
+    forward(frames: (B, T+1, C, H, W) in [-1, 1], actions: (B, T, A)) ->
+    reward (B, T) in units of the training data (de-normalised), termination logit (B, T).
+    """
+
+    def __init__(self, action_space: dict[str, Any], image_channels: int = 3, channels: int = 32, dim: int = 128):
+        super().__init__()
+        c = channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(2 * image_channels, c, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(4 * c, dim, 4, stride=2, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.action = ActionEncoder(action_space, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 2))
+        # Reward normalisation, set from the training data before training (and saved with it).
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
+
+    def forward(self, frames: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        b, t = actions.shape[:2]
+        pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2)
+        features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w"))
+        out = self.mlp(features + rearrange(self.action(actions), "b t d -> (b t) d"))
+        reward_z, logit = rearrange(out, "(b t) two -> two b t", b=b).float()
+        return reward_z * self.reward_std + self.reward_mean, logit
+
+    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised-reward MSE and termination binary cross-entropy."""
+        reward, logit = self(frames, actions)
+        reward_loss = F.mse_loss((reward - self.reward_mean) / self.reward_std, (rewards - self.reward_mean) / self.reward_std)
+        return reward_loss, F.binary_cross_entropy_with_logits(logit, terminated.float())

@@ -1,0 +1,95 @@
+"""The space-time U-Net denoiser: 2D res-blocks within frames, causal attention across frames."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from worldmodel.models.blocks import Downsample, ResBlock, SpatialAttention, TemporalAttention, Upsample, group_norm
+from worldmodel.models.conditioning import FrameConditioning
+
+
+class SpaceTimeUNet(nn.Module):
+    """Denoises every frame of a window given all earlier ones.
+
+    Each level: `blocks` res-blocks (adaptive GroupNorm on the frame's noise level + action) per
+    frame, then causal temporal self-attention across the window's frames at every pixel (a
+    frame never sees later ones); spatial self-attention at the lowest resolution.
+
+    forward(x: (B, T, C, H, W) preconditioned frames, c_noise: (B, T), actions: (B, T-1, A))
+    -> (B, T, C, H, W), the network output F of every frame (the EDM wrapper keeps the targets').
+    """
+
+    def __init__(
+        self,
+        action_space: dict[str, Any],
+        max_frames: int,
+        image_channels: int = 3,
+        channels: Sequence[int] = (64, 64, 64, 64),
+        blocks: int = 2,
+        cond_dim: int = 256,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        self.max_frames = max_frames
+        self.gradient_checkpointing = gradient_checkpointing
+        self.cond = FrameConditioning(action_space, cond_dim)
+        self.stem = nn.Conv2d(image_channels, channels[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        skips = [channels[0]]
+        ch = channels[0]
+        for level, out_ch in enumerate(channels):
+            for _ in range(blocks):
+                self.down.append(ResBlock(ch, out_ch, cond_dim))
+                ch = out_ch
+                skips.append(ch)
+            self.down.append(TemporalAttention(ch, max_frames))
+            if level < len(channels) - 1:
+                self.down.append(Downsample(ch))
+                skips.append(ch)
+        self.middle = nn.ModuleList(
+            [ResBlock(ch, ch, cond_dim), SpatialAttention(ch), TemporalAttention(ch, max_frames), ResBlock(ch, ch, cond_dim)]
+        )
+        self.up = nn.ModuleList()
+        for level, out_ch in reversed(list(enumerate(channels))):
+            for _ in range(blocks + 1):
+                self.up.append(ResBlock(ch + skips.pop(), out_ch, cond_dim))
+                ch = out_ch
+            self.up.append(TemporalAttention(ch, max_frames))
+            if level > 0:
+                self.up.append(Upsample(ch))
+        self.head = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, image_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def _apply(self, layer: nn.Module, h: Tensor, cond: Tensor, frames: int) -> Tensor:
+        if isinstance(layer, ResBlock):
+            if self.gradient_checkpointing and self.training:
+                return checkpoint(layer, h, cond, use_reentrant=False)
+            return layer(h, cond)
+        if isinstance(layer, TemporalAttention):
+            return layer(h, frames)
+        return layer(h)
+
+    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor) -> Tensor:
+        b, t = x.shape[:2]
+        if t > self.max_frames:
+            raise ValueError(f"window of {t} frames, the model was built for at most {self.max_frames}.")
+        cond = self.cond(c_noise, actions)
+        h = self.stem(rearrange(x, "b t c h w -> (b t) c h w"))
+        skips = [h]
+        for layer in self.down:
+            h = self._apply(layer, h, cond, t)
+            if not isinstance(layer, TemporalAttention):
+                skips.append(h)
+        for layer in self.middle:
+            h = self._apply(layer, h, cond, t)
+        for layer in self.up:
+            if isinstance(layer, ResBlock):
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = self._apply(layer, h, cond, t)
+        return rearrange(self.head(h), "(b t) c h w -> b t c h w", b=b)

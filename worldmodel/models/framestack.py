@@ -62,7 +62,7 @@ class FrameStackUNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def _apply(self, layer: nn.Module, h: Tensor, cond: Tensor) -> Tensor:
+    def _run_layer(self, layer: nn.Module, h: Tensor, cond: Tensor) -> Tensor:
         if not isinstance(layer, ResBlock):
             return layer(h)
         if self.gradient_checkpointing and self.training:
@@ -81,13 +81,13 @@ class FrameStackUNet(nn.Module):
         h = self.stem(rearrange(x, "b t c h w -> b (t c) h w"))
         skips = [h]
         for layer in self.down:
-            h = self._apply(layer, h, cond)
+            h = self._run_layer(layer, h, cond)
             skips.append(h)
         for layer in self.middle:
-            h = self._apply(layer, h, cond)
+            h = self._run_layer(layer, h, cond)
         for layer in self.up:
             if isinstance(layer, ResBlock):
                 h = torch.cat([h, skips.pop()], dim=1)
-            h = self._apply(layer, h, cond)
+            h = self._run_layer(layer, h, cond)
         target = self.head(h)
         return torch.cat([torch.zeros_like(x[:, :-1]), target.unsqueeze(1)], dim=1)

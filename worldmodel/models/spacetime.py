@@ -18,7 +18,9 @@ class SpaceTimeUNet(nn.Module):
 
     Each level: `blocks` res-blocks (adaptive GroupNorm on the frame's noise level + action) per
     frame, then causal temporal self-attention across the window's frames at every pixel (a
-    frame never sees later ones); spatial self-attention at the lowest resolution.
+    frame never sees later ones) on levels >= `temporal_from_level` (full-resolution temporal
+    attention cost more than all convolutions on CPU); spatial self-attention at the lowest
+    resolution.
 
     forward(x: (B, T, C, H, W) preconditioned frames, c_noise: (B, T), actions: (B, T-1, A))
     -> (B, T, C, H, W), the network output F of every frame (the EDM wrapper keeps the targets').
@@ -32,6 +34,7 @@ class SpaceTimeUNet(nn.Module):
         channels: Sequence[int] = (64, 64, 64, 64),
         blocks: int = 2,
         cond_dim: int = 256,
+        temporal_from_level: int = 1,
         gradient_checkpointing: bool = False,
     ):
         super().__init__()
@@ -47,7 +50,8 @@ class SpaceTimeUNet(nn.Module):
                 self.down.append(ResBlock(ch, out_ch, cond_dim))
                 ch = out_ch
                 skips.append(ch)
-            self.down.append(TemporalAttention(ch, max_frames))
+            if level >= temporal_from_level:
+                self.down.append(TemporalAttention(ch, max_frames))
             if level < len(channels) - 1:
                 self.down.append(Downsample(ch))
                 skips.append(ch)
@@ -59,14 +63,15 @@ class SpaceTimeUNet(nn.Module):
             for _ in range(blocks + 1):
                 self.up.append(ResBlock(ch + skips.pop(), out_ch, cond_dim))
                 ch = out_ch
-            self.up.append(TemporalAttention(ch, max_frames))
+            if level >= temporal_from_level:
+                self.up.append(TemporalAttention(ch, max_frames))
             if level > 0:
                 self.up.append(Upsample(ch))
         self.head = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, image_channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def _apply(self, layer: nn.Module, h: Tensor, cond: Tensor, frames: int) -> Tensor:
+    def _run_layer(self, layer: nn.Module, h: Tensor, cond: Tensor, frames: int) -> Tensor:
         if isinstance(layer, ResBlock):
             if self.gradient_checkpointing and self.training:
                 return checkpoint(layer, h, cond, use_reentrant=False)
@@ -83,13 +88,13 @@ class SpaceTimeUNet(nn.Module):
         h = self.stem(rearrange(x, "b t c h w -> (b t) c h w"))
         skips = [h]
         for layer in self.down:
-            h = self._apply(layer, h, cond, t)
+            h = self._run_layer(layer, h, cond, t)
             if not isinstance(layer, TemporalAttention):
                 skips.append(h)
         for layer in self.middle:
-            h = self._apply(layer, h, cond, t)
+            h = self._run_layer(layer, h, cond, t)
         for layer in self.up:
             if isinstance(layer, ResBlock):
                 h = torch.cat([h, skips.pop()], dim=1)
-            h = self._apply(layer, h, cond, t)
+            h = self._run_layer(layer, h, cond, t)
         return rearrange(self.head(h), "(b t) c h w -> b t c h w", b=b)

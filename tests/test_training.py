@@ -1,0 +1,159 @@
+"""Training end to end on a tiny recording: export, load, imagine, resume, distributed, bad input."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import record
+from worldmodel.checkpoint import CheckpointError, load_checkpoint
+from worldmodel.rollout import WorldModel
+from worldmodel.training.trainer import TrainingError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(data, run_dir, **overrides):
+    """The resolved config tools/train.py would pass, for a very small model."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    args = [f"data={data}", f"run_dir={run_dir}", "steps=6", "batch_size=4", "model.channels=[8,16]", "model.blocks=1",
+            "model.cond_dim=32", "model.reward_channels=8", "log_every=2", "save_every=3", "val_every=0",
+            "start_bank_size=4", "window.val_fraction=0.25", "mixed_precision=no", "device=cpu"]
+    args += [f"{k}={v}" for k, v in overrides.items()]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        cfg = compose("train", overrides=args)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    plain.pop("task", None)
+    plain["expect"] = {}
+    return plain
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    return record(tmp_path_factory.mktemp("train") / "reacher.h5", episodes=8, episode_steps=10)
+
+
+@pytest.fixture(scope="module")
+def trained(small_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "r"
+    return train(tiny_config(small_data, run)), run
+
+
+def test_export_is_self_contained_and_loads_as_data_only(trained, small_data):
+    path, run = trained
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["task"] == "reacher" and ckpt["frame_shape"] == [64, 64, 3]
+    assert ckpt["start_bank"]["frames"].shape == (4, 4, 64, 64, 3) and ckpt["start_bank"]["frames"].dtype == torch.uint8
+    assert ckpt["provenance"]["steps"] == 6 and ckpt["provenance"]["dataset"]["episodes"] == 8
+    assert ckpt["config"]["model"]["architecture"] == "spacetime"
+    assert json.loads((run / "config.json").read_text())["steps"] == 6
+
+
+def test_imagine_is_batched_deterministic_and_validated(trained):
+    wm = WorldModel.load(trained[0], bf16=False)
+    frames, actions = wm.random_start(3, np.random.default_rng(0))
+    plan = torch.zeros(3, 5, 2)
+    a = wm.imagine(frames, actions, plan, generator=torch.Generator().manual_seed(1))
+    b = wm.imagine(frames, actions, plan, generator=torch.Generator().manual_seed(1))
+    assert a.frames.shape == (3, 5, 64, 64, 3) and a.frames.dtype == torch.uint8
+    assert a.rewards.shape == a.termination_prob.shape == (3, 5)
+    assert torch.equal(a.frames, b.frames)
+    with pytest.raises(ValueError, match="context_frames must be"):
+        wm.imagine(frames[:, :2], actions, plan)
+    with pytest.raises(ValueError, match="NaN"):
+        wm.imagine(frames, actions, torch.full((3, 5, 2), float("nan")))
+
+
+def test_resume_continues_exactly(small_data, tmp_path, monkeypatch):
+    from worldmodel.training import trainer
+
+    straight = torch.load(train(tiny_config(small_data, tmp_path / "a")), weights_only=True)
+    save_state = trainer._save_state
+
+    def save_then_interrupt(accelerator, run_dir):  # Ctrl-C right after the step-3 save
+        save_state(accelerator, run_dir)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save_state", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(small_data, tmp_path / "b"))
+    monkeypatch.setattr(trainer, "_save_state", save_state)
+    resumed = torch.load(train(tiny_config(small_data, tmp_path / "b", resume=True)), weights_only=True)
+    for key in straight["denoiser"]:
+        assert torch.equal(straight["denoiser"][key], resumed["denoiser"][key]), key
+
+
+def test_resume_with_another_config_is_refused(trained, small_data):
+    with pytest.raises(TrainingError, match="config differs in \\['model'\\]"):
+        train(tiny_config(small_data, trained[1], resume=True, **{"model.blocks": 2}))
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(tiny_config(small_data, trained[1]))
+
+
+def test_data_that_does_not_match_the_config_is_refused(small_data, tmp_path):
+    cfg = tiny_config(small_data, tmp_path / "r")
+    for key, value, message in [("frame_shape", [96, 96, 3], "frame_shape \\[64, 64, 3\\]"),
+                                ("action_shape", [7], "action_shape \\[2\\]"), ("task", "pusher", "task reacher")]:
+        cfg["expect"] = {key: value}
+        with pytest.raises(ValueError, match=message):
+            train(cfg)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(small_data, tmp_path, monkeypatch):
+    from worldmodel.training.losses import WindowLoss
+
+    forward, calls = WindowLoss.forward, []
+
+    def diverging(self, batch, generator=None):
+        losses = forward(self, batch, generator)
+        calls.append(1)
+        return {**losses, "loss": losses["loss"] * float("nan")} if len(calls) > 4 else losses
+
+    monkeypatch.setattr(WindowLoss, "forward", diverging)
+    with pytest.raises(TrainingError, match="loss is nan at step 4.*resume=true"):
+        train(tiny_config(small_data, tmp_path / "r"))
+    progress = torch.load(tmp_path / "r/state/custom_checkpoint_1.pkl", weights_only=False)
+    assert progress["step"] == 3, "the state saved at step 3 is kept"
+    assert not (tmp_path / "r/model.pt").exists()
+
+
+def test_files_that_are_not_checkpoints_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tools/train.py"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a DiffusionWorld checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="no 'diffusionworld-checkpoint' marker"):
+        load_checkpoint(tmp_path / "other.pt")
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"format": "diffusionworld-checkpoint", "x": Payload()}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_two_process_cpu_training_keeps_ranks_in_sync(small_data, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(ROOT / "tests/ddp_check.py"), str(small_data), str(run)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    digests = sorted(line.split()[-1] for line in out.stdout.splitlines() if line.startswith("weights-digest"))
+    assert len(digests) == 2 and digests[0] == digests[1], out.stdout
+    assert sorted(p.name for p in run.iterdir() if p.suffix == ".pt") == ["model.pt"]

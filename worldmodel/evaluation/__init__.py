@@ -1,0 +1,1 @@
+"""Metrics and evaluations of imagined rollouts against real ones."""

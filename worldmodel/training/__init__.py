@@ -1,0 +1,1 @@
+"""Training on accelerate: the loop, EMA, validation and the checkpoint export."""

@@ -90,3 +90,12 @@ def test_reward_head_shapes_and_loss():
     assert reward.shape == logit.shape == (2, 4)
     reward_loss, term_loss = head.loss(frames, actions, torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.bool))
     assert reward_loss.ndim == term_loss.ndim == 0
+
+
+def test_spacetime_skips_decoding_context_frames_without_changing_targets():
+    model = randomized(build_denoiser("spacetime", BOX, context=3, target=2, **SMALL))
+    x, c_noise, actions = window()
+    full = model(x, c_noise, actions)
+    targets_only = model(x, c_noise, actions, outputs_from=3)
+    assert torch.allclose(full[:, 3:], targets_only[:, 3:], atol=1e-5)
+    assert (targets_only[:, :3] == 0).all()

@@ -1,4 +1,4 @@
-"""Benchmarks: recording speed, HDF5 storage options and training-window loading.
+"""Benchmarks: recording speed, HDF5 storage options, training-window loading, training steps.
 
     python tools/bench.py                       # all sections, a table each
     python tools/bench.py --only windows --json # machine-readable
@@ -106,6 +106,47 @@ def bench_windows(source: Path, workers: list[int], batches: int = 50, batch_siz
     return rows
 
 
+def bench_training(batch_size: int = 16, steps: int = 3, size: int = 64) -> list[dict]:
+    """Denoiser + reward head training steps/s on random windows (K=4 + F=1), fp32 vs bf16 autocast.
+
+    Model sizes from configs/model/; data loading is not included (see the windows section).
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from worldmodel.diffusion import EDM
+    from worldmodel.models import build_networks
+    from worldmodel.training.losses import WindowLoss, WindowLossConfig
+
+    space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0], "shape": [2]}
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "frames": torch.randint(0, 255, (batch_size, 5, size, size, 3), dtype=torch.uint8, generator=g),
+        "actions": torch.rand(batch_size, 4, 2, generator=g) * 2 - 1,
+        "rewards": torch.randn(batch_size, 4, generator=g),
+        "terminated": torch.zeros(batch_size, 4, dtype=torch.bool),
+    }
+    rows = []
+    for arch in ("framestack", "spacetime"):
+        model_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / f"configs/model/{arch}.yaml"))
+        loss = WindowLoss(*build_networks(model_cfg, space, 4, 1), EDM(), WindowLossConfig(4, 1))
+        optimizer = torch.optim.AdamW(loss.parameters(), lr=1e-4)
+        params = sum(p.numel() for p in loss.denoiser.parameters())
+        for precision in ("fp32", "bf16"):
+            times = []
+            for _ in range(steps + 1):  # the first step warms up
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    losses = loss(batch, g)
+                losses["loss"].backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                times.append(time.perf_counter() - start)
+            rows.append({"model": arch, "params_M": round(params / 1e6, 2), "precision": precision,
+                         "samples_per_s": round(batch_size / float(np.median(times[1:])), 1)})
+    return rows
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
     keys = list(rows[0])
@@ -117,7 +158,7 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="record,storage,windows", help="comma-separated sections")
+    parser.add_argument("--only", default="record,storage,windows,train", help="comma-separated sections")
     parser.add_argument("--task", default="reacher")
     parser.add_argument("--episodes", type=int, default=40, help="episodes recorded for every section")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -127,8 +168,9 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # Every section needs a recording; the record section also times it with 1 worker.
-        recorded = bench_recording(args.task, args.episodes, [1, 2] if "record" in sections else [2], tmp)
+        # The data sections need a recording; the record section also times it with 1 worker.
+        if sections & {"record", "storage", "windows"}:
+            recorded = bench_recording(args.task, args.episodes, [1, 2] if "record" in sections else [2], tmp)
         if "record" in sections:
             results["record"] = recorded
         source = tmp / "record_2.h5"
@@ -136,12 +178,15 @@ def main() -> None:
             results["storage"] = bench_storage(source, tmp)
         if "windows" in sections:
             results["windows"] = bench_windows(source, [0, 2])
+    if "train" in sections:
+        results["train"] = bench_training()
     if args.json:
         print(json.dumps({"task": args.task, **results}, indent=2))
         return
     titles = {"record": f"recording {args.task} (expert, 64x64, frames include reset frames)",
               "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
-              "windows": "training windows, K=4 + F=1, shuffled DataLoader"}
+              "windows": "training windows, K=4 + F=1, shuffled DataLoader",
+              "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16"}
     for key, rows in results.items():
         print_table(titles[key], rows)
 

@@ -164,7 +164,8 @@ class WorldModel:
                 sig = torch.full(window.shape[:2], context_sigma, device=dev)
                 sig[:, -1] = sigma
                 with self._autocast():
-                    return self.edm.denoise(self.denoiser, window, sig, actions=step_actions)[:, -1:].float()
+                    out = self.edm.denoise(self.denoiser, window, sig, actions=step_actions, outputs_from=window.shape[1] - 1)
+                    return out[:, -1:].float()
 
             new = sample(denoise, target_noise, sigmas, self.sampler.method, churn=self.sampler.churn, generator=generator).clamp(-1, 1)
             with self._autocast():

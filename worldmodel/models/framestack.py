@@ -69,7 +69,8 @@ class FrameStackUNet(nn.Module):
             return checkpoint(layer, h, cond, use_reentrant=False)
         return layer(h, cond)
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0) -> Tensor:
+        """outputs_from: accepted for the shared interface; the output is always the last frame's."""
         b, t = x.shape[:2]
         if t != self.context + 1:
             raise ValueError(f"framestack predicts one frame from {self.context} context frames: got a window of {t}.")

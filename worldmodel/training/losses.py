@@ -57,7 +57,7 @@ def window_losses(
     noise = torch.randn(frames.shape, generator=generator).to(device)
     loss_mask = torch.zeros(b, t, dtype=torch.bool, device=device)
     loss_mask[:, k:] = True
-    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, actions=batch["actions"])
+    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, actions=batch["actions"], outputs_from=k)
     reward_loss, termination_loss = reward_head.loss(frames, batch["actions"], batch["rewards"], batch["terminated"])
     total = diffusion + cfg.reward_weight * reward_loss + cfg.termination_weight * termination_loss
     return {"loss": total, "diffusion": diffusion, "reward": reward_loss, "termination": termination_loss}

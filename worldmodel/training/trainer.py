@@ -33,7 +33,9 @@ from worldmodel.checkpoint import save_checkpoint
 from worldmodel.data.reader import RolloutReader
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import EDM
+from worldmodel.evaluation.fidelity import rollout_fidelity
 from worldmodel.models import build_networks
+from worldmodel.rollout import SamplerConfig, WorldModel
 from worldmodel.training.ema import EMA
 from worldmodel.training.losses import WindowLoss, WindowLossConfig
 
@@ -196,7 +198,7 @@ def train(cfg: dict[str, Any]) -> Path:
     if cfg.get("resume") and (run_dir / "state").exists():
         accelerator.load_state(str(run_dir / "state"))
         logger.info("resumed %s at step %d", run_dir, progress.step)
-    if accelerator.is_main_process and cfg.get("tensorboard"):
+    if cfg.get("tensorboard"):
         accelerator.init_trackers("tb", config={k: str(v) for k, v in cfg.items()})
 
     per_epoch = len(loader)
@@ -281,9 +283,6 @@ def _save_state(accelerator: Accelerator, run_dir: Path) -> None:
 
 def _validate(cfg, ema, edm, val_set, action_space, run_dir, step, accelerator) -> None:
     """Imagined vs real rollouts on held-out episodes: PSNR at a few horizons, a side-by-side video."""
-    from worldmodel.evaluation.fidelity import rollout_fidelity
-    from worldmodel.rollout import SamplerConfig, WorldModel
-
     wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, edm, cfg["window"]["context"],
                     val_set.frame_shape, action_space, SamplerConfig(**cfg["sampler"]), device=accelerator.device,
                     bf16=cfg["mixed_precision"] == "bf16")

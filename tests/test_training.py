@@ -38,6 +38,15 @@ def tiny_config(data, run_dir, **overrides):
     return plain
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps one process-global state (mixed precision included); tests train with several."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+
+
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
     return record(tmp_path_factory.mktemp("train") / "reacher.h5", episodes=8, episode_steps=10)
@@ -46,7 +55,7 @@ def small_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(small_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "r"
-    return train(tiny_config(small_data, run)), run
+    return train(tiny_config(small_data, run, model="spacetime")), run
 
 
 def test_export_is_self_contained_and_loads_as_data_only(trained, small_data):
@@ -102,9 +111,9 @@ def test_tensorboard_logging_and_validation_videos(small_data, tmp_path):
 
 def test_resume_with_another_config_is_refused(trained, small_data):
     with pytest.raises(TrainingError, match="config differs in \\['model'\\]"):
-        train(tiny_config(small_data, trained[1], resume=True, **{"model.blocks": 2}))
+        train(tiny_config(small_data, trained[1], resume=True, model="spacetime", **{"model.blocks": 2}))
     with pytest.raises(TrainingError, match="already holds a run"):
-        train(tiny_config(small_data, trained[1]))
+        train(tiny_config(small_data, trained[1], model="spacetime"))
 
 
 def test_data_that_does_not_match_the_config_is_refused(small_data, tmp_path):

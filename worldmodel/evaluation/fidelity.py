@@ -63,3 +63,33 @@ def rollout_fidelity(
         iio.imwrite(video, np.concatenate(clips, axis=1), fps=10, codec="libx264", macro_block_size=1)
         result["video"] = str(video)
     return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m worldmodel.evaluation.fidelity runs/reacher/model.pt data/reacher.h5 --horizons 1 10 25"""
+    import argparse
+    import json
+
+    from worldmodel.data.windows import split_episodes
+    from worldmodel.rollout import WorldModel
+
+    parser = argparse.ArgumentParser(description="PSNR per horizon of imagined vs real held-out rollouts.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("data")
+    parser.add_argument("--horizons", type=int, nargs="+", default=[1, 10, 25])
+    parser.add_argument("--episodes", type=int, default=32, help="held-out episodes used at most")
+    parser.add_argument("--split", default="val", choices=["val", "all"], help="val: the checkpoint's own held-out split")
+    parser.add_argument("--video", help="side-by-side mp4 (real | imagined | |difference|)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    wm = WorldModel.load(args.checkpoint)
+    window = wm.metadata["config"]["window"]
+    with RolloutReader(args.data) as reader:
+        n = reader.num_episodes
+    episodes = split_episodes(n, window["val_fraction"], window["split_seed"])[args.split]
+    result = rollout_fidelity(wm, args.data, episodes, args.horizons, args.episodes, args.video, args.seed)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,13 @@ logger = logging.getLogger(__name__)
 RESUMABLE_KEYS = ("steps", "resume", "log_every", "save_every", "val_every", "tensorboard")
 
 
+def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to `min_ratio` at `steps`."""
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, steps))))
+    return warm * (min_ratio + (1 - min_ratio) * cosine)
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what was kept."""
 
@@ -143,7 +150,10 @@ def _check_resume_config(run_dir: Path, cfg: dict[str, Any]) -> None:
 
 
 def train(cfg: dict[str, Any]) -> Path:
-    """Trains the world model described by `cfg`; returns the path of the exported model.pt."""
+    """Trains the world model described by `cfg`; returns the path of the exported model.pt.
+
+    accelerate's state is process-global: one process trains with one mixed-precision setting.
+    """
     run_dir = Path(cfg["run_dir"])
     data_path = Path(cfg["data"])
     accelerator = Accelerator(
@@ -183,9 +193,9 @@ def train(cfg: dict[str, Any]) -> Path:
     ocfg = cfg["optim"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=ocfg["lr"], weight_decay=ocfg["weight_decay"], betas=tuple(ocfg["betas"]))
     steps = int(cfg["steps"])
-    warmup = int(ocfg["warmup_steps"])
-    schedule = lambda s: min(1.0, (s + 1) / max(1, warmup)) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))) * (1 - ocfg["min_lr_ratio"]) + ocfg["min_lr_ratio"])  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps, int(ocfg["warmup_steps"]), float(ocfg["min_lr_ratio"]))
+    )
     sampler = EpochSampler(len(train_set), cfg["seed"])
     loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=dcfg["num_workers"],
                         collate_fn=collate_windows, drop_last=True, persistent_workers=dcfg["num_workers"] > 0)

@@ -4,7 +4,6 @@ rank prints a digest of its final weights."""
 import hashlib
 import sys
 
-import torch
 from accelerate import PartialState
 
 from test_training import tiny_config

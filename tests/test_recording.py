@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import record
-from envs import make_task_env, get_task
+from envs import make_task_env
 from envs.recording import PolicySpec, episode_plan
 from worldmodel.data import FORMAT_VERSION, RolloutFormatError, RolloutReader
 from worldmodel.data.format import FRAME_FIELDS, STEP_FIELDS

@@ -8,7 +8,6 @@ last K frames (real or generated) and their actions, sampling one new frame per 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,6 @@ from worldmodel.diffusion import EDM, make_sigmas, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_networks
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,21 @@ COMPAT_KEYS = ("task", "frame_shape", "action_shape", "action_low", "action_high
 
 def _is_left_open(error: OSError) -> bool:
     return "already open for write" in str(error)
+
+
+def _open_writable(path: Path, wait_s: float = 10.0) -> h5py.File:
+    """Opens for appending, waiting up to `wait_s` while another process holds the file's lock
+    (a reader such as the inspect tool); then a clear error."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return h5py.File(path, "a", libver="latest")
+        except BlockingIOError as error:
+            if time.monotonic() > deadline:
+                raise RolloutFormatError(
+                    f"{path} is locked by another process (a reader or writer) for over {wait_s:.0f} s; close it and retry."
+                ) from error
+            time.sleep(0.05)
 
 
 class RolloutWriter:
@@ -128,13 +144,13 @@ class RolloutWriter:
 
     def _open_for_append(self) -> h5py.File:
         try:
-            f = h5py.File(self.path, "a", libver="latest")
+            f = _open_writable(self.path)
         except OSError as error:
             if not _is_left_open(error):
                 raise RolloutFormatError(f"Cannot open {self.path} for appending: {error}") from error
             logger.warning("%s was left open by a writer that did not finish; repairing it.", self.path)
             repair(self.path)
-            f = h5py.File(self.path, "a", libver="latest")
+            f = _open_writable(self.path)
         # Drop any unfinished episode a failed writer left past the index.
         ep = f["episodes"]
         n = len(ep["length"])

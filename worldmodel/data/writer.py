@@ -226,16 +226,9 @@ def repair(path: str | os.PathLike) -> int:
     tmp = path.with_name(path.name + ".repairing")
     tmp.unlink(missing_ok=True)
     with RolloutReader(path) as reader:
-        metadata = reader.metadata
-        with h5py.File(path, "r", libver="latest", swmr=True) as src:
-            frames = src["frames"]
-            layout = dict(
-                compression=frames.compression,
-                compression_level=frames.compression_opts,
-                chunk_frames=frames.chunks[0],
-            )
-        writer = RolloutWriter(tmp, metadata, **layout)
-        with writer:
+        frames = reader.file["frames"]
+        layout = dict(compression=frames.compression, compression_level=frames.compression_opts, chunk_frames=frames.chunks[0])
+        with RolloutWriter(tmp, reader.metadata, **layout) as writer:
             for i in range(reader.num_episodes):
                 writer.add_episode(reader.episode(i))
         count = reader.num_episodes

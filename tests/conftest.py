@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 from envs import get_task
 from envs.recording import PolicySpec, record_rollouts
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 
 
 def record(path, task="reacher", policy="mixture", episodes=4, seed=0, episode_steps=12, workers=1, append=False, **task_kw):
@@ -24,6 +25,25 @@ def record(path, task="reacher", policy="mixture", episodes=4, seed=0, episode_s
     return path
 
 
+def tiny_config(data, run_dir, **overrides):
+    """The resolved config tools/train.py would pass, for a very small model."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    defaults = {"steps": 6, "batch_size": 4, "model.channels": "[8,16]", "model.blocks": 1, "model.cond_dim": 32,
+                "model.reward_channels": 8, "log_every": 2, "save_every": 3, "val_every": 0, "start_bank_size": 4,
+                "window.val_fraction": 0.25, "mixed_precision": "no", "device": "cpu"}
+    group = [f"model={overrides.pop('model')}"] if "model" in overrides else []
+    args = [f"data={data}", f"run_dir={run_dir}", *group] + [f"{k}={v}" for k, v in {**defaults, **overrides}.items()]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        cfg = compose("train", overrides=args)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    plain.pop("task", None)
+    plain["expect"] = {}
+    return plain
+
+
 @pytest.fixture(scope="session")
 def reacher_file(tmp_path_factory):
     """6 reacher episodes of 12 steps (13 frames each), mixed policies."""
@@ -33,3 +53,16 @@ def reacher_file(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(reacher_file, tmp_path_factory):
+    """A tiny framestack model trained briefly on `reacher_file`: real weights, fast to sample."""
+    from accelerate.state import AcceleratorState
+
+    from worldmodel.training.trainer import train
+
+    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "tiny", model="framestack", steps=20, save_every=20, start_bank_size=8)
+    path = train(config)
+    AcceleratorState._reset_state()
+    return path

@@ -11,31 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import record
+from conftest import record, tiny_config
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.rollout import WorldModel
 from worldmodel.training.trainer import TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(data, run_dir, **overrides):
-    """The resolved config tools/train.py would pass, for a very small model."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    defaults = {"steps": 6, "batch_size": 4, "model.channels": "[8,16]", "model.blocks": 1, "model.cond_dim": 32,
-                "model.reward_channels": 8, "log_every": 2, "save_every": 3, "val_every": 0, "start_bank_size": 4,
-                "window.val_fraction": 0.25, "mixed_precision": "no", "device": "cpu"}
-    group = [f"model={overrides.pop('model')}"] if "model" in overrides else []
-    args = [f"data={data}", f"run_dir={run_dir}", *group] + [f"{k}={v}" for k, v in {**defaults, **overrides}.items()]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        cfg = compose("train", overrides=args)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
-    plain.pop("task", None)
-    plain["expect"] = {}
-    return plain
 
 
 @pytest.fixture(autouse=True)

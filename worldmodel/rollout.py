@@ -1,8 +1,9 @@
 """Imagination: the one place frames are generated.
 
 `WorldModel.load(path)` rebuilds a trained model from its self-contained checkpoint;
-`WorldModel.imagine(...)` rolls out any horizon for a batch of worlds by sliding a window of the
-last K frames (real or generated) and their actions, sampling one new frame per step.
+`WorldModel.step(window, actions)` samples the next frame of a batch of worlds and slides their
+`Window` (the last K frames, real or generated, and the actions between them) by one; environments
+hold a window and step it. `WorldModel.imagine(...)` rolls out any horizon in one call.
 """
 
 from __future__ import annotations
@@ -17,10 +18,48 @@ import torch
 from torch import Tensor, nn
 
 from worldmodel.checkpoint import load_checkpoint
-from worldmodel.diffusion import EDM, make_sigmas, sample
+from worldmodel.diffusion import EDM, Generators, make_sigmas, randn, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_networks
 
+
+@dataclass
+class Window:
+    """What the next frame of B worlds is sampled from: the last K frames and the K-1 actions
+    between them. frames: (B, K, H, W, 3) uint8; actions: (B, K-1, *A)."""
+
+    frames: Tensor
+    actions: Tensor
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def __getitem__(self, rows) -> "Window":
+        return Window(self.frames[rows], self.actions[rows])
+
+    def __setitem__(self, rows, other: "Window") -> None:
+        self.frames[rows] = other.frames
+        self.actions[rows] = other.actions
+
+    @property
+    def last_frame(self) -> Tensor:
+        """(B, H, W, 3) uint8: what the worlds show now."""
+        return self.frames[:, -1]
+
+    def slide(self, frame: Tensor, action: Tensor) -> "Window":
+        """Appends frame (B, H, W, 3), reached by action (B, *A), and drops the oldest frame and action."""
+        frames = torch.cat([self.frames, frame[:, None]], dim=1)[:, 1:]
+        actions = torch.cat([self.actions, action[:, None]], dim=1)[:, 1:]
+        return Window(frames, actions)
+
+
+@dataclass
+class Step:
+    """One imagined step of B worlds: frame (B, H, W, 3) uint8, reward (B,), termination_prob (B,)."""
+
+    frame: Tensor
+    reward: Tensor
+    termination_prob: Tensor
 
 
 @dataclass
@@ -111,70 +150,91 @@ class WorldModel:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def check_inputs(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor) -> None:
-        """Raises ValueError naming the first input with a wrong shape, dtype or value."""
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """The shape of one action: (A,) for a box space, () for a discrete one."""
+        if self.action_space["type"] == "discrete":
+            return ()
+        return tuple(self.action_space.get("shape", [len(self.action_space["low"])]))
+
+    def _check_actions(self, name: str, actions: Tensor, leading: tuple[int | None, ...]) -> None:
+        """actions must be (*leading, *action_shape) (None: any length there) and finite."""
+        shape = (*leading, *self.action_shape)
+        if actions.ndim != len(shape) or any(want is not None and got != want for got, want in zip(actions.shape, shape)):
+            wanted = tuple("N" if d is None else d for d in shape)
+            raise ValueError(f"{name} must have shape {wanted} (batch, ..., action shape {self.action_shape}), got {tuple(actions.shape)}.")
+        if actions.is_floating_point() and not torch.isfinite(actions).all():
+            raise ValueError(f"{name} contain NaN or inf.")
+
+    def window(self, context_frames: Tensor, context_actions: Tensor) -> Window:
+        """Validates a start context and moves it to the model's device.
+
+        context_frames: (B, K, H, W, 3) uint8, real or imagined; context_actions: (B, K-1, *A), the
+        actions between them. Raises ValueError naming the first input with a wrong shape, dtype or value.
+        """
         k, (h, w, c) = self.context, self.frame_shape
         if context_frames.dtype != torch.uint8 or context_frames.ndim != 5 or tuple(context_frames.shape[1:]) != (k, h, w, c):
             raise ValueError(f"context_frames must be (B, {k}, {h}, {w}, {c}) uint8, got {tuple(context_frames.shape)} {context_frames.dtype}.")
-        b = context_frames.shape[0]
-        a_shape = tuple(self.action_space.get("shape", [len(self.action_space.get("low", []))]))
-        per_step = () if self.action_space["type"] == "discrete" else a_shape
-        if tuple(context_actions.shape) != (b, k - 1, *per_step):
-            raise ValueError(f"context_actions must be (B, {k - 1}, *action_shape) = {(b, k - 1, *per_step)}, got {tuple(context_actions.shape)}.")
-        if actions.ndim != 2 + len(per_step) or actions.shape[0] != b or tuple(actions.shape[2:]) != per_step:
-            raise ValueError(f"actions must be (B, N, *action_shape) with B={b}, action shape {per_step}; got {tuple(actions.shape)}.")
-        for name, value in (("context_actions", context_actions), ("actions", actions)):
-            if value.is_floating_point() and not torch.isfinite(value).all():
-                raise ValueError(f"{name} contain NaN or inf.")
+        self._check_actions("context_actions", context_actions, (context_frames.shape[0], k - 1))
+        return Window(context_frames.to(self.device), self._as_actions(context_actions))
+
+    def _as_actions(self, actions: Tensor) -> Tensor:
+        actions = actions.to(self.device)
+        return actions.float() if self.action_space["type"] == "box" else actions.long()
 
     @torch.no_grad()
-    def imagine(
-        self,
-        context_frames: Tensor,
-        context_actions: Tensor,
-        actions: Tensor,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
-        """Imagines N steps for B worlds.
+    def step(self, window: Window, actions: Tensor, generator: Generators = None) -> tuple[Window, Step]:
+        """Samples the next frame of B worlds and slides their window by one.
+
+        window: from `window(...)` or a previous step; actions: (B, *A), leading from the window's
+        last frame to the new one. generator: the source of all sampling noise, one for the batch or
+        one per world (then a world's frames do not depend on the others in the batch).
+        Returns the slid window and the step's frame, reward and termination probability.
+        """
+        b = len(window)
+        self._check_actions("actions", actions, (b,))
+        dev = self.device
+        step_actions = torch.cat([window.actions, self._as_actions(actions)[:, None]], dim=1)  # (B, K, *A)
+        frames = to_model(window.frames)  # (B, K, C, H, W)
+        context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
+        context = frames + context_sigma * randn(frames.shape, generator, dev)
+        target_noise = randn((b, 1, *frames.shape[2:]), generator, dev)
+
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            window_in = torch.cat([context, x], dim=1)
+            sig = torch.full(window_in.shape[:2], context_sigma, device=dev)
+            sig[:, -1] = sigma
+            with self._autocast():
+                out = self.edm.denoise(self.denoiser, window_in, sig, actions=step_actions, outputs_from=window_in.shape[1] - 1)
+                return out[:, -1:].float()
+
+        new = sample(denoise, target_noise, self.sampler.sigmas(), self.sampler.method, churn=self.sampler.churn, generator=generator)
+        new = new.clamp(-1, 1)
+        with self._autocast():
+            reward, logit = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:])
+        # The window slides on the sampled frame rounded to uint8, as an env would see it.
+        frame = to_uint8(new)[:, 0]
+        return window.slide(frame, step_actions[:, -1]), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()))
+
+    def imagine(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor, generator: Generators = None) -> Imagined:
+        """Imagines N steps for B worlds by sliding the window of the last K frames.
 
         context_frames: (B, K, H, W, 3) uint8, the last K frames (real or imagined);
-        context_actions: (B, K-1, A), the actions between them;
-        actions: (B, N, A), actions[:, 0] leads from the last context frame to the first new one.
+        context_actions: (B, K-1, *A), the actions between them;
+        actions: (B, N, *A), actions[:, 0] leads from the last context frame to the first new one.
         generator: the source of all sampling noise (same generator state -> same frames).
         """
-        self.check_inputs(context_frames, context_actions, actions)
-        dev = self.device
-        frames = to_model(context_frames.to(dev))  # (B, K, C, H, W)
-        window_actions = context_actions.to(dev).float() if self.action_space["type"] == "box" else context_actions.to(dev)
-        actions = actions.to(dev).float() if self.action_space["type"] == "box" else actions.to(dev)
-        b, n = actions.shape[:2]
-        sigmas = self.sampler.sigmas()
-        context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
-        out_frames, out_rewards, out_term = [], [], []
-        for step in range(n):
-            step_actions = torch.cat([window_actions, actions[:, step : step + 1]], dim=1)  # (B, K, A)
-            noise = torch.randn(frames.shape, generator=generator).to(dev)
-            context = frames + context_sigma * noise
-            target_noise = torch.randn((b, 1, *frames.shape[2:]), generator=generator).to(dev)
-
-            def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-                window = torch.cat([context, x], dim=1)
-                sig = torch.full(window.shape[:2], context_sigma, device=dev)
-                sig[:, -1] = sigma
-                with self._autocast():
-                    out = self.edm.denoise(self.denoiser, window, sig, actions=step_actions, outputs_from=window.shape[1] - 1)
-                    return out[:, -1:].float()
-
-            new = sample(denoise, target_noise, sigmas, self.sampler.method, churn=self.sampler.churn, generator=generator).clamp(-1, 1)
-            with self._autocast():
-                reward, logit = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:])
-            out_frames.append(to_uint8(new))
-            out_rewards.append(reward.float())
-            out_term.append(torch.sigmoid(logit.float()))
-            # Slide the window: the sampled frame, rounded to uint8 as an env would see it.
-            frames = torch.cat([frames[:, 1:], to_model(out_frames[-1])], dim=1)
-            window_actions = step_actions[:, 1:]
-        return Imagined(torch.cat(out_frames, dim=1).cpu(), torch.cat(out_rewards, dim=1).cpu(), torch.cat(out_term, dim=1).cpu())
+        window = self.window(context_frames, context_actions)
+        self._check_actions("actions", actions, (len(window), None))
+        steps = []
+        for t in range(actions.shape[1]):
+            window, out = self.step(window, actions[:, t], generator)
+            steps.append(out)
+        return Imagined(
+            torch.stack([s.frame for s in steps], 1).cpu(),
+            torch.stack([s.reward for s in steps], 1).cpu(),
+            torch.stack([s.termination_prob for s in steps], 1).cpu(),
+        )
 
     def random_start(self, batch: int, generator: np.random.Generator) -> tuple[Tensor, Tensor]:
         """`batch` start contexts drawn from the checkpoint's bank of real ones: frames, actions."""

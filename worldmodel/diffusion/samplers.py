@@ -7,13 +7,30 @@ networks or conditioning; a closure binds those.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 Denoise = Callable[[Tensor, Tensor], Tensor]  # (x, sigma scalar tensor) -> D(x; sigma)
 SAMPLERS = ("euler", "heun", "churn")
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def randn(shape: Sequence[int], generator: Generators = None, device: str | torch.device = "cpu") -> Tensor:
+    """Unit Gaussian noise drawn on the CPU, so the same seed gives the same noise on any device.
+
+    generator: one for the whole batch, or one per row of the batch (dim 0): then each row's noise
+    depends on its own generator only, and a world sampled in a batch of N gets the same noise as
+    the same world sampled alone.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        noise = torch.randn(tuple(shape), generator=generator)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators given for a batch of {shape[0]}; give one per row.")
+        noise = torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator])
+    return noise.to(device)
 
 
 def sample(
@@ -24,7 +41,7 @@ def sample(
     churn: float = 0.0,
     churn_range: tuple[float, float] = (0.0, math.inf),
     churn_noise: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Integrates from `noise` (unit Gaussian) at sigmas[0] down to sigmas[-1] (usually 0).
 
@@ -43,7 +60,7 @@ def sample(
         if method == "churn" and churn_range[0] <= float(sigma) <= churn_range[1]:
             gamma = min(churn / steps, math.sqrt(2.0) - 1.0)
             sigma_hat = sigma * (1 + gamma)
-            extra = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            extra = randn(x.shape, generator, x.device).to(x.dtype)
             x = x + (sigma_hat**2 - sigma**2).sqrt() * churn_noise * extra
             sigma = sigma_hat
         d = (x - denoise(x, sigma)) / sigma

@@ -1,0 +1,302 @@
+"""DiffusionWorld-v0: a trained world model as a Gymnasium environment, single or natively vectorised.
+
+Observations are imagined frames, (H, W, 3) uint8; the action space is the source task's. Rewards
+and termination come from the model's reward/termination head; episodes truncate after
+`max_episode_steps` (default: the task's episode length). The sliding window of frames and actions
+lives in `worldmodel.rollout`; the envs here hold one window per world and step it.
+
+Out-of-bounds actions are clipped to the action space, as MuJoCo clips controls to its ctrlrange;
+NaN/inf or a wrong shape raise ValueError.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.tasks import TASKS
+from worldmodel.rollout import Window, WorldModel
+
+CHECKPOINT_ENV_VAR = "DIFFUSION_WORLD_CHECKPOINT"
+TERMINATION_THRESHOLD = 0.5
+# Frames per second for videos of imagined episodes: a viewing rate, not the simulator's clock.
+RENDER_FPS = 20
+
+
+def load_world_model(
+    checkpoint: str | os.PathLike | None,
+    device: str = "cpu",
+    bf16: bool | None = None,
+    sampler_steps: int | None = None,
+    sampler_method: str | None = None,
+    context_sigma: float | None = None,
+) -> WorldModel:
+    """The env's model: `checkpoint`, else the path in $DIFFUSION_WORLD_CHECKPOINT."""
+    checkpoint = checkpoint or os.environ.get(CHECKPOINT_ENV_VAR)
+    if not checkpoint:
+        raise ValueError(
+            f"DiffusionWorld-v0 needs a trained model: pass checkpoint='runs/reacher/model.pt' or set ${CHECKPOINT_ENV_VAR}. "
+            "Get one with: python tools/record_rollouts.py task=reacher policy=mixture episodes=200 out=data/reacher.h5 "
+            "&& python tools/train.py data=data/reacher.h5 run_dir=runs/reacher"
+        )
+    overrides = {"steps": sampler_steps, "method": sampler_method, "context_sigma": context_sigma}
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return WorldModel.load(checkpoint, device=device, bf16=bf16, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def task_spaces(model: WorldModel) -> tuple[spaces.Box, spaces.Space]:
+    """(observation space, action space) of one world, from the checkpoint."""
+    observation = spaces.Box(0, 255, model.frame_shape, np.uint8)
+    a = model.action_space
+    if a["type"] == "discrete":
+        return observation, spaces.Discrete(int(a["n"]))
+    return observation, spaces.Box(np.asarray(a["low"], np.float32), np.asarray(a["high"], np.float32), dtype=np.float32)
+
+
+def default_episode_steps(model: WorldModel) -> int:
+    task = model.metadata.get("task")
+    if task not in TASKS:
+        raise ValueError(f"The checkpoint's task {task!r} has no preset; pass max_episode_steps=N.")
+    return TASKS[task].episode_steps
+
+
+def clean_actions(actions: Any, space: spaces.Space, batch_shape: tuple[int, ...]) -> np.ndarray:
+    """actions (*batch_shape, *action_shape) -> a float32 (box) or int64 (discrete) array, clipped to
+    the box; ValueError for a wrong shape or NaN/inf."""
+    arr = np.asarray(actions)
+    want = (*batch_shape, *space.shape)
+    if arr.shape != want:
+        raise ValueError(f"Action must have shape {want}, got {arr.shape}: one action of shape {space.shape} per world.")
+    if isinstance(space, spaces.Discrete):
+        if not np.issubdtype(arr.dtype, np.integer) or ((arr < space.start) | (arr >= space.start + space.n)).any():
+            raise ValueError(f"Discrete actions must be integers in [{space.start}, {space.start + space.n}), got {arr}.")
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+        raise ValueError(f"Action contains NaN or inf (or is not numeric): {arr}.")
+    return np.clip(arr, space.low, space.high).astype(np.float32)
+
+
+def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape: tuple[int, ...]) -> Window:
+    """A start window from options["context_frames"] (*batch, K, H, W, 3) uint8 and
+    options["context_actions"] (*batch, K-1, *A), e.g. the real env's first K frames."""
+    k, frame_shape = model.context, model.frame_shape
+    if "context_frames" not in options:
+        raise ValueError(f"options has {sorted(options)}; a start context needs 'context_frames' and 'context_actions'.")
+    frames = np.asarray(options["context_frames"])
+    if frames.dtype != np.uint8:
+        raise ValueError(f"context_frames must be uint8 (0-255, as rendered), got {frames.dtype}.")
+    if frames.shape != (*batch_shape, k, *frame_shape):
+        raise ValueError(
+            f"context_frames must have shape {(*batch_shape, k, *frame_shape)}: the last {k} frames (this model's "
+            f"context length) of shape {frame_shape}; got {frames.shape}."
+        )
+    if "context_actions" not in options:
+        raise ValueError(f"options needs 'context_actions': the {k - 1} actions between the {k} context frames.")
+    actions = np.asarray(options["context_actions"], dtype=np.float32 if model.action_space["type"] == "box" else None)
+    want = (*batch_shape, k - 1, *model.action_shape)
+    if actions.shape != want:
+        raise ValueError(f"context_actions must have shape {want}: the {k - 1} actions between the {k} context frames; got {actions.shape}.")
+    if actions.dtype.kind == "f" and not np.isfinite(actions).all():
+        raise ValueError("context_actions contain NaN or inf.")
+    frames, actions = torch.from_numpy(frames), torch.from_numpy(actions)
+    if not batch_shape:
+        frames, actions = frames[None], actions[None]
+    return model.window(frames, actions)
+
+
+def given_context(model: WorldModel, options: dict[str, Any] | None, batch_shape: tuple[int, ...]) -> Window | None:
+    """The start window in reset options, if any (every key but reset_mask is about it)."""
+    if not options or not set(options) - {"reset_mask"}:
+        return None
+    return context_from_options(model, options, batch_shape)
+
+
+def start_window(model: WorldModel, rng: np.random.Generator, generator: torch.Generator, given: Window | None) -> Window:
+    """One world's start: `given`, or a context drawn from the checkpoint's bank by `rng`; then
+    reseeds the world's sampling noise from `rng`, so a seeded reset fixes the whole episode."""
+    window = given if given is not None else model.window(*model.random_start(1, rng))
+    generator.manual_seed(int(rng.integers(2**62)))
+    return window
+
+
+class DiffusionWorldEnv(gym.Env):
+    """One imagined world. See the module docstring; arguments:
+
+    checkpoint: model.pt from tools/train.py (default: $DIFFUSION_WORLD_CHECKPOINT);
+    sampler_steps, sampler_method, context_sigma: override the checkpoint's sampler;
+    device: "cpu", "cuda", "auto"; bf16: autocast (default on for CPU, ~2x faster);
+    render_mode: "rgb_array"; render_scale: integer upscaling of rendered frames for viewing;
+    max_episode_steps: truncation (default: the task's episode length).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        sampler_steps: int | None = None,
+        sampler_method: str | None = None,
+        context_sigma: float | None = None,
+        device: str = "cpu",
+        bf16: bool | None = None,
+        render_mode: str | None = None,
+        render_scale: int = 1,
+        max_episode_steps: int | None = None,
+    ):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
+        self.model = load_world_model(checkpoint, device, bf16, sampler_steps, sampler_method, context_sigma)
+        self.observation_space, self.action_space = task_spaces(self.model)
+        self.render_mode, self.render_scale = render_mode, int(render_scale)
+        self.max_episode_steps = max_episode_steps or default_episode_steps(self.model)
+        self._generator = torch.Generator()
+        self._window: Window | None = None
+        self._steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._window = start_window(self.model, self.np_random, self._generator, given_context(self.model, options, ()))
+        self._steps = 0
+        return self._observation(), {"step": 0}
+
+    def step(self, action):
+        if self._window is None:
+            raise RuntimeError("Call reset() before step().")
+        action = clean_actions(action, self.action_space, ())
+        self._window, out = self.model.step(self._window, torch.from_numpy(action)[None], self._generator)
+        self._steps += 1
+        prob = float(out.termination_prob[0])
+        info = {"step": self._steps, "termination_prob": prob}
+        return self._observation(), float(out.reward[0]), prob > TERMINATION_THRESHOLD, self._steps >= self.max_episode_steps, info
+
+    def _observation(self) -> np.ndarray:
+        return self._window.last_frame[0].cpu().numpy().copy()  # a copy: the window is the env's to change
+
+    def render(self) -> np.ndarray | None:
+        """rgb_array: the current frame, (H * render_scale, W * render_scale, 3) uint8."""
+        if self.render_mode is None or self._window is None:
+            return None
+        return upscale(self._observation(), self.render_scale)
+
+
+def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of (..., H, W, 3) frames, sharp pixels for viewing."""
+    return frame if scale == 1 else frame.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+
+class DiffusionWorldVectorEnv(VectorEnv):
+    """N imagined worlds stepped in one batched forward pass (`gym.make_vec("DiffusionWorld-v0", num_envs=N)`).
+
+    Same arguments as DiffusionWorldEnv, plus num_envs. Autoreset is NEXT_STEP: the step after a
+    world's episode ends returns its reset observation (reward 0) and ignores its action.
+    reset(seed=s) seeds world i with s + i, so world i matches a single env reset with seed s + i
+    (exactly in fp32). reset(options={"reset_mask": mask}) resets only the masked worlds; a start
+    context in options is (N, K, H, W, 3) frames and (N, K-1, *A) actions, the masked rows used.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        checkpoint: str | os.PathLike | None = None,
+        sampler_steps: int | None = None,
+        sampler_method: str | None = None,
+        context_sigma: float | None = None,
+        device: str = "cpu",
+        bf16: bool | None = None,
+        render_mode: str | None = None,
+        render_scale: int = 1,
+        max_episode_steps: int | None = None,
+    ):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
+        self.model = load_world_model(checkpoint, device, bf16, sampler_steps, sampler_method, context_sigma)
+        self.num_envs = num_envs
+        self.single_observation_space, self.single_action_space = task_spaces(self.model)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.render_mode, self.render_scale = render_mode, int(render_scale)
+        self.max_episode_steps = max_episode_steps or default_episode_steps(self.model)
+        self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
+        self._generators = [torch.Generator() for _ in range(num_envs)]
+        self._window: Window | None = None
+        self._steps = np.zeros(num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
+        mask = np.ones(self.num_envs, bool) if not options or "reset_mask" not in options else np.asarray(options["reset_mask"])
+        if mask.shape != (self.num_envs,) or mask.dtype != bool:
+            raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},), got {mask.shape} {mask.dtype}.")
+        if self._window is None and not mask.all():
+            raise ValueError("The first reset must reset every world (reset_mask all True).")
+        self._reset_rows(np.flatnonzero(mask), self._seeds(seed), given_context(self.model, options, (self.num_envs,)))
+        infos: dict[str, Any] = {}
+        for i in np.flatnonzero(mask):
+            infos = self._add_info(infos, {"step": 0}, i)
+        return self._observations(), infos
+
+    def _reset_rows(self, rows: np.ndarray, seeds: Sequence[int | None], given: Window | None) -> None:
+        for i in rows:
+            if seeds[i] is not None:
+                self._rngs[i] = seeding.np_random(seeds[i])[0]
+            window = start_window(self.model, self._rngs[i], self._generators[i], None if given is None else given[[i]])
+            if self._window is None:  # first reset: allocate every row
+                self._window = Window(window.frames.repeat_interleave(self.num_envs, 0), window.actions.repeat_interleave(self.num_envs, 0))
+            self._window[[i]] = window
+        self._steps[rows] = 0
+        self._autoreset[rows] = False
+
+    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed) + i for i in range(self.num_envs)]
+        if len(seed) != self.num_envs:
+            raise ValueError(f"Give one seed per world: {self.num_envs} seeds, got {len(seed)}.")
+        return list(seed)
+
+    def step(self, actions):
+        if self._window is None:
+            raise RuntimeError("Call reset() before step().")
+        actions = clean_actions(actions, self.single_action_space, (self.num_envs,))
+        rewards = np.zeros(self.num_envs, np.float64)
+        terminated = np.zeros(self.num_envs, bool)
+        probs = np.zeros(self.num_envs, np.float32)
+        infos: dict[str, Any] = {}
+        live, resetting = np.flatnonzero(~self._autoreset), np.flatnonzero(self._autoreset)
+        self._reset_rows(resetting, [None] * self.num_envs, None)
+        for i in resetting:
+            infos = self._add_info(infos, {"step": 0}, i)
+        if live.size:
+            window, out = self.model.step(self._window[live], torch.from_numpy(actions[live]), [self._generators[i] for i in live])
+            self._window[live] = window
+            self._steps[live] += 1
+            rewards[live] = out.reward.cpu().numpy()
+            probs[live] = out.termination_prob.cpu().numpy()
+            terminated[live] = probs[live] > TERMINATION_THRESHOLD
+            for i in live:
+                infos = self._add_info(infos, {"step": int(self._steps[i]), "termination_prob": float(probs[i])}, i)
+        truncated = self._steps >= self.max_episode_steps  # 0 for worlds that just reset
+        self._autoreset = terminated | truncated
+        return self._observations(), rewards, terminated, truncated, infos
+
+    def _observations(self) -> np.ndarray:
+        return self._window.last_frame.cpu().numpy().copy()  # a copy: rows of the window change in place
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """rgb_array: each world's current frame, upscaled by render_scale."""
+        if self.render_mode is None or self._window is None:
+            return None
+        return tuple(upscale(frame, self.render_scale) for frame in self._observations())

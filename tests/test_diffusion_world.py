@@ -1,6 +1,7 @@
 """DiffusionWorld-v0 as RL code sees it: registration, spaces, determinism, gymnasium's and SB3's
 checkers, the native vector env against single envs, bad input, rendering."""
 
+import re
 import subprocess
 import sys
 
@@ -181,6 +182,18 @@ def test_stable_baselines3_checker_and_ppo(checkpoint):
     assert model.num_timesteps == 192
     action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
     assert env.action_space.contains(action.astype(np.float32))
+
+
+def test_readme_env_examples_run(checkpoint):
+    """The README's env examples, as written, with this session's checkpoint in place of runs/reacher."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The world model as an environment")[1].split("\n## ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(block.replace("runs/reacher/model.pt", str(checkpoint)), namespace)
+    assert namespace["frame"].shape == (256, 256, 3) and namespace["obs"].shape == (8, 64, 64, 3)
 
 
 def test_imagine_tool_writes_a_video(checkpoint, tmp_path):

@@ -1,8 +1,10 @@
-"""Benchmarks: recording speed, HDF5 storage options, training-window loading, training steps.
+"""Benchmarks: recording speed, HDF5 storage options, training-window loading, training steps,
+DiffusionWorld-v0 stepping next to the real MuJoCo task.
 
     python tools/bench.py                       # all sections, a table each
     python tools/bench.py --only windows --json # machine-readable
     python tools/bench.py --task pusher --episodes 20
+    python tools/bench.py --only env --checkpoint runs/reacher/model.pt
 
 Numbers are for this machine only; compare runs from the same machine.
 """
@@ -147,6 +149,80 @@ def bench_training(batch_size: int = 16, steps: int = 3, size: int = 64) -> list
     return rows
 
 
+def env_checkpoint(task: str, tmp: Path) -> Path:
+    """A default-config model (configs/train.yaml) trained for one step on a small fresh recording:
+    the real checkpoint path, and stepping speed does not depend on how well the weights are trained."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from worldmodel.training.trainer import train
+
+    data = tmp / "env_bench.h5"
+    for _ in record_rollouts(get_task(task, episode_steps=12), [PolicySpec("random")], 4, data):
+        pass
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base=None):
+        cfg = compose("train", overrides=[f"data={data}", f"run_dir={tmp / 'env_bench'}", "steps=1", "batch_size=2", "val_every=0",
+                                          "mixed_precision=no", "device=cpu", "start_bank_size=16"])
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("task", None)
+    plain["expect"] = {}
+    return train(plain)
+
+
+def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sampler_steps: int = 3) -> list[dict]:
+    """DiffusionWorld-v0 steps/s (single env; native vector env at each N) vs the real task's step+render."""
+    import gymnasium as gym
+
+    import envs
+
+    real = envs.make_task_env(task)
+    real.reset(seed=0)
+    real.action_space.seed(0)
+    steps = 300
+    start = time.perf_counter()
+    for _ in range(steps):
+        if any(real.step(real.action_space.sample())[2:4]):
+            real.reset()
+    real_rate = steps / (time.perf_counter() - start)
+    real.close()
+    rows = []
+
+    def row(name: str, n: int, seconds: float, steps: int, world_steps: int) -> dict:
+        rate = world_steps / seconds
+        return {"env": name, "num_envs": n, "ms_per_step": round(1000 * seconds / steps, 1), "steps_per_s": round(rate, 1),
+                "vs_mujoco": round(rate / real_rate, 3)}
+
+    # Only imagined steps count: a world that ends its episode resets without calling the model.
+    kwargs = {"checkpoint": str(checkpoint), "sampler_steps": sampler_steps, "device": device}
+    env = gym.make("DiffusionWorld-v0", **kwargs)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(3):  # warm-up: allocator, oneDNN kernel selection
+        env.step(env.action_space.sample())
+    seconds, steps = 0.0, 20
+    for _ in range(steps):
+        start = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        seconds += time.perf_counter() - start
+        if terminated or truncated:
+            env.reset()
+    rows.append(row("DiffusionWorld-v0", 1, seconds, steps, steps))
+    for n in tqdm(num_envs, desc="vector env", leave=False):
+        vec = gym.make_vec("DiffusionWorld-v0", num_envs=n, **kwargs)
+        vec.reset(seed=0)
+        vec.action_space.seed(0)
+        vec.step(vec.action_space.sample())
+        reps = max(2, min(20, 64 // n))
+        world_steps = 0
+        start = time.perf_counter()
+        for _ in range(reps):
+            world_steps += int(vec.step(vec.action_space.sample())[4].get("_termination_prob", np.zeros(0)).sum())
+        rows.append(row("DiffusionWorld-v0 vector", n, time.perf_counter() - start, reps, world_steps))
+    rows.append({"env": f"MuJoCo {task} step+render", "num_envs": 1, "ms_per_step": round(1000 / real_rate, 2),
+                 "steps_per_s": round(real_rate, 1), "vs_mujoco": 1.0})
+    return rows
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
     keys = list(rows[0])
@@ -158,9 +234,12 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="record,storage,windows,train", help="comma-separated sections")
+    parser.add_argument("--only", default="record,storage,windows,train,env", help="comma-separated sections")
     parser.add_argument("--task", default="reacher")
     parser.add_argument("--episodes", type=int, default=40, help="episodes recorded for every section")
+    parser.add_argument("--checkpoint", help="env section: model to step (default: the default config trained one step)")
+    parser.add_argument("--device", default="cpu", help="env section: cpu | cuda | auto")
+    parser.add_argument("--num-envs", default="1,8,32,128", help="env section: vector env sizes")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -178,6 +257,9 @@ def main() -> None:
             results["storage"] = bench_storage(source, tmp)
         if "windows" in sections:
             results["windows"] = bench_windows(source, [0, 2])
+        if "env" in sections:
+            checkpoint = Path(args.checkpoint) if args.checkpoint else env_checkpoint(args.task, tmp)
+            results["env"] = bench_env(checkpoint, args.task, args.device, [int(n) for n in args.num_envs.split(",")])
     if "train" in sections:
         results["train"] = bench_training()
     if args.json:
@@ -186,7 +268,8 @@ def main() -> None:
     titles = {"record": f"recording {args.task} (expert, 64x64, frames include reset frames)",
               "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
               "windows": "training windows, K=4 + F=1, shuffled DataLoader",
-              "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16"}
+              "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
+              "env": f"DiffusionWorld-v0 (3 Euler steps, bf16 autocast on CPU) vs real MuJoCo {args.task} step+render, 64x64, {args.device}"}
     for key, rows in results.items():
         print_table(titles[key], rows)
 

@@ -1,5 +1,5 @@
 """Fidelity of imagined rollouts: from the first K real frames of held-out episodes, imagine under
-the recorded actions and compare with what really happened."""
+the recorded actions and compare with what really happened (PSNR, SSIM, flicker per horizon)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from worldmodel.data.reader import RolloutReader
-from worldmodel.frames import psnr
+from worldmodel.evaluation.metrics import flicker, psnr, ssim
 
 
 def side_by_side(real_u8: np.ndarray, imagined_u8: np.ndarray, scale: int = 2) -> np.ndarray:
@@ -30,10 +30,12 @@ def rollout_fidelity(
     video: str | os.PathLike | None = None,
     seed: int = 0,
 ) -> dict:
-    """Mean PSNR (dB) at each horizon of imagined vs real frames, next to the copy-last-frame baseline.
+    """PSNR (dB), SSIM and flicker at each horizon of imagined vs real frames, next to the
+    copy-last-frame baseline, averaged over episodes.
 
     Horizon h is the h-th imagined frame. Episodes are taken in order; the rollout length is the
-    largest horizon that every chosen episode allows.
+    largest horizon that every chosen episode allows. Returns {metric: {h: mean}} for the asked
+    horizons (keys psnr, ssim, flicker and copy_last_* of each) and "curves": every horizon 1..n.
     """
     k = world_model.context
     with RolloutReader(path) as reader:
@@ -44,16 +46,20 @@ def rollout_fidelity(
         frames = torch.from_numpy(np.stack([reader.frames(e, 0, k + n) for e in chosen]))
         actions = torch.from_numpy(np.stack([reader.steps("actions", e, 0, k - 1 + n) for e in chosen]))
     out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed))
-    real = frames[:, k:]
-    imagined_psnr = psnr(out.frames, real).clamp_max(100)  # identical frames: cap the infinity
-    copy_psnr = psnr(frames[:, k - 1 : k].expand_as(real), real).clamp_max(100)
-    used = [h for h in horizons if h <= n]
-    result = {
-        "horizons": used,
-        "psnr": {h: float(imagined_psnr[:, h - 1].mean()) for h in used},
-        "copy_last_psnr": {h: float(copy_psnr[:, h - 1].mean()) for h in used},
-        "episodes": chosen,
+    real, previous_real = frames[:, k:], frames[:, k - 1 : -1]
+    copy_last = frames[:, k - 1 : k].expand_as(real)
+    previous_imagined = torch.cat([frames[:, k - 1 : k], out.frames[:, :-1]], dim=1)
+    per_frame = {  # (episodes, n) each
+        "psnr": psnr(out.frames, real).clamp_max(100),  # identical frames: cap the infinity
+        "ssim": ssim(out.frames, real),
+        "flicker": flicker(out.frames, real, previous_imagined, previous_real),
+        "copy_last_psnr": psnr(copy_last, real).clamp_max(100),
+        "copy_last_ssim": ssim(copy_last, real),
+        "copy_last_flicker": flicker(copy_last, real, copy_last, previous_real),
     }
+    used = [h for h in horizons if h <= n]
+    result = {name: {h: float(v[:, h - 1].mean()) for h in used} for name, v in per_frame.items()}
+    result |= {"horizons": used, "episodes": chosen, "curves": {name: v.mean(0).tolist() for name, v in per_frame.items()}}
     if video is not None:
         import imageio.v3 as iio
 

@@ -1,0 +1,111 @@
+"""Evaluation metrics on known answers, and tools/evaluate.py end to end (both modes, bad input)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, record
+from worldmodel.data import RolloutReader, RolloutWriter
+from worldmodel.evaluation.metrics import flicker, mmrv, pearson, psnr, ranks, spearman, ssim
+from worldmodel.evaluation.policy_eval import policy_statistics
+
+
+def frames(seed, shape=(2, 3, 32, 32, 3)):
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_identical_frames_give_perfect_scores():
+    a = frames(0)
+    assert torch.isinf(psnr(a, a)).all()
+    torch.testing.assert_close(ssim(a, a), torch.ones(2, 3))
+    assert (flicker(a, a, a, a) == 0).all()
+
+
+def test_ssim_and_psnr_fall_with_noise_and_are_per_frame():
+    a = frames(0).float()
+    noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(1))
+    slightly, very = (a + 5 * noise).clamp(0, 255).byte(), (a + 60 * noise).clamp(0, 255).byte()
+    a = a.byte()
+    assert ssim(a, slightly).shape == (2, 3)
+    assert (ssim(a, very) < ssim(a, slightly)).all() and (ssim(a, slightly) < 1).all()
+    assert (psnr(a, very) < psnr(a, slightly)).all()
+    # SSIM of a constant shift is luminance-only: close to but below 1
+    shifted = (a.float() * 0.5 + 64).byte()
+    assert ssim(shifted, (shifted.float() + 10).byte()).min() > 0.9
+
+
+def test_flicker_counts_change_reality_does_not_have():
+    prev, now = frames(0), frames(1)
+    # copying the last frame: the whole real change is missed
+    expected = (now.float() - prev.float()).abs().flatten(-3).mean(-1)
+    torch.testing.assert_close(flicker(prev, now, prev, prev), expected)
+
+
+def test_rank_statistics_on_hand_made_cases():
+    assert ranks([10, 20, 20, 5]).tolist() == [1.0, 2.5, 2.5, 0.0]
+    real = np.array([1.0, 2.0, 3.0])
+    assert mmrv(real, real * 10) == 0.0 and spearman(real, real**3) == pytest.approx(1.0)
+    assert spearman(real, -real) == pytest.approx(-1.0) and pearson(real, 2 * real + 1) == pytest.approx(1.0)
+    # reversed order: policy 0 is flipped against 1 (gap 1) and 2 (gap 2), policy 1 against both (1), policy 2 (2)
+    assert mmrv(real, real[::-1]) == pytest.approx((2 + 1 + 2) / 3)
+    # only the close pair 2/3 swapped: small violation
+    assert mmrv(np.array([0.0, 2.0, 2.1]), np.array([0.0, 2.1, 2.0])) == pytest.approx((0 + 0.1 + 0.1) / 3)
+    assert np.isnan(pearson([1, 1, 1], [1, 2, 3]))
+
+
+def test_policy_statistics_pairs_policies_and_checks_shapes():
+    real = np.array([[1.0, 3.0], [5.0, 7.0]])
+    stats = policy_statistics(["a", "b"], real, real + 1)
+    assert stats["policies"]["a"] == {"real_return": 2.0, "imagined_return": 3.0, "return_error": 1.0, "abs_episode_error": 1.0}
+    assert stats["mmrv"] == 0.0
+    with pytest.raises(ValueError, match="policies"):
+        policy_statistics(["a"], real, real)
+
+
+def evaluate(*args, check=True):
+    cmd = [sys.executable, "tools/evaluate.py", *args]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_evaluate_fidelity_end_to_end(checkpoint, reacher_file, tmp_path):
+    out = tmp_path / "eval"
+    evaluate(f"checkpoint={checkpoint}", f"data={reacher_file}", f"out={out}", "horizons=[1,5,8]", "videos=2")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["horizons"] == [1, 5, 8] and "held-out split" in metrics["split"]
+    assert set(metrics["psnr"]) == {"1", "5", "8"} and 0 < metrics["ssim"]["1"] <= 1
+    assert len(metrics["curves"]["copy_last_flicker"]) == 8
+    assert (out / "fidelity.png").stat().st_size > 0 and (out / "side_by_side.mp4").stat().st_size > 0
+
+
+def test_evaluate_policies_end_to_end(checkpoint, tmp_path):
+    out = tmp_path / "policies"
+    evaluate("mode=policies", f"checkpoint={checkpoint}", f"out={out}", "policy_episodes=2", "policy_episode_steps=8",
+             "policies=[{name: expert}, {name: noisy_expert, eps: 0.5}, {name: random}]")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["policies"]) == ["expert", "noisy_expert(eps=0.5)", "random"]
+    assert np.asarray(metrics["real_returns"]).shape == (3, 2) and -1 <= metrics["spearman_rho"] <= 1
+    assert metrics["policies"]["expert"]["real_success"] >= 0 and (out / "returns.png").exists()
+
+
+def test_evaluate_bad_input_is_refused_clearly(checkpoint, reacher_file, tmp_path):
+    pusher = record(tmp_path / "pusher.h5", task="pusher", policy="random", episodes=1, episode_steps=6)
+    empty = tmp_path / "empty.h5"
+    with RolloutReader(reacher_file) as reader, RolloutWriter(empty, reader.metadata):
+        pass
+    cases = [
+        ([f"data={pusher}"], "checkpoint models task 'reacher'"),
+        ([f"data={empty}"], "no episodes"),
+        (["mode=dream"], "Unknown mode"),
+        (["mode=policies", "policies=[{name: telepathy}]"], "Unknown policy"),
+        ([], "needs data="),
+    ]
+    for args, message in cases:
+        result = evaluate(f"checkpoint={checkpoint}", f"out={tmp_path / 'x'}", *args, check=False)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-2000:])

@@ -1,0 +1,55 @@
+"""Matplotlib figures of evaluations, written to files (no display needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+METRICS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("flicker", "flicker (0-255)"))
+
+
+def plot_fidelity(curves: dict[str, list[float]], path: str | os.PathLike, title: str = "") -> Path:
+    """Metric vs horizon, imagined next to copy-last-frame: one panel per metric."""
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
+    for ax, (key, label) in zip(axes, METRICS):
+        h = np.arange(1, len(curves[key]) + 1)
+        ax.plot(h, curves[key], label="world model")
+        ax.plot(h, curves[f"copy_last_{key}"], "--", label="copy last frame")
+        ax.set_xlabel("horizon (steps)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_returns(names: Sequence[str], real: np.ndarray, imagined: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
+    """Imagined vs real return: one point per episode, policy means as large markers, y = x dashed."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for p, name in enumerate(names):
+        points = ax.scatter(real[p], imagined[p], s=10, alpha=0.4)
+        ax.scatter(real[p].mean(), imagined[p].mean(), s=90, marker="D", color=points.get_facecolor()[0], edgecolor="k", label=name)
+    lo, hi = min(real.min(), imagined.min()), max(real.max(), imagined.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel("real return (MuJoCo)")
+    ax.set_ylabel("imagined return (DiffusionWorld)")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,64 @@
+"""Planners on toy problems whose optimum is known, and the world-model objectives."""
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel.planning import PlannerConfig, goal_distance, make_planner, predicted_return
+from worldmodel.rollout import WorldModel
+
+LOW, HIGH = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+
+
+def quadratic(target):
+    """score = -squared distance of every step's action to target (H, A): the optimum is target clipped to the box."""
+    return lambda actions: -((actions - target) ** 2).sum(axis=(1, 2))
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_planners_find_the_known_optimum(name):
+    target = np.random.default_rng(0).uniform(-0.8, 0.8, (5, 2))
+    cfg = PlannerConfig(horizon=5, samples=256, iterations=8, elites=16, temperature=0.05)
+    plan = make_planner(name, LOW, HIGH, cfg).plan(quadratic(target), np.random.default_rng(1))
+    assert plan.shape == (5, 2) and np.abs(plan - target).max() < 0.1
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_optimum_outside_the_box_is_planned_on_its_bound(name):
+    cfg = PlannerConfig(horizon=3, samples=128, iterations=6, elites=12, temperature=0.05)
+    plan = make_planner(name, LOW, HIGH, cfg).plan(quadratic(np.full((3, 2), 3.0)), np.random.default_rng(0))
+    assert (plan <= 1.0).all() and (plan > 0.9).all()
+
+
+def test_warm_start_shifts_the_plan_and_more_iterations_do_not_hurt():
+    target = np.linspace(-0.5, 0.5, 8)[:, None].repeat(2, 1)
+    planner = make_planner("cem", LOW, HIGH, PlannerConfig(horizon=8, samples=128, iterations=6, elites=12))
+    plan = planner.plan(quadratic(target), np.random.default_rng(0))
+    planner.shift(3)
+    np.testing.assert_allclose(planner.mean[:5], plan[3:], atol=1e-6)
+    assert (planner.mean[5:] == 0).all()
+    short = make_planner("cem", LOW, HIGH, PlannerConfig(horizon=8, iterations=1)).plan(quadratic(target), np.random.default_rng(0))
+    assert quadratic(target)(plan[None])[0] >= quadratic(target)(short[None])[0]
+
+
+def test_bad_planner_settings_are_refused():
+    with pytest.raises(ValueError, match="Unknown planner"):
+        make_planner("annealing", LOW, HIGH, PlannerConfig())
+    with pytest.raises(ValueError, match="elites"):
+        PlannerConfig(samples=8, elites=16)
+    with pytest.raises(ValueError, match="finite"):
+        make_planner("mppi", LOW, HIGH, PlannerConfig(samples=4, elites=2)).plan(lambda a: np.full(len(a), np.nan), np.random.default_rng(0))
+
+
+def test_world_model_objectives_score_candidates_in_one_batch(checkpoint):
+    wm = WorldModel.load(checkpoint, bf16=False)
+    window = wm.window(*wm.random_start(1, np.random.default_rng(0)))
+    candidates = np.random.default_rng(0).uniform(-1, 1, (6, 3, 2)).astype(np.float32)
+    returns = predicted_return(wm, window, torch.Generator().manual_seed(0))(candidates)
+    again = predicted_return(wm, window, torch.Generator().manual_seed(0))(candidates)
+    assert returns.shape == (6,) and np.array_equal(returns, again)
+    goal = window.last_frame[0].numpy()
+    distance = goal_distance(wm, window, goal, torch.Generator().manual_seed(0))(candidates)
+    assert distance.shape == (6,) and (distance <= 0).all()
+    with pytest.raises(ValueError, match="one world"):
+        predicted_return(wm, wm.window(*wm.random_start(2, np.random.default_rng(0))), None)(candidates)

@@ -1,0 +1,7 @@
+"""Planning with generated futures: sampling-based optimisers over action sequences (CEM, MPPI)
+and the objectives that score a batch of candidate sequences with a world model."""
+
+from worldmodel.planning.objectives import goal_distance, predicted_return
+from worldmodel.planning.optimizers import CEM, MPPI, PLANNERS, PlannerConfig, make_planner
+
+__all__ = ["CEM", "MPPI", "PLANNERS", "PlannerConfig", "goal_distance", "make_planner", "predicted_return"]

@@ -1,0 +1,105 @@
+"""CEM and MPPI over action sequences in a box.
+
+Both keep a Gaussian (mean, std) per step and action dimension, sample `samples` sequences per
+iteration, score them all in one call (`score(actions (N, H, A)) -> (N,)`, higher is better) and
+refit. `plan` returns the mean sequence; after executing k of its steps, `shift(k)` warm-starts the
+next plan from the rest (model-predictive control).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Score = Callable[[np.ndarray], np.ndarray]  # (N, H, A) float32 in the box -> (N,) higher is better
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """horizon: steps planned; samples per iteration; elites (CEM); temperature (MPPI, in units of
+    the score); init_std and min_std as fractions of the action range; warm_start: shift the last plan."""
+
+    horizon: int = 10
+    samples: int = 64
+    iterations: int = 4
+    elites: int = 8
+    temperature: float = 1.0
+    init_std: float = 0.5
+    min_std: float = 0.05
+    warm_start: bool = True
+
+    def __post_init__(self):
+        if self.horizon < 1 or self.samples < 2 or self.iterations < 1:
+            raise ValueError(f"horizon >= 1, samples >= 2 and iterations >= 1 needed, got {self}.")
+        if not 1 <= self.elites <= self.samples:
+            raise ValueError(f"elites must be in [1, samples={self.samples}], got {self.elites}.")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+
+
+class _GaussianPlanner:
+    def __init__(self, low: np.ndarray, high: np.ndarray, cfg: PlannerConfig):
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        if self.low.shape != self.high.shape or not (self.low < self.high).all():
+            raise ValueError(f"action bounds must be arrays of one shape with low < high, got {low} and {high}.")
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the warm start (a new episode)."""
+        self.mean = np.broadcast_to((self.low + self.high) / 2, (self.cfg.horizon, *self.low.shape)).copy()
+
+    def shift(self, k: int) -> None:
+        """Drops the first k planned steps; the freed tail restarts at the box centre."""
+        if not self.cfg.warm_start:
+            return self.reset()
+        centre = (self.low + self.high) / 2
+        self.mean = np.concatenate([self.mean[k:], np.broadcast_to(centre, (min(k, self.cfg.horizon), *self.low.shape))])
+
+    def plan(self, score: Score, rng: np.random.Generator) -> np.ndarray:
+        """(H, A) actions maximising `score`, from `iterations` rounds of `samples` candidates."""
+        span = self.high - self.low
+        mean = self.mean.copy()
+        std = np.broadcast_to(self.cfg.init_std * span, mean.shape).copy()
+        for _ in range(self.cfg.iterations):
+            candidates = np.clip(mean + std * rng.standard_normal((self.cfg.samples, *mean.shape)), self.low, self.high)
+            candidates[0] = mean  # keep the incumbent: the plan never gets worse for lack of a lucky draw
+            scores = np.asarray(score(candidates.astype(np.float32)), np.float64)
+            if scores.shape != (self.cfg.samples,) or not np.isfinite(scores).all():
+                raise ValueError(f"score must return {self.cfg.samples} finite values, got shape {scores.shape}.")
+            mean, std = self._refit(candidates, scores, std)
+            std = np.maximum(std, self.cfg.min_std * span)
+        self.mean = mean
+        return mean.astype(np.float32)
+
+    def _refit(self, candidates: np.ndarray, scores: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class CEM(_GaussianPlanner):
+    """Cross-entropy method: refit mean and std to the `elites` best candidates."""
+
+    def _refit(self, candidates, scores, std):
+        elite = candidates[np.argsort(scores)[-self.cfg.elites :]]
+        return elite.mean(0), elite.std(0)
+
+
+class MPPI(_GaussianPlanner):
+    """Model-predictive path integral: mean and std weighted by softmax(score / temperature)."""
+
+    def _refit(self, candidates, scores, std):
+        w = np.exp((scores - scores.max()) / self.cfg.temperature)
+        w = (w / w.sum())[:, None, None]
+        mean = (w * candidates).sum(0)
+        return mean, np.sqrt((w * (candidates - mean) ** 2).sum(0))
+
+
+PLANNERS = {"cem": CEM, "mppi": MPPI}
+
+
+def make_planner(name: str, low: np.ndarray, high: np.ndarray, cfg: PlannerConfig) -> _GaussianPlanner:
+    if name not in PLANNERS:
+        raise ValueError(f"Unknown planner {name!r}; choose one of {sorted(PLANNERS)}.")
+    return PLANNERS[name](low, high, cfg)

@@ -51,6 +51,8 @@ class TaskPreset:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     # Shadows and reflections cost 4-20x render time under software EGL and add nothing to learn.
     shadows: bool = False
+    # Goal-conditioned success: this body within success_distance (in the table plane) of where it is in the goal state.
+    goal_body: str = "fingertip"
 
     def describe(self) -> dict[str, Any]:
         """Plain-type description, stored as metadata next to recorded data."""
@@ -77,6 +79,7 @@ TASKS: dict[str, TaskPreset] = {
         # Oblique view over the table from the far side: arm, object and goal all in frame.
         camera=Camera(distance=1.2, elevation=-60.0, azimuth=135.0, lookat=(0.35, -0.3, -0.3)),
         distance_fn=_pusher_distance,
+        goal_body="object",
         success_distance=0.08,  # object centre inside the red goal disc (r 0.08)
         episode_steps=100,
     ),
@@ -147,6 +150,35 @@ class PixelTaskEnv(gym.Wrapper):
 
     def success(self) -> bool:
         return self.distance() < self.preset.success_distance
+
+    def goal_point(self) -> np.ndarray:
+        """(2,) table-plane position of the preset's goal body: what goal-conditioned success compares."""
+        return self.data.body(self.preset.goal_body).xpos[:2].copy()
+
+    def get_state(self) -> np.ndarray:
+        """The full physics state (positions, velocities, actuation, time), for `set_state`."""
+        model = self.env.unwrapped.model
+        state = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
+        mujoco.mj_getState(model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        return state
+
+    def set_state(self, state: np.ndarray | None = None, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None) -> np.ndarray:
+        """Restores a `get_state()` state, or sets qpos/qvel (e.g. a recorded dataset state); returns the new frame.
+        The episode's step count is unchanged."""
+        if state is not None:
+            mujoco.mj_setState(self.env.unwrapped.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            mujoco.mj_forward(self.env.unwrapped.model, self.data)
+        else:
+            self.env.unwrapped.set_state(np.asarray(qpos), np.asarray(qvel))
+        return self._render_frame()
+
+    def simulate(self, action: np.ndarray, render: bool = False) -> tuple[float, np.ndarray | None]:
+        """One step of the raw simulator, outside the episode's bookkeeping (no step count, no info):
+        for planners that use the simulator as their model. Returns (reward, frame if render)."""
+        total = 0.0
+        for _ in range(self.preset.action_repeat):
+            total += float(self.env.unwrapped.step(action)[1])
+        return total, self._render_frame() if render else None
 
     def _render_frame(self) -> np.ndarray:
         self._renderer.update_scene(self.data, camera=self._camera)

@@ -1,8 +1,14 @@
 """Planners on toy problems whose optimum is known, and the world-model objectives."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
+
+from conftest import ROOT
 
 from worldmodel.planning import PlannerConfig, goal_distance, make_planner, predicted_return
 from worldmodel.rollout import WorldModel
@@ -62,3 +68,43 @@ def test_world_model_objectives_score_candidates_in_one_batch(checkpoint):
     assert distance.shape == (6,) and (distance <= 0).all()
     with pytest.raises(ValueError, match="one world"):
         predicted_return(wm, wm.window(*wm.random_start(2, np.random.default_rng(0))), None)(candidates)
+
+
+def plan(*args, check=True):
+    cmd = [sys.executable, "tools/plan.py", *args]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+SMALL = ["episodes=2", "replan_every=3", "search.horizon=3", "search.samples=4", "search.iterations=1", "search.elites=2"]
+
+
+@pytest.mark.parametrize("planner", ["cem", "mppi"])
+def test_plan_tool_reward_protocol_end_to_end(checkpoint, tmp_path, planner):
+    out = tmp_path / planner
+    plan(f"checkpoint={checkpoint}", f"planner={planner}", f"out={out}", *SMALL)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"world_model", "oracle", "random"}
+    for model, r in metrics["results"].items():
+        assert len(r["episodes"]) == 2 and 0 <= r["success_rate"] <= 1
+        assert r["mean_steps"] == 50 - 3  # the task's 50 steps less the K-1 context steps
+        assert (r["plan_seconds_per_step"] > 0) == (model != "random")
+
+
+def test_plan_tool_goal_protocol_end_to_end(checkpoint, reacher_file, tmp_path):
+    out = tmp_path / "goal"
+    plan(f"checkpoint={checkpoint}", "protocol=goal", f"goal.data={reacher_file}", "goal.offset=5", "goal.budget=6",
+         "models=[world_model,oracle]", f"out={out}", *SMALL)
+    results = json.loads((out / "metrics.json").read_text())["results"]
+    assert all(1 <= e["steps"] <= 6 for r in results.values() for e in r["episodes"])
+
+
+def test_plan_tool_refuses_bad_input(checkpoint, tmp_path):
+    cases = [(["planner=annealing"], "Unknown planner"), (["task=pusher"], "checkpoint models task 'reacher'"),
+             (["protocol=teleport"], "Unknown protocol"), (["models=[dream]"], "Unknown models"),
+             (["protocol=goal"], "needs goal.data")]
+    for args, message in cases:
+        result = plan(f"checkpoint={checkpoint}", f"out={tmp_path}", *args, check=False)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-2000:])

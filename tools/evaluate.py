@@ -57,7 +57,7 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
         raise ValueError("mode=fidelity needs data=PATH: held-out rollouts of the model's task.")
     episodes, which = held_out_episodes(wm, Path(cfg.data))
     logger.info("imagining %d episodes of %s (%s)", min(len(episodes), cfg.episodes), cfg.data, which)
-    result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed)
+    result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos)
     dropped = [h for h in cfg.horizons if h not in result["horizons"]]
     if dropped:
         logger.warning("horizons %s are longer than the episodes allow after %d context frames; record longer episodes "

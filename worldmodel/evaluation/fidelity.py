@@ -29,12 +29,14 @@ def rollout_fidelity(
     max_episodes: int,
     video: str | os.PathLike | None = None,
     seed: int = 0,
+    video_episodes: int = 4,
 ) -> dict:
     """PSNR (dB), SSIM and flicker at each horizon of imagined vs real frames, next to the
     copy-last-frame baseline, averaged over episodes.
 
     Horizon h is the h-th imagined frame. Episodes are taken in order; the rollout length is the
-    largest horizon that every chosen episode allows. Returns {metric: {h: mean}} for the asked
+    largest horizon that every chosen episode allows; `video` shows the first `video_episodes`
+    stacked. Returns {metric: {h: mean}} for the asked
     horizons (keys psnr, ssim, flicker and copy_last_* of each) and "curves": every horizon 1..n.
     """
     k = world_model.context
@@ -65,7 +67,7 @@ def rollout_fidelity(
 
         video = Path(video)
         video.parent.mkdir(parents=True, exist_ok=True)
-        clips = [side_by_side(real[i].numpy(), out.frames[i].numpy()) for i in range(min(4, len(chosen)))]
+        clips = [side_by_side(real[i].numpy(), out.frames[i].numpy()) for i in range(min(video_episodes, len(chosen)))]
         iio.imwrite(video, np.concatenate(clips, axis=1), fps=10, codec="libx264", macro_block_size=1)
         result["video"] = str(video)
     return result

@@ -37,3 +37,39 @@ def goal_distance(wm: WorldModel, window: Window, goal_frame: np.ndarray, genera
         return -((frames - goal) ** 2).flatten(2).mean(2).min(1).values.numpy()
 
     return score
+
+
+def simulator_return(env):
+    """The oracle's score: each candidate run in the real simulator from its current state (cloned
+    and restored), rewards summed. env: a PixelTaskEnv (get_state / set_state / simulate)."""
+
+    def score(actions: np.ndarray) -> np.ndarray:
+        start = env.get_state()
+        returns = np.array([sum(env.simulate(a)[0] for a in sequence) for sequence in _restoring(env, start, actions)])
+        env.set_state(start)
+        return returns
+
+    return score
+
+
+def simulator_goal_distance(env, goal_frame: np.ndarray):
+    """The oracle's goal score: like `goal_distance`, on frames rendered by the real simulator."""
+    goal = goal_frame.astype(np.float32) / 255
+
+    def score(actions: np.ndarray) -> np.ndarray:
+        start = env.get_state()
+        best = []
+        for sequence in _restoring(env, start, actions):
+            frames = np.stack([env.simulate(a, render=True)[1] for a in sequence]).astype(np.float32) / 255
+            best.append(-((frames - goal) ** 2).reshape(len(frames), -1).mean(1).min())
+        env.set_state(start)
+        return np.asarray(best)
+
+    return score
+
+
+def _restoring(env, start: np.ndarray, actions: np.ndarray):
+    """Yields each candidate sequence after putting the simulator back to `start`."""
+    for sequence in actions:
+        env.set_state(start)
+        yield sequence

@@ -1,0 +1,76 @@
+"""Model-predictive control in a real environment: plan, execute the first `replan_every` actions,
+replan from what really happened. The model behind the plan is whatever `make_score` builds: the
+world model from the last K real frames, or the simulator itself (the oracle)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from worldmodel.planning.optimizers import Score
+
+# (last K frames (K, H, W, 3) uint8, the K-1 actions between them) -> a score for the planner
+MakeScore = Callable[[np.ndarray, np.ndarray], Score]
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    episode_return: float
+    steps: int
+    plan_seconds: float  # total time spent planning
+
+    @property
+    def plan_seconds_per_step(self) -> float:
+        return self.plan_seconds / max(self.steps, 1)
+
+
+def run_mpc(
+    env,
+    planner,
+    make_score: MakeScore | None,
+    context_frames: np.ndarray,
+    context_actions: np.ndarray,
+    steps: int,
+    replan_every: int,
+    rng: np.random.Generator,
+    success: Callable[[dict], bool],
+    stop_on_success: bool = False,
+) -> EpisodeResult:
+    """Runs `steps` real steps from the env's current state.
+
+    context_frames (K, H, W, 3) / context_actions (K-1, A): how the env got here (the world model's
+    start window). make_score None: uniformly random actions (the baseline), no planning.
+    success(info) is checked after every step; the episode's success is the last check, or the
+    first success when stop_on_success.
+    """
+    frames = deque(context_frames, maxlen=len(context_frames))
+    actions = deque(context_actions, maxlen=max(len(context_actions), 1))
+    space = env.action_space
+    if planner is not None:
+        planner.reset()
+    total, plan_seconds, t, ok = 0.0, 0.0, 0, False
+    while t < steps:
+        if make_score is None:
+            chunk = rng.uniform(space.low, space.high, (replan_every, *space.shape)).astype(np.float32)
+        else:
+            start = time.perf_counter()
+            window_actions = np.stack(actions)[: len(frames) - 1] if len(frames) > 1 else np.zeros((0, *space.shape), np.float32)
+            chunk = planner.plan(make_score(np.stack(frames), window_actions), rng)[:replan_every]
+            plan_seconds += time.perf_counter() - start
+        for action in chunk:
+            frame, reward, terminated, truncated, info = env.step(action)
+            frames.append(frame)
+            actions.append(action)
+            total += reward
+            t += 1
+            ok = success(info)
+            if terminated or truncated or t >= steps or (stop_on_success and ok):
+                return EpisodeResult(ok, total, t, plan_seconds)
+        if planner is not None:
+            planner.shift(len(chunk))
+    return EpisodeResult(ok, total, t, plan_seconds)

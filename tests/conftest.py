@@ -1,5 +1,7 @@
 """Shared fixtures: small real recordings, made once per test session."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,14 @@ def tiny_config(data, run_dir, **overrides):
     plain.pop("task", None)
     plain["expect"] = {}
     return plain
+
+
+def run_tool(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs tools/<tool> as a user would (hydra overrides as arguments), from the repository root."""
+    result = subprocess.run([sys.executable, f"tools/{tool}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 checkers, the native vector env against single envs, bad input, rendering."""
 
 import re
-import subprocess
-import sys
 
 import gymnasium as gym
 import imageio.v3 as iio
@@ -13,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 import envs
-from conftest import ROOT
+from conftest import ROOT, run_tool
 from envs.diffusion_world import DiffusionWorldEnv, DiffusionWorldVectorEnv
 
 
@@ -198,8 +196,7 @@ def test_readme_env_examples_run(checkpoint):
 
 def test_imagine_tool_writes_a_video(checkpoint, tmp_path):
     out = tmp_path / "imagined.mp4"
-    cmd = [sys.executable, "tools/imagine.py", f"checkpoint={checkpoint}", "steps=6", "scale=2", f"out={out}"]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    run_tool("imagine.py", f"checkpoint={checkpoint}", "steps=6", "scale=2", f"out={out}")
     video = iio.imread(out)
     # the reset frame, then one per step until termination (this tiny model's head is near 0.5) or step 6
     assert 2 <= video.shape[0] <= 7 and video.shape[1:] == (128, 128, 3)

@@ -1,14 +1,12 @@
 """Evaluation metrics on known answers, and tools/evaluate.py end to end (both modes, bad input)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, record
+from conftest import record, run_tool
 from worldmodel.data import RolloutReader, RolloutWriter
 from worldmodel.evaluation.metrics import flicker, mmrv, pearson, psnr, ranks, spearman, ssim
 from worldmodel.evaluation.policy_eval import policy_statistics
@@ -67,11 +65,7 @@ def test_policy_statistics_pairs_policies_and_checks_shapes():
 
 
 def evaluate(*args, check=True):
-    cmd = [sys.executable, "tools/evaluate.py", *args]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return run_tool("evaluate.py", *args, check=check)
 
 
 def test_evaluate_fidelity_end_to_end(checkpoint, reacher_file, tmp_path):

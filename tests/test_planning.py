@@ -1,14 +1,12 @@
 """Planners on toy problems whose optimum is known, and the world-model objectives."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import run_tool
 
 from worldmodel.planning import PlannerConfig, goal_distance, make_planner, predicted_return
 from worldmodel.rollout import WorldModel
@@ -71,11 +69,7 @@ def test_world_model_objectives_score_candidates_in_one_batch(checkpoint):
 
 
 def plan(*args, check=True):
-    cmd = [sys.executable, "tools/plan.py", *args]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return run_tool("plan.py", *args, check=check)
 
 
 SMALL = ["episodes=2", "replan_every=3", "search.horizon=3", "search.samples=4", "search.iterations=1", "search.elites=2"]

@@ -51,29 +51,73 @@ def check_config(cfg: DictConfig, wm: WorldModel) -> str:
     return task
 
 
-def goal_starts(cfg: DictConfig, wm: WorldModel, count: int) -> list[dict]:
-    """`count` (start, goal) pairs from recorded episodes: context frames/actions, start qpos/qvel, goal frame and state."""
+def goal_starts(cfg: DictConfig, wm: WorldModel, env: PixelTaskEnv, count: int) -> list[dict]:
+    """`count` (start, goal) pairs from recorded episodes: context frames/actions, start qpos/qvel, goal
+    frame and state. Starts closer to their goal than `goal.min_start_distance` success distances are
+    skipped: in recordings where the arm rests at its target, they are solved by doing nothing."""
     k, offset = wm.context, cfg.goal.offset
     rng = np.random.default_rng(cfg.seed)
+    starts = []
     with RolloutReader(cfg.goal.data) as reader:
         if reader.metadata["task"] != wm.metadata.get("task"):
             raise ValueError(f"{cfg.goal.data} holds task {reader.metadata['task']!r}; the checkpoint models {wm.metadata.get('task')!r}.")
         usable = [e for e in range(reader.num_episodes) if reader.lengths[e] >= k - 1 + offset]
         if not usable:
             raise ValueError(f"No episode of {cfg.goal.data} is long enough for {k} context frames and a goal {offset} steps on.")
-        starts = []
-        for i in range(count):
-            e = usable[i % len(usable)]
+        for attempt in range(100 * count):
+            if len(starts) == count:
+                break
+            e = usable[attempt % len(usable)]
             t0 = int(rng.integers(k - 1, int(reader.lengths[e]) - offset + 1))
+            state = lambda t, name: reader.frames(e, t, t + 1, name=name)[0]  # noqa: E731
+            env.set_state(qpos=state(t0 + offset, "qpos"), qvel=state(t0 + offset, "qvel"))
+            goal_point = env.goal_point()
+            env.set_state(qpos=state(t0, "qpos"), qvel=state(t0, "qvel"))
+            if np.linalg.norm(env.goal_point() - goal_point) < cfg.goal.min_start_distance * env.preset.success_distance:
+                continue
             starts.append({
-                "frames": reader.frames(e, t0 - k + 1, t0 + 1),
-                "actions": reader.steps("actions", e, t0 - k + 1, t0),
-                "qpos": reader.frames(e, t0, t0 + 1, name="qpos")[0], "qvel": reader.frames(e, t0, t0 + 1, name="qvel")[0],
-                "goal_frame": reader.frames(e, t0 + offset, t0 + offset + 1)[0],
-                "goal_qpos": reader.frames(e, t0 + offset, t0 + offset + 1, name="qpos")[0],
-                "goal_qvel": reader.frames(e, t0 + offset, t0 + offset + 1, name="qvel")[0],
+                "frames": reader.frames(e, t0 - k + 1, t0 + 1), "actions": reader.steps("actions", e, t0 - k + 1, t0),
+                "qpos": state(t0, "qpos"), "qvel": state(t0, "qvel"), "goal_frame": reader.frames(e, t0 + offset, t0 + offset + 1)[0],
+                "goal_qpos": state(t0 + offset, "qpos"), "goal_qvel": state(t0 + offset, "qvel"),
+                "start_distance": float(np.linalg.norm(env.goal_point() - goal_point)),
             })
+    if len(starts) < count:
+        raise ValueError(f"{cfg.goal.data} has only {len(starts)} starts at least {cfg.goal.min_start_distance} success distances from their goal; record more episodes.")
     return starts
+
+
+def episode_start(cfg: DictConfig, env: PixelTaskEnv, k: int, i: int, starts: list[dict] | None) -> dict:
+    """Puts the env at episode i's start; returns its context, step budget, goal frame and success test."""
+    env.reset(seed=cfg.seed + i)
+    if starts is None:  # reward protocol: the first context is K-1 zero actions, the same for every model
+        frames, actions = [env.render()], []
+        for _ in range(k - 1):
+            actions.append(np.zeros(env.action_space.shape, np.float32))
+            frames.append(env.step(actions[-1])[0])
+        return {"frames": np.stack(frames), "actions": np.asarray(actions, np.float32).reshape(k - 1, *env.action_space.shape),
+                "steps": env.preset.episode_steps - (k - 1), "goal_frame": None, "stop_on_success": False,
+                "success": lambda info: bool(info["success"])}
+    s = starts[i]
+    env.set_state(qpos=s["goal_qpos"], qvel=s["goal_qvel"])
+    goal_point = env.goal_point()
+    env.set_state(qpos=s["qpos"], qvel=s["qvel"])
+    return {"frames": s["frames"], "actions": s["actions"], "steps": cfg.goal.budget, "goal_frame": s["goal_frame"],
+            "stop_on_success": True,
+            "success": lambda info: bool(np.linalg.norm(env.goal_point() - goal_point) < env.preset.success_distance)}
+
+
+def score_maker(model: str, wm: WorldModel, env: PixelTaskEnv, goal_frame: np.ndarray | None, generator: torch.Generator):
+    """What the planner scores candidates with: the world model from the real context, the simulator (oracle), or None (random)."""
+    if model == "random":
+        return None
+    if model == "oracle":
+        return lambda frames, actions: simulator_return(env) if goal_frame is None else simulator_goal_distance(env, goal_frame)
+
+    def make_score(frames: np.ndarray, actions: np.ndarray):
+        window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None])
+        return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator)
+
+    return make_score
 
 
 @hydra.main(config_path="../configs", config_name="plan", version_base=None)
@@ -81,46 +125,17 @@ def main(cfg: DictConfig) -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     wm = WorldModel.load(cfg.checkpoint, device=device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))
     task = check_config(cfg, wm)
-    search = PlannerConfig(**cfg.search)
     env = PixelTaskEnv(get_task(task, frame_size=tuple(wm.frame_shape[:2])))
-    planner = make_planner(cfg.planner, env.action_space.low, env.action_space.high, search)
-    k, preset = wm.context, env.preset
-    starts = goal_starts(cfg, wm, cfg.episodes) if cfg.protocol == "goal" else None
+    planner = make_planner(cfg.planner, env.action_space.low, env.action_space.high, PlannerConfig(**cfg.search))
+    starts = goal_starts(cfg, wm, env, cfg.episodes) if cfg.protocol == "goal" else None
     results = {}
     for model in cfg.models:
         episodes = []
         for i in tqdm(range(cfg.episodes), unit="ep", desc=f"{model} ({cfg.planner}, {cfg.protocol})"):
-            rng = np.random.default_rng([cfg.seed, i])
-            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
-            env.reset(seed=cfg.seed + i)
-            if cfg.protocol == "reward":
-                frames, actions = [env.render()], []
-                for _ in range(k - 1):  # the first context: K-1 zero actions, the same for every model
-                    actions.append(np.zeros(env.action_space.shape, np.float32))
-                    frames.append(env.step(actions[-1])[0])
-                frames, actions = np.stack(frames), np.stack(actions).reshape(k - 1, *env.action_space.shape)
-                steps, goal_frame, stop = preset.episode_steps - (k - 1), None, False
-                success = lambda info: bool(info["success"])  # noqa: E731
-            else:
-                s = starts[i]
-                env.set_state(qpos=s["goal_qpos"], qvel=s["goal_qvel"])
-                goal_point = env.goal_point()
-                env.set_state(qpos=s["qpos"], qvel=s["qvel"])
-                frames, actions, goal_frame, steps, stop = s["frames"], s["actions"], s["goal_frame"], cfg.goal.budget, True
-                success = lambda info, g=goal_point: bool(np.linalg.norm(env.goal_point() - g) < preset.success_distance)  # noqa: E731
-
-            if model == "world_model":
-                def make_score(f, a, goal_frame=goal_frame, generator=generator):
-                    window = wm.window(torch.from_numpy(f)[None], torch.from_numpy(np.asarray(a, np.float32))[None])
-                    if goal_frame is None:
-                        return predicted_return(wm, window, generator)
-                    return goal_distance(wm, window, goal_frame, generator)
-            elif model == "oracle":
-                def make_score(f, a, goal_frame=goal_frame):
-                    return simulator_return(env) if goal_frame is None else simulator_goal_distance(env, goal_frame)
-            else:
-                make_score = None
-            episodes.append(run_mpc(env, planner, make_score, frames, actions, steps, cfg.replan_every, rng, success, stop))
+            start = episode_start(cfg, env, wm.context, i, starts)
+            make_score = score_maker(model, wm, env, start["goal_frame"], torch.Generator().manual_seed(cfg.seed * 100_003 + i))
+            episodes.append(run_mpc(env, planner, make_score, start["frames"], start["actions"], start["steps"], cfg.replan_every,
+                                    np.random.default_rng([cfg.seed, i]), start["success"], start["stop_on_success"]))
         results[model] = {
             "success_rate": float(np.mean([e.success for e in episodes])),
             "mean_return": float(np.mean([e.episode_return for e in episodes])),

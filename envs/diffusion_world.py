@@ -48,8 +48,6 @@ def load_world_model(
             "&& python tools/train.py data=data/reacher.h5 run_dir=runs/reacher"
         )
     overrides = {"steps": sampler_steps, "method": sampler_method, "context_sigma": context_sigma}
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return WorldModel.load(checkpoint, device=device, bf16=bf16, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -62,11 +60,18 @@ def task_spaces(model: WorldModel) -> tuple[spaces.Box, spaces.Space]:
     return observation, spaces.Box(np.asarray(a["low"], np.float32), np.asarray(a["high"], np.float32), dtype=np.float32)
 
 
-def default_episode_steps(model: WorldModel) -> int:
+def open_world(metadata: dict[str, Any], render_mode: str | None, max_episode_steps: int | None, *load_args: Any) -> tuple[WorldModel, int]:
+    """What both envs start from: checks render_mode against the env's metadata, loads the model
+    (`load_world_model(*load_args)`) and resolves the step limit (default: the task's episode length)."""
+    if render_mode not in (None, *metadata["render_modes"]):
+        raise ValueError(f"render_mode must be one of {metadata['render_modes']} or None, got {render_mode!r}.")
+    model = load_world_model(*load_args)
+    if max_episode_steps:
+        return model, max_episode_steps
     task = model.metadata.get("task")
     if task not in TASKS:
         raise ValueError(f"The checkpoint's task {task!r} has no preset; pass max_episode_steps=N.")
-    return TASKS[task].episode_steps
+    return model, TASKS[task].episode_steps
 
 
 def clean_actions(actions: Any, space: spaces.Space, batch_shape: tuple[int, ...]) -> np.ndarray:
@@ -152,12 +157,10 @@ class DiffusionWorldEnv(gym.Env):
         render_scale: int = 1,
         max_episode_steps: int | None = None,
     ):
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
-        self.model = load_world_model(checkpoint, device, bf16, sampler_steps, sampler_method, context_sigma)
+        self.model, self.max_episode_steps = open_world(self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16,
+                                                        sampler_steps, sampler_method, context_sigma)
         self.observation_space, self.action_space = task_spaces(self.model)
         self.render_mode, self.render_scale = render_mode, int(render_scale)
-        self.max_episode_steps = max_episode_steps or default_episode_steps(self.model)
         self._generator = torch.Generator()
         self._window: Window | None = None
         self._steps = 0
@@ -220,15 +223,13 @@ class DiffusionWorldVectorEnv(VectorEnv):
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
-        self.model = load_world_model(checkpoint, device, bf16, sampler_steps, sampler_method, context_sigma)
+        self.model, self.max_episode_steps = open_world(self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16,
+                                                        sampler_steps, sampler_method, context_sigma)
         self.num_envs = num_envs
         self.single_observation_space, self.single_action_space = task_spaces(self.model)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode, self.render_scale = render_mode, int(render_scale)
-        self.max_episode_steps = max_episode_steps or default_episode_steps(self.model)
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._generators = [torch.Generator() for _ in range(num_envs)]
         self._window: Window | None = None

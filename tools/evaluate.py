@@ -32,8 +32,7 @@ MODES = ("fidelity", "policies")
 
 def load_model(cfg: DictConfig) -> WorldModel:
     overrides = {"steps": cfg.sampler_steps} if cfg.sampler_steps else {}
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    return WorldModel.load(cfg.checkpoint, device=device, **overrides)
+    return WorldModel.load(cfg.checkpoint, device=cfg.device, **overrides)
 
 
 def held_out_episodes(wm: WorldModel, data: Path) -> tuple[list[int], str]:

@@ -122,8 +122,7 @@ def score_maker(model: str, wm: WorldModel, env: PixelTaskEnv, goal_frame: np.nd
 
 @hydra.main(config_path="../configs", config_name="plan", version_base=None)
 def main(cfg: DictConfig) -> None:
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    wm = WorldModel.load(cfg.checkpoint, device=device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))
+    wm = WorldModel.load(cfg.checkpoint, device=cfg.device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))
     task = check_config(cfg, wm)
     env = PixelTaskEnv(get_task(task, frame_size=tuple(wm.frame_shape[:2])))
     planner = make_planner(cfg.planner, env.action_space.low, env.action_space.high, PlannerConfig(**cfg.search))

@@ -125,6 +125,7 @@ class WorldModel:
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", bf16: bool | None = None, **sampler_overrides: Any) -> "WorldModel":
         """Rebuilds the model of a checkpoint written by training (`model.pt`); needs nothing else.
 
+        device: "cpu", "cuda", ... or "auto" (CUDA when available);
         bf16: autocast the networks (default: on for CPU, where it is ~2x faster).
         sampler_overrides: e.g. steps=5, method="heun", context_sigma=0.01.
         """
@@ -136,6 +137,8 @@ class WorldModel:
         edm_keys = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
         edm = EDM(**{k: cfg["diffusion"][k] for k in edm_keys})
         sampler = SamplerConfig(**{**cfg.get("sampler", {}), **sampler_overrides})
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
         return cls(
             denoiser, reward_head, edm, cfg["window"]["context"], ckpt["frame_shape"], ckpt["action_space"], sampler,

@@ -49,7 +49,7 @@ def run_mpc(
     first success when stop_on_success.
     """
     frames = deque(context_frames, maxlen=len(context_frames))
-    actions = deque(context_actions, maxlen=max(len(context_actions), 1))
+    actions = deque(context_actions, maxlen=len(context_actions))
     space = env.action_space
     if planner is not None:
         planner.reset()
@@ -59,7 +59,7 @@ def run_mpc(
             chunk = rng.uniform(space.low, space.high, (replan_every, *space.shape)).astype(np.float32)
         else:
             start = time.perf_counter()
-            window_actions = np.stack(actions)[: len(frames) - 1] if len(frames) > 1 else np.zeros((0, *space.shape), np.float32)
+            window_actions = np.asarray(actions, np.float32).reshape(len(actions), *space.shape)
             chunk = planner.plan(make_score(np.stack(frames), window_actions), rng)[:replan_every]
             plan_seconds += time.perf_counter() - start
         for action in chunk:

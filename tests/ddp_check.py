@@ -1,8 +1,10 @@
-"""Run by test_training under `accelerate launch --num_processes 2`: trains a few steps, then each
-rank prints a digest of its final weights."""
+"""Run by test_training under `torch.distributed.run --nproc_per_node 2`: trains a few steps, then
+each rank writes a digest of its final weights to `<run>/weights-digest-rank<i>.txt` (a file, not
+stdout: two ranks printing to one pipe can interleave their lines)."""
 
 import hashlib
 import sys
+from pathlib import Path
 
 from accelerate import PartialState
 
@@ -24,4 +26,4 @@ trainer.train(tiny_config(sys.argv[1], sys.argv[2], steps=4))
 h = hashlib.sha256()
 for tensor in captured["model"].state_dict().values():
     h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-print(f"weights-digest rank{PartialState().process_index} {h.hexdigest()}", flush=True)
+Path(sys.argv[2], f"weights-digest-rank{PartialState().process_index}.txt").write_text(h.hexdigest())

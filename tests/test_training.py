@@ -152,8 +152,8 @@ def test_two_process_cpu_training_keeps_ranks_in_sync(small_data, tmp_path):
            str(ROOT / "tests/ddp_check.py"), str(small_data), str(run)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    digests = sorted(line.split()[-1] for line in out.stdout.splitlines() if line.startswith("weights-digest"))
-    assert len(digests) == 2 and digests[0] == digests[1], out.stdout
+    digests = [(run / f"weights-digest-rank{rank}.txt").read_text() for rank in (0, 1)]
+    assert digests[0] == digests[1], digests
     assert sorted(p.name for p in run.iterdir() if p.suffix == ".pt") == ["model.pt"]
 
 

@@ -148,7 +148,7 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path):
 @pytest.mark.slow
 def test_two_process_cpu_training_keeps_ranks_in_sync(small_data, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "tests/ddp_check.py"), str(small_data), str(run)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -9,6 +9,7 @@ import torch
 from conftest import run_tool
 
 from worldmodel.planning import PlannerConfig, goal_distance, make_planner, predicted_return
+from worldmodel.planning.objectives import _best_distance, blur
 from worldmodel.rollout import WorldModel
 
 LOW, HIGH = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
@@ -66,6 +67,20 @@ def test_world_model_objectives_score_candidates_in_one_batch(checkpoint):
     assert distance.shape == (6,) and (distance <= 0).all()
     with pytest.raises(ValueError, match="one world"):
         predicted_return(wm, wm.window(*wm.random_start(2, np.random.default_rng(0))), None)(candidates)
+
+
+def test_blurred_goal_distance_keeps_falling_as_a_thin_bar_nears_its_goal():
+    def bar(column: int) -> torch.Tensor:
+        frame = torch.zeros(64, 64, 3, dtype=torch.uint8)
+        frame[16:48, column:column + 2] = 255
+        return frame
+
+    goal, frames = bar(10), torch.stack([bar(c) for c in (26, 20, 16, 13, 10)])[:, None]  # 5 futures of 1 frame
+    raw, blurred = _best_distance(frames, goal, 0.0), _best_distance(frames, goal, 3.0)
+    assert raw[0] == raw[1] == raw[2] == raw[3] < raw[4] == 0, "raw pixels cannot tell how far off a non-overlapping bar is"
+    assert (np.diff(blurred) > 0).all() and blurred[-1] == 0
+    assert torch.allclose(blur(frames, 3.0).sum((-3, -2, -1)), frames.float().sum((-3, -2, -1)) / 255), "blurring keeps the mass"
+    assert torch.equal(blur(frames, 0.0), frames.float() / 255)
 
 
 def plan(*args, check=True):

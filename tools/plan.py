@@ -106,16 +106,18 @@ def episode_start(cfg: DictConfig, env: PixelTaskEnv, k: int, i: int, starts: li
             "success": lambda info: bool(np.linalg.norm(env.goal_point() - goal_point) < env.preset.success_distance)}
 
 
-def score_maker(model: str, wm: WorldModel, env: PixelTaskEnv, goal_frame: np.ndarray | None, generator: torch.Generator):
-    """What the planner scores candidates with: the world model from the real context, the simulator (oracle), or None (random)."""
+def score_maker(model: str, wm: WorldModel, env: PixelTaskEnv, goal_frame: np.ndarray | None, generator: torch.Generator,
+                sigma: float = 0.0):
+    """What the planner scores candidates with: the world model from the real context, the simulator (oracle), or None (random).
+    sigma: Gaussian blur (pixels) of frames and goal before their distance is taken."""
     if model == "random":
         return None
     if model == "oracle":
-        return lambda frames, actions: simulator_return(env) if goal_frame is None else simulator_goal_distance(env, goal_frame)
+        return lambda frames, actions: simulator_return(env) if goal_frame is None else simulator_goal_distance(env, goal_frame, sigma)
 
     def make_score(frames: np.ndarray, actions: np.ndarray):
         window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None])
-        return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator)
+        return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator, sigma)
 
     return make_score
 
@@ -132,7 +134,8 @@ def main(cfg: DictConfig) -> None:
         episodes = []
         for i in tqdm(range(cfg.episodes), unit="ep", desc=f"{model} ({cfg.planner}, {cfg.protocol})"):
             start = episode_start(cfg, env, wm.context, i, starts)
-            make_score = score_maker(model, wm, env, start["goal_frame"], torch.Generator().manual_seed(cfg.seed * 100_003 + i))
+            make_score = score_maker(model, wm, env, start["goal_frame"], torch.Generator().manual_seed(cfg.seed * 100_003 + i),
+                                     cfg.goal.blur)
             episodes.append(run_mpc(env, planner, make_score, start["frames"], start["actions"], start["steps"], cfg.replan_every,
                                     np.random.default_rng([cfg.seed, i]), start["success"], start["stop_on_success"]))
         results[model] = {

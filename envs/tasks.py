@@ -35,6 +35,13 @@ def _pusher_distance(data: mujoco.MjData) -> float:
     return float(np.linalg.norm(data.body("object").xpos[:2] - data.body("goal").xpos[:2]))
 
 
+def _reacher_distance_from_reward(reward: np.ndarray, action: np.ndarray, env_kwargs: dict) -> np.ndarray:
+    """Reacher-v5's reward is -w_dist * |fingertip - target| - w_ctrl * |a|^2: the distance, back
+    from a (predicted) reward and the action taken. reward: (...,), action: (..., 2) -> (...,) m."""
+    ctrl = env_kwargs.get("reward_control_weight", 1.0) * np.square(action).sum(-1)
+    return -(np.asarray(reward) + ctrl) / env_kwargs.get("reward_dist_weight", 1.0)
+
+
 @dataclass(frozen=True)
 class TaskPreset:
     """Everything that defines a pixel task; `get_task(name, **overrides)` makes variants."""
@@ -53,11 +60,22 @@ class TaskPreset:
     shadows: bool = False
     # Goal-conditioned success: this body within success_distance (in the table plane) of where it is in the goal state.
     goal_body: str = "fingertip"
+    # (reward, action, env_kwargs) -> the task distance, for tasks whose reward is a known function
+    # of it: success in imagination, judged from predicted rewards. None where the reward mixes terms.
+    distance_from_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None
+
+    def success_from_reward(self, reward: np.ndarray, action: np.ndarray) -> np.ndarray | None:
+        """reward: (...,) of one step, action: (..., *A) taken in it -> (...,) bool, the task's success
+        test on the distance the reward implies; None for tasks where it cannot be recovered."""
+        if self.distance_from_reward is None or self.action_repeat != 1:  # repeated steps sum several rewards
+            return None
+        return self.distance_from_reward(reward, action, self.env_kwargs) < self.success_distance
 
     def describe(self) -> dict[str, Any]:
         """Plain-type description, stored as metadata next to recorded data."""
         d = dataclasses.asdict(self)
         d.pop("distance_fn")
+        d.pop("distance_from_reward")
         d["frame_size"] = list(self.frame_size)
         d["camera"]["lookat"] = list(self.camera.lookat)
         return d
@@ -70,6 +88,7 @@ TASKS: dict[str, TaskPreset] = {
         # Top-down over the 0.21 m arm's reach, +x right, +y up.
         camera=Camera(distance=0.6, elevation=-90.0, azimuth=90.0, lookat=(0.0, 0.0, 0.0)),
         distance_fn=_reacher_distance,
+        distance_from_reward=_reacher_distance_from_reward,
         success_distance=0.02,  # fingertip (r 0.01) touching the target (r 0.009)
         episode_steps=50,
     ),

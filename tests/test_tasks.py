@@ -74,6 +74,24 @@ def test_pusher_success_is_object_on_goal():
     assert not env.success() and env.distance() == pytest.approx(0.2, abs=1e-6)
 
 
+def test_success_judged_from_rewards_matches_the_simulators_test():
+    env = make_task_env("reacher")
+    env.reset(seed=0)
+    rng, rewards, actions, distances = np.random.default_rng(0), [], [], []
+    for _ in range(40):
+        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        rewards.append(env.step(action)[1])
+        actions.append(action)
+        distances.append(env.distance())
+    rewards, actions, distances = np.asarray(rewards), np.stack(actions), np.asarray(distances)
+    preset = env.preset
+    np.testing.assert_allclose(preset.distance_from_reward(rewards, actions, preset.env_kwargs), distances, atol=1e-9)
+    near = rewards + distances - 0.01  # the same steps, had the fingertip been 1 cm from the target
+    assert not preset.success_from_reward(rewards, actions).any() and preset.success_from_reward(near, actions).all()
+    assert get_task("pusher").success_from_reward(rewards, actions) is None, "pusher's reward mixes several distances"
+    assert get_task("reacher", action_repeat=2).success_from_reward(rewards, actions) is None
+
+
 def test_bad_task_options_are_named():
     with pytest.raises(ValueError, match="Unknown task 'walker'.*reacher"):
         get_task("walker")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from worldmodel.data.reader import RolloutReader
 from worldmodel.data.windows import split_episodes
 from worldmodel.evaluation.fidelity import rollout_fidelity
+from worldmodel.evaluation.metrics import pearson
 from worldmodel.evaluation.plots import plot_fidelity, plot_returns
 from worldmodel.evaluation.policy_eval import policy_statistics
 from worldmodel.rollout import WorldModel
@@ -81,7 +82,8 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     policies = [make_policy(s.name, task, s.eps) for s in specs]  # unknown names raise here, before any work
     names = [s.name if s.eps is None else f"{s.name}(eps={s.eps})" for s in specs]
     steps_override = {"episode_steps": cfg.policy_episode_steps} if cfg.policy_episode_steps else {}
-    env = PixelTaskEnv(get_task(task, frame_size=tuple(wm.frame_shape[:2]), **steps_override))
+    preset = get_task(task, frame_size=tuple(wm.frame_shape[:2]), **steps_override)
+    env = PixelTaskEnv(preset)
     k = wm.context
     episodes = []
     with tqdm(total=len(specs) * cfg.policy_episodes, unit="ep", desc="real MuJoCo episodes") as bar:
@@ -94,22 +96,32 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     frames = torch.from_numpy(np.stack([e.frames[:k] for e in episodes]))
     actions = torch.from_numpy(np.stack([e.actions[:steps] for e in episodes]))
     real = np.stack([e.rewards[k - 1 : steps].sum() for e in episodes]).reshape(len(specs), -1)
-    imagined = []
+    rewards = []
     generator = torch.Generator().manual_seed(cfg.seed)
     for start in tqdm(range(0, len(episodes), cfg.batch_size), unit="batch", desc="imagined episodes"):
         rows = slice(start, start + cfg.batch_size)
-        imagined.append(wm.imagine(frames[rows], actions[rows, : k - 1], actions[rows, k - 1 :], generator).rewards.sum(1).numpy())
-    imagined = np.concatenate(imagined).reshape(len(specs), -1)
+        rewards.append(wm.imagine(frames[rows], actions[rows, : k - 1], actions[rows, k - 1 :], generator).rewards.numpy())
+    rewards = np.concatenate(rewards)  # (P*M, steps-K+1)
+    imagined = rewards.sum(1).reshape(len(specs), -1)
     stats = policy_statistics(names, real, imagined)
-    success = np.asarray([e.success[-1] for e in episodes]).reshape(len(specs), -1).mean(1)
-    for name, s in zip(names, success):
-        stats["policies"][name]["real_success"] = float(s)
+    # Success is the task's test at the last step: in imagination, on the distance the last predicted reward implies.
+    real_success = np.asarray([e.success[-1] for e in episodes]).reshape(len(specs), -1).mean(1)
+    imagined_success = preset.success_from_reward(rewards[:, -1], actions[:, -1].numpy())
+    if imagined_success is not None:
+        imagined_success = imagined_success.reshape(len(specs), -1).mean(1)
+    for p, name in enumerate(names):
+        stats["policies"][name]["real_success"] = float(real_success[p])
+        stats["policies"][name]["imagined_success"] = None if imagined_success is None else float(imagined_success[p])
+    # As WorldGym reports it: the correlation of per-policy success rates (None where either side is constant).
+    success_r = float("nan") if imagined_success is None else pearson(real_success, imagined_success)
+    stats["success_pearson_r"] = None if np.isnan(success_r) else success_r
     plot_returns(names, real, imagined, out / "returns.png",
                  f"r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f}")
-    rows = [f"| {n} | {p['real_success']:.2f} | {p['real_return']:.2f} | {p['imagined_return']:.2f} | {p['return_error']:+.2f} |"
-            for n, p in stats["policies"].items()]
-    table = "\n".join(["| policy | real success | real return | imagined return | error |", "|---|---|---|---|---|", *rows,
-                       f"\nPearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV {stats['mmrv']:.3f} "
+    rows = [f"| {n} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
+            f"| {p['real_return']:.2f} | {p['imagined_return']:.2f} | {p['return_error']:+.2f} |" for n, p in stats["policies"].items()]
+    table = "\n".join(["| policy | real success | imagined success | real return | imagined return | error |", "|---|---|---|---|---|---|", *rows,
+                       f"\nPearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV {stats['mmrv']:.3f}, "
+                       f"success Pearson r {success_r:.3f} "
                        f"(returns over steps {k - 1}..{steps - 1}, {cfg.policy_episodes} episodes per policy)"])
     return {"mode": "policies", "task": task, "episodes_per_policy": cfg.policy_episodes, "scored_steps": [k - 1, steps],
             "real_returns": real.tolist(), "imagined_returns": imagined.tolist(), **stats, "table": table}

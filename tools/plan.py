@@ -107,7 +107,7 @@ def episode_start(cfg: DictConfig, env: PixelTaskEnv, k: int, i: int, starts: li
 
 
 def score_maker(model: str, wm: WorldModel, env: PixelTaskEnv, goal_frame: np.ndarray | None, generator: torch.Generator,
-                sigma: float = 0.0):
+                sigma: float):
     """What the planner scores candidates with: the world model from the real context, the simulator (oracle), or None (random).
     sigma: Gaussian blur (pixels) of frames and goal before their distance is taken."""
     if model == "random":

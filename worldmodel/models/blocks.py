@@ -39,7 +39,7 @@ class AdaGroupNorm(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         scale, shift = rearrange(self.proj(cond), "n (two c) -> two n c 1 1", two=2)
-        return self.norm(x) * (1 + scale) + shift
+        return torch.addcmul(shift, self.norm(x), 1 + scale)  # one pass over the activations, not two
 
 
 class ResBlock(nn.Module):
@@ -56,9 +56,9 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x, cond)))
-        h = self.conv2(F.silu(self.norm2(h, cond)))
-        return self.skip(x) + h
+        h = self.conv1(F.silu(self.norm1(x, cond), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h, cond), inplace=True))
+        return h.add_(self.skip(x))
 
 
 class SpatialAttention(nn.Module):

@@ -79,7 +79,6 @@ def goal_starts(cfg: DictConfig, wm: WorldModel, env: PixelTaskEnv, count: int) 
                 "frames": reader.frames(e, t0 - k + 1, t0 + 1), "actions": reader.steps("actions", e, t0 - k + 1, t0),
                 "qpos": state(t0, "qpos"), "qvel": state(t0, "qvel"), "goal_frame": reader.frames(e, t0 + offset, t0 + offset + 1)[0],
                 "goal_qpos": state(t0 + offset, "qpos"), "goal_qvel": state(t0 + offset, "qvel"),
-                "start_distance": float(np.linalg.norm(env.goal_point() - goal_point)),
             })
     if len(starts) < count:
         raise ValueError(f"{cfg.goal.data} has only {len(starts)} starts at least {cfg.goal.min_start_distance} success distances from their goal; record more episodes.")

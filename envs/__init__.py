@@ -9,7 +9,7 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
 
 import gymnasium as gym  # noqa: E402
 
-from envs.tasks import TASKS, TaskPreset, get_task, make_task_env  # noqa: E402
+from envs.mujoco.tasks import TASKS, TaskPreset, get_task, make_task_env  # noqa: E402
 
 # gymnasium 1.x has no plugin auto-registration: importing `envs` (or making "envs:DiffusionWorld-v0") registers.
 if "DiffusionWorld-v0" not in gym.registry:

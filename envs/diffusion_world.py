@@ -2,8 +2,8 @@
 
 Observations are imagined frames, (H, W, 3) uint8; the action space is the source task's. Rewards
 and termination come from the model's reward/termination head; episodes truncate after
-`max_episode_steps` (default: the task's episode length). The sliding window of frames and actions
-lives in `worldmodel.rollout`; the envs here hold one window per world and step it.
+`max_episode_steps` (default: the episode length of the recorded task, from the checkpoint). The sliding window of frames and actions
+lives in `worldmodel.world_model`; the envs here hold one window per world and step it.
 
 Out-of-bounds actions are clipped to the action space, as MuJoCo clips controls to its ctrlrange;
 NaN/inf or a wrong shape raise ValueError.
@@ -22,8 +22,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.tasks import TASKS
-from worldmodel.rollout import Window, WorldModel
+from worldmodel.world_model import Window, WorldModel
 
 CHECKPOINT_ENV_VAR = "DIFFUSION_WORLD_CHECKPOINT"
 TERMINATION_THRESHOLD = 0.5
@@ -53,38 +52,29 @@ def load_world_model(
 
 def task_spaces(model: WorldModel) -> tuple[spaces.Box, spaces.Space]:
     """(observation space, action space) of one world, from the checkpoint."""
-    observation = spaces.Box(0, 255, model.frame_shape, np.uint8)
     a = model.action_space
-    if a["type"] == "discrete":
-        return observation, spaces.Discrete(int(a["n"]))
-    return observation, spaces.Box(np.asarray(a["low"], np.float32), np.asarray(a["high"], np.float32), dtype=np.float32)
+    return spaces.Box(0, 255, model.frame_shape, np.uint8), spaces.Box(np.asarray(a["low"], np.float32), np.asarray(a["high"], np.float32), dtype=np.float32)
 
 
 def open_world(metadata: dict[str, Any], render_mode: str | None, max_episode_steps: int | None, *load_args: Any) -> tuple[WorldModel, int]:
     """What both envs start from: checks render_mode against the env's metadata, loads the model
-    (`load_world_model(*load_args)`) and resolves the step limit (default: the task's episode length)."""
+    (`load_world_model(*load_args)`) and resolves the step limit (default: the episode length the
+    model's data was recorded with)."""
     if render_mode not in (None, *metadata["render_modes"]):
         raise ValueError(f"render_mode must be one of {metadata['render_modes']} or None, got {render_mode!r}.")
     model = load_world_model(*load_args)
-    if max_episode_steps:
-        return model, max_episode_steps
-    task = model.metadata.get("task")
-    if task not in TASKS:
-        raise ValueError(f"The checkpoint's task {task!r} has no preset; pass max_episode_steps=N.")
-    return model, TASKS[task].episode_steps
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
+    return model, max_episode_steps or model.spec.episode_steps
 
 
 def clean_actions(actions: Any, space: spaces.Space, batch_shape: tuple[int, ...]) -> np.ndarray:
-    """actions (*batch_shape, *action_shape) -> a float32 (box) or int64 (discrete) array, clipped to
-    the box; ValueError for a wrong shape or NaN/inf."""
+    """actions (*batch_shape, *action_shape) -> a float32 array clipped to the box; ValueError for a
+    wrong shape or NaN/inf."""
     arr = np.asarray(actions)
     want = (*batch_shape, *space.shape)
     if arr.shape != want:
         raise ValueError(f"Action must have shape {want}, got {arr.shape}: one action of shape {space.shape} per world.")
-    if isinstance(space, spaces.Discrete):
-        if not np.issubdtype(arr.dtype, np.integer) or ((arr < space.start) | (arr >= space.start + space.n)).any():
-            raise ValueError(f"Discrete actions must be integers in [{space.start}, {space.start + space.n}), got {arr}.")
-        return arr.astype(np.int64)
     if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
         raise ValueError(f"Action contains NaN or inf (or is not numeric): {arr}.")
     return np.clip(arr, space.low, space.high).astype(np.float32)
@@ -106,11 +96,11 @@ def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape
         )
     if "context_actions" not in options:
         raise ValueError(f"options needs 'context_actions': the {k - 1} actions between the {k} context frames.")
-    actions = np.asarray(options["context_actions"], dtype=np.float32 if model.action_space["type"] == "box" else None)
+    actions = np.asarray(options["context_actions"], dtype=np.float32)
     want = (*batch_shape, k - 1, *model.action_shape)
     if actions.shape != want:
         raise ValueError(f"context_actions must have shape {want}: the {k - 1} actions between the {k} context frames; got {actions.shape}.")
-    if actions.dtype.kind == "f" and not np.isfinite(actions).all():
+    if not np.isfinite(actions).all():
         raise ValueError("context_actions contain NaN or inf.")
     frames, actions = torch.from_numpy(frames), torch.from_numpy(actions)
     if not batch_shape:
@@ -140,7 +130,7 @@ class DiffusionWorldEnv(gym.Env):
     sampler_steps, sampler_method, context_sigma: override the checkpoint's sampler;
     device: "cpu", "cuda", "auto"; bf16: autocast (default on for CPU, ~2x faster);
     render_mode: "rgb_array"; render_scale: integer upscaling of rendered frames for viewing;
-    max_episode_steps: truncation (default: the task's episode length).
+    max_episode_steps: truncation (default: the recorded task's episode length, from the checkpoint).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from envs import get_task
-from envs.recording import PolicySpec, record_rollouts
+from envs.mujoco.recording import PolicySpec, record_rollouts
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from worldmodel.diffusion import EDM, cosine_sigmas, karras_sigmas, make_sigmas, sample
+from worldmodel.diffusion import EDM, SamplerConfig, cosine_sigmas, karras_sigmas, make_sigmas, sample
 
 MEAN, STD = 0.3, 0.2  # per-dimension Gaussian "data"
 
@@ -18,17 +18,17 @@ def exact_denoiser(x, sigma):
 def test_samplers_reproduce_a_gaussian_data_distribution(method, steps):
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(20000, generator=g, dtype=torch.float64)
-    sigmas = karras_sigmas(steps, sigma_min=1e-3, sigma_max=40.0).double()
-    x = sample(exact_denoiser, noise, sigmas, method=method, churn=10.0, generator=g)
+    cfg = SamplerConfig(method=method, steps=steps, sigma_min=1e-3, sigma_max=40.0, churn=10.0)
+    x = sample(exact_denoiser, noise, cfg, generator=g)
     assert x.mean().item() == pytest.approx(MEAN, abs=0.01)
     assert x.std().item() == pytest.approx(STD, rel=0.03)
 
 
 def test_few_step_euler_is_deterministic_and_close():
     noise = torch.randn(5000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    sigmas = karras_sigmas(3, sigma_max=5.0).double()
-    a = sample(exact_denoiser, noise, sigmas, method="euler")
-    b = sample(exact_denoiser, noise, sigmas, method="euler")
+    cfg = SamplerConfig(method="euler", steps=3, sigma_max=5.0)
+    a = sample(exact_denoiser, noise, cfg)
+    b = sample(exact_denoiser, noise, cfg)
     assert torch.equal(a, b)
     assert a.mean().item() == pytest.approx(MEAN, abs=0.02)
 

@@ -60,13 +60,11 @@ def test_framestack_predicts_only_the_last_frame():
         build_denoiser("framestack", BOX, context=4, target=2)
 
 
-def test_discrete_actions_and_unknown_architecture():
-    model = randomized(build_denoiser("spacetime", {"type": "discrete", "n": 3}, context=2, target=1, **SMALL))
-    x, c_noise, _ = window(t=3)
-    actions = torch.tensor([[0, 2], [1, 1]])
-    assert model(x, c_noise, actions).shape == x.shape
-    with pytest.raises(ValueError, match="Unknown model architecture"):
+def test_unknown_architecture_and_action_space_are_refused():
+    with pytest.raises(ValueError, match="Unknown denoiser architecture 'dit'. Known: \\['framestack', 'spacetime'\\]"):
         build_denoiser("dit", BOX, context=2, target=1)
+    with pytest.raises(ValueError, match="Unsupported action space 'discrete'"):
+        build_denoiser("spacetime", {"type": "discrete", "n": 3}, context=2, target=1, **SMALL)
 
 
 @pytest.mark.parametrize("architecture", ["spacetime", "framestack"])

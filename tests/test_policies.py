@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from envs import make_task_env
-from envs.policies import make_policy
+from envs.mujoco.policies import make_policy
 
 
 def run_episodes(task, policy_name, seeds, eps=None, **task_kw):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import record
 from envs import make_task_env
-from envs.recording import PolicySpec, episode_plan
+from envs.mujoco.recording import PolicySpec, episode_plan
 from worldmodel.data import FORMAT_VERSION, RolloutFormatError, RolloutReader
 from worldmodel.data.format import FRAME_FIELDS, STEP_FIELDS
 

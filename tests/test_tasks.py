@@ -85,7 +85,9 @@ def test_success_judged_from_rewards_matches_the_simulators_test():
         distances.append(env.distance())
     rewards, actions, distances = np.asarray(rewards), np.stack(actions), np.asarray(distances)
     preset = env.preset
-    np.testing.assert_allclose(preset.distance_from_reward(rewards, actions, preset.env_kwargs), distances, atol=1e-9)
+    just_out = rewards + distances - 0.02 - 1e-6  # the same steps, had the fingertip been just outside 2 cm
+    just_in = rewards + distances - 0.02 + 1e-6
+    assert not preset.success_from_reward(just_out, actions).any() and preset.success_from_reward(just_in, actions).all()
     near = rewards + distances - 0.01  # the same steps, had the fingertip been 1 cm from the target
     assert not preset.success_from_reward(rewards, actions).any() and preset.success_from_reward(near, actions).all()
     assert get_task("pusher").success_from_reward(rewards, actions) is None, "pusher's reward mixes several distances"

@@ -13,7 +13,7 @@ import torch
 
 from conftest import record, tiny_config
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
-from worldmodel.rollout import WorldModel
+from worldmodel.world_model import WorldModel
 from worldmodel.training.trainer import TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +42,13 @@ def trained(small_data, tmp_path_factory):
 def test_export_is_self_contained_and_loads_as_data_only(trained, small_data):
     path, run = trained
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["task"] == "reacher" and ckpt["frame_shape"] == [64, 64, 3]
+    spec = ckpt["spec"]
+    assert spec["task"]["name"] == "reacher" and spec["frame_shape"] == [64, 64, 3]
+    assert spec["task"]["episode_steps"] == 10, "the task as recorded, not the preset's 50 steps"
+    assert spec["denoiser"]["architecture"] == "spacetime" and (spec["context"], spec["target"]) == (4, 1)
     assert ckpt["start_bank"]["frames"].shape == (4, 4, 64, 64, 3) and ckpt["start_bank"]["frames"].dtype == torch.uint8
     assert ckpt["provenance"]["steps"] == 6 and ckpt["provenance"]["dataset"]["episodes"] == 8
-    assert ckpt["config"]["model"]["architecture"] == "spacetime"
+    assert ckpt["training_config"]["model"]["architecture"] == "spacetime"
     assert json.loads((run / "config.json").read_text())["steps"] == 6
 
 
@@ -65,19 +68,19 @@ def test_imagine_is_batched_deterministic_and_validated(trained):
 
 
 def test_resume_continues_exactly(small_data, tmp_path, monkeypatch):
-    from worldmodel.training import trainer
+    from worldmodel.training import run_dir as run_files
 
     straight = torch.load(train(tiny_config(small_data, tmp_path / "a")), weights_only=True)
-    save_state = trainer._save_state
+    save_state = run_files.save_state
 
     def save_then_interrupt(accelerator, run_dir):  # Ctrl-C right after the step-3 save
         save_state(accelerator, run_dir)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "_save_state", save_then_interrupt)
+    monkeypatch.setattr(run_files, "save_state", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(small_data, tmp_path / "b"))
-    monkeypatch.setattr(trainer, "_save_state", save_state)
+    monkeypatch.setattr(run_files, "save_state", save_state)
     resumed = torch.load(train(tiny_config(small_data, tmp_path / "b", resume=True)), weights_only=True)
     for key in straight["denoiser"]:
         assert torch.equal(straight["denoiser"][key], resumed["denoiser"][key]), key

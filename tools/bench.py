@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from envs import get_task
-from envs.recording import PolicySpec, record_rollouts
+from envs.mujoco.recording import PolicySpec, record_rollouts
 
 STORAGE_OPTIONS = [  # (name, compression, level, chunk_frames)
     ("none, chunk 8", None, None, 8),
@@ -131,7 +131,8 @@ def bench_training(batch_size: int = 16, steps: int = 3, size: int = 64) -> list
     rows = []
     for arch in ("framestack", "spacetime"):
         model_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / f"configs/model/{arch}.yaml"))
-        loss = WindowLoss(*build_networks(model_cfg, space, 4, 1), EDM(), WindowLossConfig(4, 1))
+        denoiser = {k: v for k, v in model_cfg.items() if k != "reward_channels"}
+        loss = WindowLoss(*build_networks(denoiser, {"channels": model_cfg["reward_channels"]}, space, 4, 1), EDM(), WindowLossConfig(4, 1))
         optimizer = torch.optim.AdamW(loss.parameters(), lr=1e-4)
         params = sum(p.numel() for p in loss.denoiser.parameters())
         for precision in ("fp32", "bf16"):

@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path("outputs/demo")
+import hydra
+from omegaconf import DictConfig
+
 TOOLS = Path(__file__).parent
 
 
@@ -24,30 +26,31 @@ def run(stage: str, tool: str, *args: str, timings: dict) -> None:
     timings[stage] = round(time.perf_counter() - start, 1)
 
 
-def main(argv: list[str]) -> None:
-    steps = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("steps=")), 350)
+@hydra.main(config_path="../configs", config_name="demo", version_base=None)
+def main(cfg: DictConfig) -> None:
+    out = Path(cfg.out)
     start = time.perf_counter()
-    OUT.mkdir(parents=True, exist_ok=True)
-    data, val, run_dir = OUT / "reacher.h5", OUT / "reacher_val.h5", OUT / "run"
+    out.mkdir(parents=True, exist_ok=True)
+    data, val, run_dir = out / "reacher.h5", out / "reacher_val.h5", out / "run"
     checkpoint = run_dir / "model.pt"
     timings: dict[str, float] = {}
     if not data.exists():
-        run("record training data", "record_rollouts.py", "task=reacher", "policy=mixture", "episodes=120", "seed=0",
+        run("record training data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.episodes}", "seed=0",
             "workers=2", f"out={data}", timings=timings)
     if not val.exists():
-        run("record held-out data", "record_rollouts.py", "task=reacher", "policy=mixture", "episodes=16", "seed=1",
+        run("record held-out data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.held_out_episodes}", "seed=1",
             "task.episode_steps=60", "workers=2", f"out={val}", timings=timings)
     if checkpoint.exists():
         print(f"\n== train: reusing {checkpoint} (delete {run_dir} to retrain)")
     else:
-        run("train", "train.py", f"data={data}", f"run_dir={run_dir}", f"steps={steps}", "optim.lr=5e-4",
+        run("train", "train.py", f"data={data}", f"run_dir={run_dir}", f"steps={cfg.steps}", "optim.lr=5e-4",
             "optim.warmup_steps=50", "val_every=0", "save_every=100", timings=timings)
-    run("evaluate fidelity", "evaluate.py", f"checkpoint={checkpoint}", f"data={val}", f"out={OUT / 'eval'}",
+    run("evaluate fidelity", "evaluate.py", f"checkpoint={checkpoint}", f"data={val}", f"out={out / 'eval'}",
         "episodes=8", "videos=4", timings=timings)
-    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", "planner=cem", "episodes=2", f"out={OUT / 'plan'}", timings=timings)
+    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", "planner=cem", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}", timings=timings)
     timings["total"] = round(time.perf_counter() - start, 1)
-    fidelity = json.loads((OUT / "eval" / "metrics.json").read_text())
-    planning = json.loads((OUT / "plan" / "metrics.json").read_text())
+    fidelity = json.loads((out / "eval" / "metrics.json").read_text())
+    planning = json.loads((out / "plan" / "metrics.json").read_text())
     summary = "\n".join([
         "# DiffusionWorld demo",
         "",
@@ -57,7 +60,7 @@ def main(argv: list[str]) -> None:
         "",
         fidelity["table"],
         "",
-        f"Plots: {OUT / 'eval' / 'fidelity.png'}; video (real | imagined | |difference|): {OUT / 'eval' / 'side_by_side.mp4'}",
+        f"Plots: {out / 'eval' / 'fidelity.png'}; video (real | imagined | |difference|): {out / 'eval' / 'side_by_side.mp4'}",
         "",
         "## MPC in the real MuJoCo reacher (CEM on the predicted reward; oracle: the same planner on MuJoCo)",
         "",
@@ -67,9 +70,9 @@ def main(argv: list[str]) -> None:
         "",
         *(f"- {stage}: {seconds}" for stage, seconds in timings.items()),
     ])
-    (OUT / "summary.md").write_text(summary + "\n")
+    (out / "summary.md").write_text(summary + "\n")
     print("\n" + summary)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

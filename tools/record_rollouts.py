@@ -8,19 +8,18 @@
 import logging
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from envs import get_task
-from envs.recording import PolicySpec, record_rollouts
+from envs.mujoco.recording import PolicySpec, record_rollouts
 
 logger = logging.getLogger("record_rollouts")
 
 
 @hydra.main(config_path="../configs", config_name="record", version_base=None)
 def main(cfg: DictConfig) -> None:
-    task = cfg.task
-    preset = get_task(task.name, frame_size=task.frame_size, action_repeat=task.action_repeat, episode_steps=task.episode_steps)
+    preset = get_task(OmegaConf.to_container(cfg.task, resolve=True))
     policies = [PolicySpec(**c) for c in cfg.policy.components]
     frames = successes = 0
     with tqdm(total=cfg.episodes, unit="ep", desc=f"recording {preset.name}") as bar:

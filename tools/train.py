@@ -20,10 +20,9 @@ def expectations(task_cfg) -> dict:
     """What the data must hold when a task preset is named (task=reacher): task, frame and action shapes."""
     if task_cfg is None:
         return {}
-    from envs import make_task_env
+    from envs import get_task, make_task_env
 
-    env = make_task_env(task_cfg.name, frame_size=task_cfg.frame_size, action_repeat=task_cfg.action_repeat,
-                        episode_steps=task_cfg.episode_steps)
+    env = make_task_env(get_task(OmegaConf.to_container(task_cfg, resolve=True)))
     try:
         return {"task": env.preset.name, "frame_shape": [*env.preset.frame_size, 3], "action_shape": list(env.action_space.shape)}
     finally:

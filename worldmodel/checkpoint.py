@@ -3,15 +3,16 @@
 It loads with `torch.load(weights_only=True)`: data, never code, so a downloaded `model.pt`
 cannot run anything. Keys:
 
-    format, format_version          "diffusionworld-checkpoint", 1
-    config                          the fully resolved training config (plain dict)
+    format, format_version          "diffusionworld-checkpoint", 2
+    spec                            `ModelSpec.to_dict()`: networks, window, EDM, sampler, action space,
+                                    frame shape, the recorded task preset, the validation split
     denoiser, reward_head           EMA weights (state dicts)
-    frame_shape                     [H, W, 3]
-    action_space                    {"type": "box", "low": [...], "high": [...], "shape": [...]}
-    task                            the task name of the training data
     reward_stats                    {"mean", "std", "min", "max"} of the training rewards
     start_bank                      {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A) float32}
     provenance                      {"dataset": {...fingerprint}, "code_version", "steps", "created"}
+    training_config                 the fully resolved training config, for the record: no consumer reads it
+
+`load_checkpoint` returns the payload with `spec` as a `ModelSpec`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldmodel.spec import ModelSpec, SpecError
+
 CHECKPOINT_FORMAT = "diffusionworld-checkpoint"
-CHECKPOINT_VERSION = 1
-REQUIRED = ("config", "denoiser", "reward_head", "frame_shape", "action_space", "task", "start_bank", "provenance")
+CHECKPOINT_VERSION = 2
+REQUIRED = ("spec", "denoiser", "reward_head", "reward_stats", "start_bank", "provenance")
+REEXPORT = ("Re-export it with this code: python tools/train.py data=... run_dir=RUN resume=true (with the run's own config; "
+            "the weights are kept), or retrain.")
 
 
 class CheckpointError(ValueError):
@@ -45,9 +50,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Writes atomically (temporary file + rename): a crash never leaves a half-written model.pt."""
-    payload = _plain(payload)
+def save_checkpoint(path: str | os.PathLike, spec: ModelSpec, payload: dict[str, Any]) -> Path:
+    """Writes `spec` and the rest of the payload (the keys above) atomically (temporary file + rename):
+    a crash never leaves a half-written model.pt."""
+    payload = _plain({"spec": spec.to_dict(), **payload})
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise ValueError(f"checkpoint payload lacks {missing}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -72,9 +81,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is not a DiffusionWorld checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
     if payload.get("format_version") != CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format_version {payload.get('format_version')}; this code reads {CHECKPOINT_VERSION}."
+            f"{path} has checkpoint format_version {payload.get('format_version')}; this code reads {CHECKPOINT_VERSION}. {REEXPORT}"
         )
     missing = [k for k in REQUIRED if k not in payload]
     if missing:
         raise CheckpointError(f"{path} lacks {missing}; it is damaged or was written by another tool.")
+    try:
+        payload["spec"] = ModelSpec.from_dict(payload["spec"])
+    except (SpecError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{path}: {error}") from error
     return payload

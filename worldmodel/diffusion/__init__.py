@@ -2,7 +2,7 @@
 training noise distributions, sigma schedules and samplers. Needs torch only."""
 
 from worldmodel.diffusion.edm import EDM
-from worldmodel.diffusion.samplers import SAMPLERS, Generators, randn, sample
+from worldmodel.diffusion.samplers import SAMPLERS, Generators, SamplerConfig, randn, sample
 from worldmodel.diffusion.schedules import SCHEDULES, cosine_sigmas, karras_sigmas, make_sigmas
 
-__all__ = ["EDM", "Generators", "SAMPLERS", "SCHEDULES", "cosine_sigmas", "karras_sigmas", "make_sigmas", "randn", "sample"]
+__all__ = ["EDM", "Generators", "SAMPLERS", "SCHEDULES", "SamplerConfig", "cosine_sigmas", "karras_sigmas", "make_sigmas", "randn", "sample"]

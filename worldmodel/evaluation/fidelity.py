@@ -11,7 +11,26 @@ import numpy as np
 import torch
 
 from worldmodel.data.reader import RolloutReader
+from worldmodel.data.stats import dataset_fingerprint
+from worldmodel.data.windows import split_episodes
 from worldmodel.evaluation.metrics import flicker, psnr, ssim
+
+
+def held_out_episodes(world_model, data: str | os.PathLike) -> tuple[list[int], str]:
+    """The episodes of `data` a model may be evaluated on, and which rule chose them: all of a file
+    it was not trained on; the checkpoint's own validation split of its training file (recognised
+    by fingerprint). Refuses data of another task or frame shape."""
+    spec = world_model.spec
+    with RolloutReader(data) as reader:
+        if reader.num_episodes == 0:
+            raise ValueError(f"{data} holds no episodes; record some with tools/record_rollouts.py.")
+        task, shape, n = reader.metadata["task"], list(reader.frame_shape), reader.num_episodes
+    if task != spec.task_name or shape != list(spec.frame_shape):
+        raise ValueError(f"{data} holds task {task!r} frames {shape}, but the checkpoint models task "
+                         f"{spec.task_name!r} frames {list(spec.frame_shape)}; evaluate on data of the model's task.")
+    if world_model.provenance.get("dataset", {}).get("sha256") == dataset_fingerprint(data)["sha256"]:
+        return list(split_episodes(n, spec.split["val_fraction"], spec.split["split_seed"])["val"]), "the checkpoint's held-out split"
+    return list(range(n)), "all episodes (a file the model was not trained on)"
 
 
 def side_by_side(real_u8: np.ndarray, imagined_u8: np.ndarray, scale: int = 2) -> np.ndarray:
@@ -71,33 +90,3 @@ def rollout_fidelity(
         iio.imwrite(video, np.concatenate(clips, axis=1), fps=10, codec="libx264", macro_block_size=1)
         result["video"] = str(video)
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    """python -m worldmodel.evaluation.fidelity runs/reacher/model.pt data/reacher.h5 --horizons 1 10 25"""
-    import argparse
-    import json
-
-    from worldmodel.data.windows import split_episodes
-    from worldmodel.rollout import WorldModel
-
-    parser = argparse.ArgumentParser(description="PSNR per horizon of imagined vs real held-out rollouts.")
-    parser.add_argument("checkpoint")
-    parser.add_argument("data")
-    parser.add_argument("--horizons", type=int, nargs="+", default=[1, 10, 25])
-    parser.add_argument("--episodes", type=int, default=32, help="held-out episodes used at most")
-    parser.add_argument("--split", default="val", choices=["val", "all"], help="val: the checkpoint's own held-out split")
-    parser.add_argument("--video", help="side-by-side mp4 (real | imagined | |difference|)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    wm = WorldModel.load(args.checkpoint)
-    window = wm.metadata["config"]["window"]
-    with RolloutReader(args.data) as reader:
-        n = reader.num_episodes
-    episodes = split_episodes(n, window["val_fraction"], window["split_seed"])[args.split]
-    result = rollout_fidelity(wm, args.data, episodes, args.horizons, args.episodes, args.video, args.seed)
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

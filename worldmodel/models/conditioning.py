@@ -12,31 +12,24 @@ from worldmodel.models.blocks import FourierFeatures
 
 
 class ActionEncoder(nn.Module):
-    """Embeds actions of a gymnasium space, described in plain types (checkpoints store it so).
+    """Embeds continuous actions of a box space, described in plain types (checkpoints store it so).
 
-    space: {"type": "box", "low": [...], "high": [...]} (actions rescaled to [-1, 1] from the
-    bounds; infinite bounds pass through) or {"type": "discrete", "n": N}.
-    actions: (B, T, A) float for box, (B, T) integer for discrete -> (B, T, dim).
+    space: {"type": "box", "low": [...], "high": [...]}: actions are rescaled to [-1, 1] from the
+    bounds (infinite bounds pass through). actions: (B, T, A) -> (B, T, dim).
     """
 
     def __init__(self, space: dict[str, Any], dim: int):
         super().__init__()
-        self.kind = space["type"]
-        if self.kind == "box":
-            low = torch.as_tensor(space["low"], dtype=torch.float32).flatten()
-            high = torch.as_tensor(space["high"], dtype=torch.float32).flatten()
-            finite = torch.isfinite(low) & torch.isfinite(high)
-            self.register_buffer("center", torch.where(finite, (high + low) / 2, torch.zeros_like(low)))
-            self.register_buffer("half_range", torch.where(finite, (high - low) / 2, torch.ones_like(low)))
-            self.embed = nn.Sequential(nn.Linear(len(low), dim), nn.SiLU(), nn.Linear(dim, dim))
-        elif self.kind == "discrete":
-            self.embed = nn.Embedding(int(space["n"]), dim)
-        else:
-            raise ValueError(f"Unsupported action space type {self.kind!r}: use 'box' or 'discrete'.")
+        if space.get("type") != "box":
+            raise ValueError(f"Unsupported action space {space.get('type')!r}: rollout files store continuous (box) actions.")
+        low = torch.as_tensor(space["low"], dtype=torch.float32).flatten()
+        high = torch.as_tensor(space["high"], dtype=torch.float32).flatten()
+        finite = torch.isfinite(low) & torch.isfinite(high)
+        self.register_buffer("center", torch.where(finite, (high + low) / 2, torch.zeros_like(low)))
+        self.register_buffer("half_range", torch.where(finite, (high - low) / 2, torch.ones_like(low)))
+        self.embed = nn.Sequential(nn.Linear(len(low), dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, actions: Tensor) -> Tensor:
-        if self.kind == "discrete":
-            return self.embed(actions.long())
         return self.embed((actions.float() - self.center) / self.half_range)
 
 
@@ -44,7 +37,7 @@ class FrameConditioning(nn.Module):
     """cond[b, t] = MLP(noise level of frame t) + embedding of the action that led to frame t.
 
     The first frame of a window has no action inside the window and gets a learned vector.
-    c_noise: (B, T); actions: (B, T-1, A) or (B, T-1) -> (B*T, dim).
+    c_noise: (B, T); actions: (B, T-1, A) -> (B*T, dim).
     """
 
     def __init__(self, action_space: dict[str, Any], dim: int):

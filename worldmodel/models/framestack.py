@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from worldmodel.models.blocks import Downsample, FourierFeatures, ResBlock, SpatialAttention, Upsample, group_norm
 from worldmodel.models.conditioning import ActionEncoder
+from worldmodel.models.registry import DENOISERS
 
 
 class FrameStackUNet(nn.Module):
@@ -92,3 +93,10 @@ class FrameStackUNet(nn.Module):
             h = self._run_layer(layer, h, cond)
         target = self.head(h)
         return torch.cat([torch.zeros_like(x[:, :-1]), target.unsqueeze(1)], dim=1)
+
+
+@DENOISERS.register("framestack")
+def build_framestack(action_space: dict[str, Any], context: int, target: int, **kwargs: Any) -> FrameStackUNet:
+    if target != 1:
+        raise ValueError(f"framestack predicts one frame at a time (target=1), got target={target}.")
+    return FrameStackUNet(action_space, context=context, **kwargs)

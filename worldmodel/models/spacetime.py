@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from worldmodel.models.blocks import Downsample, ResBlock, SpatialAttention, TemporalAttention, Upsample, group_norm
 from worldmodel.models.conditioning import FrameConditioning
+from worldmodel.models.registry import DENOISERS
 
 
 class SpaceTimeUNet(nn.Module):
@@ -109,3 +110,8 @@ class SpaceTimeUNet(nn.Module):
         if frames < t:
             out = torch.cat([out.new_zeros(b, t - frames, *out.shape[2:]), out], dim=1)
         return out
+
+
+@DENOISERS.register("spacetime")
+def build_spacetime(action_space: dict[str, Any], context: int, target: int, **kwargs: Any) -> SpaceTimeUNet:
+    return SpaceTimeUNet(action_space, max_frames=context + target, **kwargs)

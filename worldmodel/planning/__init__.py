@@ -1,9 +1,12 @@
-"""Planning with generated futures: sampling-based optimisers over action sequences (CEM, MPPI)
-and the objectives that score a batch of candidate sequences with a world model."""
+"""Planning with generated futures: sampling-based planners over action sequences (CEM, MPPI,
+registered in PLANNERS), the objectives that score a batch of candidates with a world model or
+the real simulator, model-predictive control, and the planning protocols."""
 
 from worldmodel.planning.mpc import EpisodeResult, run_mpc
 from worldmodel.planning.objectives import goal_distance, predicted_return, simulator_goal_distance, simulator_return
-from worldmodel.planning.optimizers import CEM, MPPI, PLANNERS, PlannerConfig, make_planner
+from worldmodel.planning.optimizers import CEM, MPPI, PLANNERS, GaussianPlanner, Planner, PlannerConfig, make_planner
+from worldmodel.planning.protocols import MODELS, PROTOCOLS, GoalProtocol, check_protocol, run_protocol
 
-__all__ = ["CEM", "MPPI", "PLANNERS", "EpisodeResult", "PlannerConfig", "goal_distance", "make_planner", "predicted_return",
-           "run_mpc", "simulator_goal_distance", "simulator_return"]
+__all__ = ["CEM", "MODELS", "MPPI", "PLANNERS", "PROTOCOLS", "EpisodeResult", "GaussianPlanner", "GoalProtocol", "Planner",
+           "PlannerConfig", "check_protocol", "goal_distance", "make_planner", "predicted_return", "run_mpc", "run_protocol",
+           "simulator_goal_distance", "simulator_return"]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from worldmodel.rollout import Window, WorldModel
+from worldmodel.world_model import Window, WorldModel
 
 
 def _imagine(wm: WorldModel, window: Window, actions: np.ndarray, generator: torch.Generator):

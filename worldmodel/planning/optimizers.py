@@ -1,6 +1,8 @@
-"""CEM and MPPI over action sequences in a box.
+"""Planners: CEM and MPPI over action sequences in a box, registered in PLANNERS.
 
-Both keep a Gaussian (mean, std) per step and action dimension, sample `samples` sequences per
+A planner follows the `Planner` protocol (reset / plan / shift); a new sampling-based one
+subclasses `GaussianPlanner` and writes only `_refit`, registered with `@PLANNERS.register(name)`.
+CEM and MPPI both keep a Gaussian (mean, std) per step and action dimension, sample `samples` sequences per
 iteration, score them all in one call (`score(actions (N, H, A)) -> (N,)`, higher is better) and
 refit. `plan` returns the mean sequence; after executing k of its steps, `shift(k)` warm-starts the
 next plan from the rest (model-predictive control).
@@ -9,9 +11,11 @@ next plan from the rest (model-predictive control).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
+
+from worldmodel.registry import Registry
 
 Score = Callable[[np.ndarray], np.ndarray]  # (N, H, A) float32 in the box -> (N,) higher is better
 
@@ -39,7 +43,25 @@ class PlannerConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
 
 
-class _GaussianPlanner:
+class Planner(Protocol):
+    """What model-predictive control needs of a planner."""
+
+    def reset(self) -> None:
+        """Forgets the warm start (a new episode)."""
+
+    def plan(self, score: Score, rng: np.random.Generator) -> np.ndarray:
+        """(H, A) actions maximising `score`."""
+
+    def shift(self, k: int) -> None:
+        """k planned steps were executed: warm-start the next plan from the rest."""
+
+
+PLANNERS: Registry[Callable[..., Planner]] = Registry("planner")
+
+
+class GaussianPlanner:
+    """A Gaussian (mean, std) per step and action dimension, refit each iteration by `_refit`."""
+
     def __init__(self, low: np.ndarray, high: np.ndarray, cfg: PlannerConfig):
         self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
         if self.low.shape != self.high.shape or not (self.low < self.high).all():
@@ -75,10 +97,12 @@ class _GaussianPlanner:
         return mean.astype(np.float32)
 
     def _refit(self, candidates: np.ndarray, scores: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """candidates (N, H, A), scores (N,), the current std (H, A) -> the new (mean, std)."""
         raise NotImplementedError
 
 
-class CEM(_GaussianPlanner):
+@PLANNERS.register("cem")
+class CEM(GaussianPlanner):
     """Cross-entropy method: refit mean and std to the `elites` best candidates."""
 
     def _refit(self, candidates, scores, std):
@@ -86,7 +110,8 @@ class CEM(_GaussianPlanner):
         return elite.mean(0), elite.std(0)
 
 
-class MPPI(_GaussianPlanner):
+@PLANNERS.register("mppi")
+class MPPI(GaussianPlanner):
     """Model-predictive path integral: mean and std weighted by softmax(score / temperature)."""
 
     def _refit(self, candidates, scores, std):
@@ -96,10 +121,6 @@ class MPPI(_GaussianPlanner):
         return mean, np.sqrt((w * (candidates - mean) ** 2).sum(0))
 
 
-PLANNERS = {"cem": CEM, "mppi": MPPI}
-
-
-def make_planner(name: str, low: np.ndarray, high: np.ndarray, cfg: PlannerConfig) -> _GaussianPlanner:
-    if name not in PLANNERS:
-        raise ValueError(f"Unknown planner {name!r}; choose one of {sorted(PLANNERS)}.")
-    return PLANNERS[name](low, high, cfg)
+def make_planner(name: str, low: np.ndarray, high: np.ndarray, cfg: PlannerConfig) -> Planner:
+    """The planner `name` (a name in PLANNERS) over actions in [low, high]."""
+    return PLANNERS.get(name)(low, high, cfg)

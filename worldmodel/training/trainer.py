@@ -1,22 +1,14 @@
 """Training loop on accelerate: one CPU to many GPUs, bf16 mixed precision, resumable.
 
 `train(cfg)` takes the fully resolved config as a plain dict (tools/train.py resolves hydra's).
-A run directory holds everything:
-
-    run_dir/config.json        the config the run was started with (resume refuses another)
-    run_dir/state/             accelerate state: weights, optimiser, scheduler, EMA, RNG, progress
-    run_dir/model.pt           the exported, self-contained checkpoint (EMA weights)
-    run_dir/validation/        side-by-side videos of imagined vs real rollouts
+What the run directory holds is in `worldmodel.training.run_dir`; the exported checkpoint is
+written by `worldmodel.training.export`.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +19,21 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-import worldmodel
-from worldmodel.checkpoint import save_checkpoint
-from worldmodel.data.reader import RolloutReader
+from worldmodel.data.stats import action_space_of, reward_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
-from worldmodel.diffusion import EDM
 from worldmodel.evaluation.fidelity import rollout_fidelity
 from worldmodel.models import build_networks
-from worldmodel.rollout import SamplerConfig, WorldModel
+from worldmodel.spec import ModelSpec
+from worldmodel.training import run_dir as run_files
 from worldmodel.training.ema import EMA
+from worldmodel.training.export import export_model, spec_from_config
 from worldmodel.training.losses import WindowLoss, WindowLossConfig
+from worldmodel.training.run_dir import TrainingError
+from worldmodel.world_model import WorldModel
 
 logger = logging.getLogger(__name__)
 
-# Keys that may differ when resuming: they do not change what is being trained.
-RESUMABLE_KEYS = ("steps", "resume", "log_every", "save_every", "val_every", "tensorboard")
+__all__ = ["TrainingError", "lr_factor", "train"]
 
 
 def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
@@ -49,10 +41,6 @@ def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
     warm = min(1.0, (step + 1) / max(1, warmup))
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, steps))))
     return warm * (min_ratio + (1 - min_ratio) * cosine)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what was kept."""
 
 
 class EpochSampler(Sampler[int]):
@@ -87,45 +75,6 @@ class Progress:
         self.generator.set_state(state["generator"])
 
 
-def dataset_fingerprint(path: Path) -> dict[str, Any]:
-    """Identifies the training data without hashing gigabytes: size, episode index and metadata."""
-    with RolloutReader(path) as reader:
-        h = hashlib.sha256()
-        for arr in (reader.frame_start, reader.lengths, reader.seeds):
-            h.update(arr.tobytes())
-        h.update(json.dumps(reader.metadata, sort_keys=True).encode())
-        return {"path": str(path), "episodes": reader.num_episodes, "frames": reader.num_frames, "sha256": h.hexdigest()}
-
-
-def action_space_of(metadata: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "box", "low": metadata["action_low"], "high": metadata["action_high"], "shape": metadata["action_shape"]}
-
-
-def start_bank(dataset: RolloutWindows, size: int, seed: int) -> dict[str, torch.Tensor]:
-    """Real start contexts (the first K frames and K-1 actions of distinct windows) for env resets."""
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(dataset), size=min(size, len(dataset)), replace=False)
-    k = dataset.context
-    items = [dataset[int(i)] for i in picks]
-    return {
-        "frames": torch.stack([it["frames"][:k] for it in items]).contiguous(),
-        "actions": torch.stack([it["actions"][: k - 1] for it in items]).contiguous(),
-    }
-
-
-def reward_stats(path: Path) -> dict[str, float]:
-    with RolloutReader(path) as reader:
-        n = int(reader.step_start[-1] + reader.lengths[-1])
-        total, total_sq, lo, hi, count = 0.0, 0.0, math.inf, -math.inf, 0
-        for start in range(0, n, 1 << 16):  # bounded memory on large files
-            r = reader.file["rewards"][start : min(n, start + (1 << 16))].astype(np.float64)
-            total, total_sq, count = total + r.sum(), total_sq + (r**2).sum(), count + len(r)
-            lo, hi = min(lo, float(r.min())), max(hi, float(r.max()))
-    mean = total / count
-    std = math.sqrt(max(total_sq / count - mean**2, 1e-12))
-    return {"mean": mean, "std": max(std, 1e-3), "min": lo, "max": hi}
-
-
 def _check_data_matches(path: Path, dataset: RolloutWindows, expect: dict[str, Any]) -> None:
     """The data must be what the config says it trains on (task, frame shape, action shape)."""
     found = {"task": dataset.metadata["task"], "frame_shape": list(dataset.frame_shape), "action_shape": dataset.metadata["action_shape"]}
@@ -137,24 +86,12 @@ def _check_data_matches(path: Path, dataset: RolloutWindows, expect: dict[str, A
             )
 
 
-def _check_resume_config(run_dir: Path, cfg: dict[str, Any]) -> None:
-    saved = json.loads((run_dir / "config.json").read_text())
-    strip = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE_KEYS}  # noqa: E731
-    if strip(saved) != strip(cfg):
-        diff = sorted(k for k in set(saved) | set(cfg) if k not in RESUMABLE_KEYS and saved.get(k) != cfg.get(k))
-        raise TrainingError(
-            f"Cannot resume {run_dir}: the config differs in {diff}. Resume with the original config "
-            f"({run_dir / 'config.json'}) or start a new run_dir."
-        )
-
-
 def train(cfg: dict[str, Any]) -> Path:
     """Trains the world model described by `cfg`; returns the path of the exported model.pt.
 
     accelerate's state is process-global: one process trains with one mixed-precision setting.
     """
-    run_dir = Path(cfg["run_dir"])
-    data_path = Path(cfg["data"])
+    run_dir, data_path = Path(cfg["run_dir"]), Path(cfg["data"])
     accelerator = Accelerator(
         mixed_precision=cfg["mixed_precision"],
         gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
@@ -163,41 +100,19 @@ def train(cfg: dict[str, Any]) -> Path:
         cpu=cfg.get("device") == "cpu",
     )
     set_seed(cfg["seed"], device_specific=False)
-    dcfg = cfg["window"]
-    k, f = dcfg["context"], dcfg["target"]
-    train_set = RolloutWindows(data_path, k, f, dcfg["stride"], "train", dcfg["val_fraction"], dcfg["split_seed"], cache=dcfg["cache"])
-    val_set = RolloutWindows(data_path, k, f, 1, "val", dcfg["val_fraction"], dcfg["split_seed"]) if dcfg["val_fraction"] > 0 else None
-    metadata = train_set.metadata
+    w = cfg["window"]
+    train_set = RolloutWindows(data_path, w["context"], w["target"], w["stride"], "train", w["val_fraction"], w["split_seed"], cache=w["cache"])
+    val_set = RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"]) if w["val_fraction"] > 0 else None
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
+    run_files.prepare(run_dir, cfg, accelerator)
 
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_file = run_dir / "config.json"
-        if cfg.get("resume") and config_file.exists():
-            _check_resume_config(run_dir, cfg)
-        elif (run_dir / "state").exists() and not cfg.get("resume"):
-            raise TrainingError(f"{run_dir} already holds a run. Pass resume=true to continue it, or choose another run_dir.")
-        else:
-            config_file.write_text(json.dumps(cfg, indent=2, sort_keys=True))
-    accelerator.wait_for_everyone()
-
-    action_space = action_space_of(metadata)
-    denoiser, reward_head = build_networks(cfg["model"], action_space, k, f)
+    spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata))
     stats = reward_stats(data_path)
-    reward_head.reward_mean.fill_(stats["mean"])
-    reward_head.reward_std.fill_(stats["std"])
-    edm = EDM(**{k: cfg["diffusion"][k] for k in ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")})
-    loss_cfg = WindowLossConfig(k, f, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"], cfg["termination_weight"])
-    model = WindowLoss(denoiser, reward_head, edm, loss_cfg)
-    ocfg = cfg["optim"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=ocfg["lr"], weight_decay=ocfg["weight_decay"], betas=tuple(ocfg["betas"]))
-    steps = int(cfg["steps"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps, int(ocfg["warmup_steps"]), float(ocfg["min_lr_ratio"]))
-    )
+    model = _objective(spec, cfg, stats)
+    optimizer, scheduler = _optimiser(model, cfg)
     sampler = EpochSampler(len(train_set), cfg["seed"])
-    loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=dcfg["num_workers"],
-                        collate_fn=collate_windows, drop_last=True, persistent_workers=dcfg["num_workers"] > 0)
+    loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=w["num_workers"],
+                        collate_fn=collate_windows, drop_last=True, persistent_workers=w["num_workers"] > 0)
     if len(loader) == 0:
         raise ValueError(f"batch_size {cfg['batch_size']} is larger than the {len(train_set)} training windows.")
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
@@ -210,6 +125,41 @@ def train(cfg: dict[str, Any]) -> Path:
     if cfg.get("tensorboard"):
         accelerator.init_trackers("tb", config={k: str(v) for k, v in cfg.items()})
 
+    validate = None
+    if val_set is not None and cfg["val_every"]:
+        validate = lambda step: _validate(cfg, spec, ema, val_set, run_dir, step, accelerator)  # noqa: E731
+    _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate)
+
+    path = run_dir / "model.pt"
+    if accelerator.is_main_process:
+        export_model(path, spec, ema.shadow, train_set, data_path, stats, cfg, progress.step)
+        logger.info("exported %s", path)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return path
+
+
+def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float]) -> WindowLoss:
+    """The trained modules (denoiser, reward head with the data's reward statistics) and their loss."""
+    denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
+    reward_head.reward_mean.fill_(stats["mean"])
+    reward_head.reward_std.fill_(stats["std"])
+    loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
+                                cfg["termination_weight"])
+    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg)
+
+
+def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
+    """AdamW with linear warm-up and cosine decay (`lr_factor`) over cfg["steps"]."""
+    o, steps = cfg["optim"], int(cfg["steps"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, int(o["warmup_steps"]), float(o["min_lr_ratio"])))
+    return optimizer, scheduler
+
+
+def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate) -> None:
+    """Optimiser steps until cfg["steps"]: logging, periodic state saves and validation."""
+    steps = int(cfg["steps"])
     per_epoch = len(loader)
     unwrapped = accelerator.unwrap_model(model)
     bar = tqdm(total=steps, initial=progress.step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -229,7 +179,7 @@ def train(cfg: dict[str, Any]) -> Path:
                     )
                 accelerator.backward(losses["loss"])
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), ocfg["grad_clip"])
+                    accelerator.clip_grad_norm_(model.parameters(), cfg["optim"]["grad_clip"])
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -246,55 +196,17 @@ def train(cfg: dict[str, Any]) -> Path:
                 bar.set_postfix(loss=logs["loss"], samples_s=f"{samples_seen / elapsed:.1f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
                 accelerator.log({**logs, "lr": scheduler.get_last_lr()[0]}, step=progress.step)
             if progress.step % cfg["save_every"] == 0 or progress.step == steps:
-                _save_state(accelerator, run_dir)
-            if val_set is not None and cfg["val_every"] and progress.step % cfg["val_every"] == 0 and accelerator.is_main_process:
-                _validate(cfg, ema, edm, val_set, action_space, run_dir, progress.step, accelerator)
+                run_files.save_state(accelerator, run_dir)
+            if validate is not None and progress.step % cfg["val_every"] == 0 and accelerator.is_main_process:
+                validate(progress.step)
             if progress.step >= steps:
                 break
     bar.close()
-    path = run_dir / "model.pt"
-    if accelerator.is_main_process:
-        save_checkpoint(path, {
-            "config": cfg,
-            "denoiser": ema.shadow.denoiser.state_dict(),
-            "reward_head": ema.shadow.reward_head.state_dict(),
-            "frame_shape": list(train_set.frame_shape),
-            "action_space": action_space,
-            "task": metadata["task"],
-            "reward_stats": stats,
-            "start_bank": start_bank(train_set, cfg["start_bank_size"], cfg["seed"]),
-            "provenance": {
-                "dataset": dataset_fingerprint(data_path),
-                "code_version": worldmodel.__version__,
-                "steps": progress.step,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            },
-        })
-        logger.info("exported %s", path)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return path
 
 
-def _save_state(accelerator: Accelerator, run_dir: Path) -> None:
-    """Saves to state.tmp and renames: a crash mid-save keeps the previous state."""
-    tmp, final = run_dir / "state.tmp", run_dir / "state"
-    accelerator.save_state(str(tmp), safe_serialization=False)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        old = run_dir / "state.old"
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def _validate(cfg, ema, edm, val_set, action_space, run_dir, step, accelerator) -> None:
+def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:
     """Imagined vs real rollouts on held-out episodes: PSNR at a few horizons, a side-by-side video."""
-    wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, edm, cfg["window"]["context"],
-                    val_set.frame_shape, action_space, SamplerConfig(**cfg["sampler"]), device=accelerator.device,
-                    bf16=cfg["mixed_precision"] == "bf16")
+    wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, spec, device=accelerator.device, bf16=cfg["mixed_precision"] == "bf16")
     result = rollout_fidelity(wm, val_set.path, val_set.episodes, cfg["val_horizons"], cfg["val_episodes"],
                               video=run_dir / "validation" / f"step{step:07d}.mp4", seed=cfg["seed"])
     logs = {f"val/psnr_h{h}": v for h, v in result["psnr"].items()} | {f"val/copy_last_h{h}": v for h, v in result["copy_last_psnr"].items()}

@@ -15,8 +15,8 @@ import mujoco
 import numpy as np
 
 import worldmodel
-from envs.policies import Policy, make_policy
-from envs.tasks import PixelTaskEnv, TaskPreset, make_task_env
+from envs.mujoco.policies import Policy, make_policy
+from envs.mujoco.tasks import PixelTaskEnv, TaskPreset, make_task_env
 from worldmodel.data import Episode, RolloutWriter
 
 logger = logging.getLogger(__name__)

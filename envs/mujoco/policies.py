@@ -11,7 +11,7 @@ from typing import Any, Callable
 import mujoco
 import numpy as np
 
-from envs.tasks import PixelTaskEnv
+from envs.mujoco.tasks import PixelTaskEnv
 
 
 class Policy:
@@ -42,13 +42,6 @@ class ZeroPolicy(Policy):
 
     def act(self, env):
         return np.zeros(env.action_space.shape, env.action_space.dtype)
-
-
-def _body_jacobian(model: mujoco.MjModel, data: mujoco.MjData, body: str) -> np.ndarray:
-    """Translational Jacobian (3, nv) of `body`'s origin."""
-    jacp = np.zeros((3, model.nv))
-    mujoco.mj_jacBody(model, data, jacp, None, model.body(body).id)
-    return jacp
 
 
 class ReacherExpert(Policy):

@@ -1,14 +1,17 @@
 """MuJoCo task presets for pixel world modelling, and the env that renders them.
 
-A preset names a gymnasium MuJoCo env and fixes how it is seen and scored: camera, frame size,
-action repeat, episode length and a success test computed from simulator state.
+A preset names a gymnasium MuJoCo env and fixes how it is seen and scored: camera (fixed, or
+tracking a body), frame size, action repeat, episode length and an optional success test computed
+from simulator state. A preset is plain data: `TaskPreset.describe()` round-trips through
+`TaskPreset.from_dict`, so recorded files and checkpoints carry the whole task, and a new task is
+one config file (configs/task/*.yaml) with no Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -17,68 +20,92 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Camera:
-    """A free MuJoCo camera: looks at `lookat` (m) from `distance` (m) at elevation/azimuth (deg)."""
+    """A MuJoCo camera at `distance` (m) and elevation/azimuth (deg) from its look-at point: `lookat`
+    (m), or the moving body `track_body` (a robot that walks out of a fixed view)."""
 
     distance: float
     elevation: float
     azimuth: float
-    lookat: tuple[float, float, float]
-
-
-def _reacher_distance(data: mujoco.MjData) -> float:
-    """Fingertip-to-target distance in the table plane (m)."""
-    return float(np.linalg.norm(data.body("fingertip").xpos[:2] - data.body("target").xpos[:2]))
-
-
-def _pusher_distance(data: mujoco.MjData) -> float:
-    """Object-to-goal distance in the table plane (m)."""
-    return float(np.linalg.norm(data.body("object").xpos[:2] - data.body("goal").xpos[:2]))
-
-
-def _reacher_distance_from_reward(reward: np.ndarray, action: np.ndarray, env_kwargs: dict) -> np.ndarray:
-    """Reacher-v5's reward is -w_dist * |fingertip - target| - w_ctrl * |a|^2: the distance, back
-    from a (predicted) reward and the action taken. reward: (...,), action: (..., 2) -> (...,) m."""
-    ctrl = env_kwargs.get("reward_control_weight", 1.0) * np.square(action).sum(-1)
-    return -(np.asarray(reward) + ctrl) / env_kwargs.get("reward_dist_weight", 1.0)
+    lookat: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    track_body: str | None = None
 
 
 @dataclass(frozen=True)
 class TaskPreset:
-    """Everything that defines a pixel task; `get_task(name, **overrides)` makes variants."""
+    """Everything that defines a pixel task; `get_task(name, **overrides)` makes variants.
+
+    Success (optional: None where the task has no goal): `goal_body` within `success_distance` (m)
+    of `success_target` in the table plane (x, y), checked after every step. Goal-conditioned
+    planning compares `goal_body`'s position with where it is in the goal state.
+    reward_decode: for tasks whose reward is -distance_weight * distance - control_weight * |a|^2
+    (reacher), those weights: success in imagination is then judged from predicted rewards.
+    """
 
     name: str
     env_id: str
     camera: Camera
-    # Success when `distance_fn(data) < success_distance`, checked after every step.
-    distance_fn: Callable[[mujoco.MjData], float]
-    success_distance: float
     episode_steps: int
     frame_size: tuple[int, int] = (64, 64)  # (H, W)
     action_repeat: int = 1
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    goal_body: str | None = None
+    success_target: str | None = None
+    success_distance: float | None = None
+    reward_decode: dict[str, float] | None = None
     # Shadows and reflections cost 4-20x render time under software EGL and add nothing to learn.
     shadows: bool = False
-    # Goal-conditioned success: this body within success_distance (in the table plane) of where it is in the goal state.
-    goal_body: str = "fingertip"
-    # (reward, action, env_kwargs) -> the task distance, for tasks whose reward is a known function
-    # of it: success in imagination, judged from predicted rewards. None where the reward mixes terms.
-    distance_from_reward: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None
+
+    @property
+    def has_success(self) -> bool:
+        return self.goal_body is not None and self.success_target is not None and self.success_distance is not None
+
+    def distance(self, data: mujoco.MjData) -> float | None:
+        """`goal_body` to `success_target` in the table plane (m); None without a success test."""
+        if not self.has_success:
+            return None
+        return float(np.linalg.norm(data.body(self.goal_body).xpos[:2] - data.body(self.success_target).xpos[:2]))
 
     def success_from_reward(self, reward: np.ndarray, action: np.ndarray) -> np.ndarray | None:
         """reward: (...,) of one step, action: (..., *A) taken in it -> (...,) bool, the task's success
         test on the distance the reward implies; None for tasks where it cannot be recovered."""
-        if self.distance_from_reward is None or self.action_repeat != 1:  # repeated steps sum several rewards
+        if self.reward_decode is None or not self.has_success or self.action_repeat != 1:  # repeats sum rewards
             return None
-        return self.distance_from_reward(reward, action, self.env_kwargs) < self.success_distance
+        ctrl = self.reward_decode["control_weight"] * np.square(action).sum(-1)
+        distance = -(np.asarray(reward) + ctrl) / self.reward_decode["distance_weight"]
+        return distance < self.success_distance
 
     def describe(self) -> dict[str, Any]:
-        """Plain-type description, stored as metadata next to recorded data."""
+        """Plain-type description, stored as metadata next to recorded data and in checkpoints."""
         d = dataclasses.asdict(self)
-        d.pop("distance_fn")
-        d.pop("distance_from_reward")
         d["frame_size"] = list(self.frame_size)
         d["camera"]["lookat"] = list(self.camera.lookat)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskPreset":
+        """The preset a `describe()` dict (or a task config file) defines; checks what it can."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"Unknown task option(s) {sorted(unknown)}; a task has {sorted(known)}.")
+        missing = {"name", "env_id", "camera", "episode_steps"} - {k for k, v in d.items() if v is not None}
+        if missing:
+            raise ValueError(f"Task {d.get('name')!r} needs {sorted(missing)} (a new task's config names its gymnasium env_id, "
+                             "camera and episode_steps; see configs/task/).")
+        d = {k: v for k, v in d.items() if v is not None}
+        camera = d["camera"] if isinstance(d["camera"], Camera) else Camera(**d["camera"])
+        preset = cls(**{**d, "camera": dataclasses.replace(camera, lookat=tuple(float(x) for x in camera.lookat)),
+                        "frame_size": tuple(int(s) for s in d.get("frame_size", (64, 64))),
+                        "env_kwargs": dict(d.get("env_kwargs", {}))})
+        h, w = preset.frame_size
+        if min(h, w) < 8 or max(h, w) > 1024:
+            raise ValueError(f"frame_size must be (H, W) between 8 and 1024 pixels, got {preset.frame_size}.")
+        if preset.action_repeat < 1 or preset.episode_steps < 1:
+            raise ValueError("action_repeat and episode_steps must be >= 1.")
+        success = (preset.goal_body, preset.success_target, preset.success_distance)
+        if any(v is not None for v in success[1:]) and not all(v is not None for v in success):
+            raise ValueError(f"Task {preset.name!r}: a success test needs goal_body, success_target and success_distance, got {success}.")
+        return preset
 
 
 TASKS: dict[str, TaskPreset] = {
@@ -87,9 +114,11 @@ TASKS: dict[str, TaskPreset] = {
         env_id="Reacher-v5",
         # Top-down over the 0.21 m arm's reach, +x right, +y up.
         camera=Camera(distance=0.6, elevation=-90.0, azimuth=90.0, lookat=(0.0, 0.0, 0.0)),
-        distance_fn=_reacher_distance,
-        distance_from_reward=_reacher_distance_from_reward,
+        goal_body="fingertip",
+        success_target="target",
         success_distance=0.02,  # fingertip (r 0.01) touching the target (r 0.009)
+        # Reacher-v5's reward: -reward_dist_weight * distance - reward_control_weight * |a|^2, both 1 by default.
+        reward_decode={"distance_weight": 1.0, "control_weight": 1.0},
         episode_steps=50,
     ),
     "pusher": TaskPreset(
@@ -97,34 +126,33 @@ TASKS: dict[str, TaskPreset] = {
         env_id="Pusher-v5",
         # Oblique view over the table from the far side: arm, object and goal all in frame.
         camera=Camera(distance=1.2, elevation=-60.0, azimuth=135.0, lookat=(0.35, -0.3, -0.3)),
-        distance_fn=_pusher_distance,
         goal_body="object",
+        success_target="goal",
         success_distance=0.08,  # object centre inside the red goal disc (r 0.08)
         episode_steps=100,
     ),
 }
 
 
-def get_task(name: str, **overrides: Any) -> TaskPreset:
-    """The preset `name` with `overrides` (None values keep the preset's own)."""
-    if name not in TASKS:
-        raise ValueError(f"Unknown task {name!r}. Known tasks: {sorted(TASKS)}.")
-    preset = TASKS[name]
+def get_task(task: str | dict[str, Any], **overrides: Any) -> TaskPreset:
+    """A task preset: a built-in one by name (TASKS) with `overrides` (None values keep the preset's
+    own), or a whole definition (a dict: `TaskPreset.describe()` or a task config file) for any
+    gymnasium MuJoCo env. A dict naming a built-in task without an env_id overrides that task."""
+    if isinstance(task, dict):
+        task, overrides = task.get("name"), {**task, **{k: v for k, v in overrides.items() if v is not None}}
+        overrides.pop("name", None)
+        if task not in TASKS or overrides.get("env_id") not in (None, TASKS[task].env_id):
+            return TaskPreset.from_dict({"name": task, **overrides})
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}. Built-in tasks: {sorted(TASKS)}; any other needs a full definition "
+                         "(env_id, camera, episode_steps: see configs/task/).")
+    base = TASKS[task].describe()
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(TaskPreset)}
-    if unknown:
-        raise ValueError(f"Unknown task option(s) {sorted(unknown)} for task {name!r}.")
-    if "frame_size" in overrides:
-        overrides["frame_size"] = tuple(int(s) for s in overrides["frame_size"])
-    if "camera" in overrides and isinstance(overrides["camera"], dict):
-        overrides["camera"] = Camera(**overrides["camera"])
-    preset = dataclasses.replace(preset, **overrides)
-    h, w = preset.frame_size
-    if min(h, w) < 8 or max(h, w) > 1024:
-        raise ValueError(f"frame_size must be (H, W) between 8 and 1024 pixels, got {preset.frame_size}.")
-    if preset.action_repeat < 1 or preset.episode_steps < 1:
-        raise ValueError("action_repeat and episode_steps must be >= 1.")
-    return preset
+    if isinstance(overrides.get("camera"), Camera):
+        overrides["camera"] = dataclasses.asdict(overrides["camera"])
+    if isinstance(overrides.get("camera"), dict):
+        overrides["camera"] = {**base["camera"], **{k: v for k, v in overrides["camera"].items() if v is not None}}
+    return TaskPreset.from_dict({**base, **overrides})
 
 
 class PixelTaskEnv(gym.Wrapper):
@@ -153,6 +181,9 @@ class PixelTaskEnv(gym.Wrapper):
         self._renderer = mujoco.Renderer(model, h, w)
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+        if preset.camera.track_body is not None:
+            self._camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+            self._camera.trackbodyid = model.body(preset.camera.track_body).id
         self._camera.distance = preset.camera.distance
         self._camera.elevation = preset.camera.elevation
         self._camera.azimuth = preset.camera.azimuth
@@ -163,15 +194,26 @@ class PixelTaskEnv(gym.Wrapper):
     def data(self) -> mujoco.MjData:
         return self.env.unwrapped.data
 
-    def distance(self) -> float:
-        """The task's distance to success (m), from simulator state."""
-        return self.preset.distance_fn(self.data)
+    @property
+    def episode_steps(self) -> int:
+        return self.preset.episode_steps
+
+    @property
+    def success_distance(self) -> float | None:
+        return self.preset.success_distance
+
+    def distance(self) -> float | None:
+        """The task's distance to success (m), from simulator state; None without a success test."""
+        return self.preset.distance(self.data)
 
     def success(self) -> bool:
-        return self.distance() < self.preset.success_distance
+        distance = self.distance()
+        return distance is not None and distance < self.preset.success_distance
 
     def goal_point(self) -> np.ndarray:
         """(2,) table-plane position of the preset's goal body: what goal-conditioned success compares."""
+        if self.preset.goal_body is None:
+            raise ValueError(f"Task {self.preset.name!r} has no goal_body: goal-conditioned planning needs one.")
         return self.data.body(self.preset.goal_body).xpos[:2].copy()
 
     def get_state(self) -> np.ndarray:
@@ -208,14 +250,13 @@ class PixelTaskEnv(gym.Wrapper):
         return self._frame
 
     def _info(self, state_obs: np.ndarray, info: dict) -> dict:
-        distance = self.distance()
         return {
             **info,
             "state": state_obs,
             "qpos": self.data.qpos.copy(),
             "qvel": self.data.qvel.copy(),
-            "distance": distance,
-            "success": distance < self.preset.success_distance,
+            "distance": self.distance(),
+            "success": self.success(),
         }
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -9,6 +9,7 @@ hold a window and step it. `WorldModel.imagine(...)` rolls out any horizon in on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from worldmodel.checkpoint import load_checkpoint
-from worldmodel.diffusion import EDM, Generators, make_sigmas, randn, sample
+from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_networks
+from worldmodel.spec import ModelSpec
 
 
 @dataclass
@@ -71,27 +73,6 @@ class Imagined:
     termination_prob: Tensor
 
 
-@dataclass(frozen=True)
-class SamplerConfig:
-    """method: euler | heun | churn; steps; schedule: karras | cosine; context_sigma: the noise level
-    context frames are given (and noised with) while sampling."""
-
-    method: str = "euler"
-    steps: int = 3
-    schedule: str = "karras"
-    sigma_min: float = 2e-3
-    sigma_max: float = 5.0
-    rho: float = 7.0
-    churn: float = 0.0
-    context_sigma: float = 0.005
-
-    def sigmas(self) -> Tensor:
-        kwargs = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max)
-        if self.schedule == "karras":
-            kwargs["rho"] = self.rho
-        return make_sigmas(self.schedule, self.steps, **kwargs)
-
-
 class WorldModel:
     """A trained world model, ready to imagine. Build with `WorldModel.load(path, device)`."""
 
@@ -99,24 +80,24 @@ class WorldModel:
         self,
         denoiser: nn.Module,
         reward_head: nn.Module,
-        edm: EDM,
-        context: int,
-        frame_shape: tuple[int, int, int],
-        action_space: dict[str, Any],
-        sampler: SamplerConfig = SamplerConfig(),
+        spec: ModelSpec,
+        sampler: SamplerConfig | None = None,
         start_bank: dict[str, Tensor] | None = None,
-        metadata: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
         bf16: bool = False,
     ):
+        """sampler: default the spec's; start_bank: {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A)}
+        real start contexts for `random_start`; provenance: where the weights came from (data, steps)."""
         self.device = torch.device(device)
         self.denoiser = denoiser.to(self.device).eval()
         self.reward_head = reward_head.to(self.device).eval()
-        self.edm, self.context, self.sampler = edm, context, sampler
-        self.frame_shape = tuple(frame_shape)
-        self.action_space = action_space
+        self.spec = spec
+        self.edm, self.context, self.sampler = spec.edm, spec.context, sampler or spec.sampler
+        self.frame_shape = tuple(spec.frame_shape)
+        self.action_space = spec.action_space
         self.start_bank = start_bank or {}
-        self.metadata = metadata or {}
+        self.provenance = provenance or {}
         self.bf16 = bf16
         if self.device.type == "cpu":
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
@@ -130,20 +111,17 @@ class WorldModel:
         sampler_overrides: e.g. steps=5, method="heun", context_sigma=0.01.
         """
         ckpt = load_checkpoint(path, map_location="cpu")
-        cfg = ckpt["config"]
-        denoiser, reward_head = build_networks(cfg["model"], ckpt["action_space"], cfg["window"]["context"], cfg["window"]["target"])
+        spec = ckpt["spec"]
+        denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
         denoiser.load_state_dict(ckpt["denoiser"])
         reward_head.load_state_dict(ckpt["reward_head"])
-        edm_keys = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
-        edm = EDM(**{k: cfg["diffusion"][k] for k in edm_keys})
-        sampler = SamplerConfig(**{**cfg.get("sampler", {}), **sampler_overrides})
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
         return cls(
-            denoiser, reward_head, edm, cfg["window"]["context"], ckpt["frame_shape"], ckpt["action_space"], sampler,
+            denoiser, reward_head, spec, dataclasses.replace(spec.sampler, **sampler_overrides),
             start_bank=ckpt["start_bank"],
-            metadata={k: ckpt[k] for k in ("task", "reward_stats", "provenance", "config") if k in ckpt},
+            provenance=ckpt["provenance"],
             device=device,
             bf16=device.type == "cpu" if bf16 is None else bf16,
         )
@@ -155,10 +133,8 @@ class WorldModel:
 
     @property
     def action_shape(self) -> tuple[int, ...]:
-        """The shape of one action: (A,) for a box space, () for a discrete one."""
-        if self.action_space["type"] == "discrete":
-            return ()
-        return tuple(self.action_space.get("shape", [len(self.action_space["low"])]))
+        """The shape of one action, (A,)."""
+        return tuple(self.action_space["shape"])
 
     def _check_actions(self, name: str, actions: Tensor, leading: tuple[int | None, ...]) -> None:
         """actions must be (*leading, *action_shape) (None: any length there) and finite."""
@@ -166,7 +142,7 @@ class WorldModel:
         if actions.ndim != len(shape) or any(want is not None and got != want for got, want in zip(actions.shape, shape)):
             wanted = tuple("N" if d is None else d for d in shape)
             raise ValueError(f"{name} must have shape {wanted} (batch, ..., action shape {self.action_shape}), got {tuple(actions.shape)}.")
-        if actions.is_floating_point() and not torch.isfinite(actions).all():
+        if not torch.isfinite(actions.float()).all():
             raise ValueError(f"{name} contain NaN or inf.")
 
     def window(self, context_frames: Tensor, context_actions: Tensor) -> Window:
@@ -182,8 +158,7 @@ class WorldModel:
         return Window(context_frames.to(self.device), self._as_actions(context_actions))
 
     def _as_actions(self, actions: Tensor) -> Tensor:
-        actions = actions.to(self.device)
-        return actions.float() if self.action_space["type"] == "box" else actions.long()
+        return actions.to(self.device, torch.float32)
 
     @torch.no_grad()
     def step(self, window: Window, actions: Tensor, generator: Generators = None) -> tuple[Window, Step]:
@@ -211,7 +186,7 @@ class WorldModel:
                 out = self.edm.denoise(self.denoiser, window_in, sig, actions=step_actions, outputs_from=window_in.shape[1] - 1)
                 return out[:, -1:].float()
 
-        new = sample(denoise, target_noise, self.sampler.sigmas(), self.sampler.method, churn=self.sampler.churn, generator=generator)
+        new = sample(denoise, target_noise, self.sampler, generator)
         new = new.clamp(-1, 1)
         with self._autocast():
             reward, logit = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:])

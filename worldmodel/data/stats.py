@@ -1,0 +1,67 @@
+"""What a model needs to know of its training data: fingerprint, action space, task, reward
+statistics and a bank of real start contexts. Reads files with `RolloutReader` only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodel.data.reader import RolloutReader
+
+
+def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Identifies a rollout file without hashing gigabytes: size, episode index and metadata."""
+    with RolloutReader(path) as reader:
+        h = hashlib.sha256()
+        for arr in (reader.frame_start, reader.lengths, reader.seeds):
+            h.update(arr.tobytes())
+        h.update(json.dumps(reader.metadata, sort_keys=True).encode())
+        return {"path": str(path), "episodes": reader.num_episodes, "frames": reader.num_frames, "sha256": h.hexdigest()}
+
+
+def action_space_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The file's action space in plain types: {"type": "box", "low", "high", "shape"}."""
+    return {"type": "box", "low": metadata["action_low"], "high": metadata["action_high"], "shape": metadata["action_shape"]}
+
+
+def task_of(path: str | os.PathLike) -> dict[str, Any]:
+    """The task preset the file was recorded with (`TaskPreset.describe()`); for data recorded
+    elsewhere, without one, the task's name and the longest episode's length."""
+    with RolloutReader(path) as reader:
+        preset = reader.metadata.get("task_preset")
+        if preset is not None:
+            return preset
+        return {"name": reader.metadata["task"], "episode_steps": int(reader.lengths.max(initial=1)), "action_repeat": 1}
+
+
+def reward_stats(path: str | os.PathLike) -> dict[str, float]:
+    """Mean, std (at least 1e-3), min and max of every recorded reward, in bounded memory."""
+    with RolloutReader(path) as reader:
+        n = int(reader.step_start[-1] + reader.lengths[-1])
+        total, total_sq, lo, hi, count = 0.0, 0.0, math.inf, -math.inf, 0
+        for start in range(0, n, 1 << 16):
+            r = reader.file["rewards"][start : min(n, start + (1 << 16))].astype(np.float64)
+            total, total_sq, count = total + r.sum(), total_sq + (r**2).sum(), count + len(r)
+            lo, hi = min(lo, float(r.min())), max(hi, float(r.max()))
+    mean = total / count
+    std = math.sqrt(max(total_sq / count - mean**2, 1e-12))
+    return {"mean": mean, "std": max(std, 1e-3), "min": lo, "max": hi}
+
+
+def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Real start contexts for env resets: the first K frames and K-1 actions of `size` distinct
+    windows of `dataset` (a `RolloutWindows`). frames: (N, K, H, W, 3) uint8; actions: (N, K-1, A)."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(dataset), size=min(size, len(dataset)), replace=False)
+    k = dataset.context
+    items = [dataset[int(i)] for i in picks]
+    return {
+        "frames": torch.stack([it["frames"][:k] for it in items]).contiguous(),
+        "actions": torch.stack([it["actions"][: k - 1] for it in items]).contiguous(),
+    }

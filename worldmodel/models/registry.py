@@ -1,0 +1,27 @@
+"""The denoiser registry.
+
+A denoiser is an `nn.Module` built by `builder(action_space, context, target, **kwargs)` whose
+forward is
+
+    forward(x: (B, T, C, H, W) scaled noisy frames, c_noise: (B, T) per-frame noise embeddings,
+            actions: (B, T-1, A), outputs_from: int) -> (B, T, C, H, W)
+
+(T = context + target; rows before `outputs_from` may be zeros). kwargs are the model config's
+keys other than `architecture` and `reward_channels` (configs/model/<name>.yaml).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from worldmodel.registry import Registry
+
+DenoiserBuilder = Callable[..., nn.Module]  # (action_space, context, target, **kwargs) -> nn.Module
+DENOISERS: Registry[DenoiserBuilder] = Registry("denoiser architecture")
+
+
+def build_denoiser(architecture: str, action_space: dict[str, Any], context: int, target: int, **kwargs: Any) -> nn.Module:
+    """The denoiser network `architecture` (a name in DENOISERS) for windows of `context + target` frames."""
+    return DENOISERS.get(architecture)(action_space, context, target, **kwargs)

@@ -1,0 +1,180 @@
+"""Planning protocols: model-predictive control in a real simulator with the world model, with the
+simulator itself as the model (the oracle) and with random actions, from the same starts.
+
+- reward: from reset(seed), K-1 zero actions build the first context, then MPC maximises the
+  predicted reward sum for the rest of the episode; success is the task's test at the last step.
+- goal (as stable-worldmodel does it): start from a recorded state; the goal is the recorded frame
+  `offset` steps later; MPC minimises the blurred pixel distance to it within `budget` steps;
+  success when the task's goal body is within the task's success distance of where it is in the
+  goal state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from worldmodel.data.reader import RolloutReader
+from worldmodel.planning.mpc import EpisodeResult, MakeScore, run_mpc
+from worldmodel.planning.objectives import goal_distance, predicted_return, simulator_goal_distance, simulator_return
+from worldmodel.planning.optimizers import Planner
+from worldmodel.simulator import Simulator
+from worldmodel.world_model import WorldModel
+
+MODELS = ("world_model", "oracle", "random")
+PROTOCOLS = ("reward", "goal")
+
+
+@dataclass(frozen=True)
+class GoalProtocol:
+    """data: recorded rollouts (with states) of the task, where starts and goals come from;
+    offset: goal = the frame this many steps after the start state; budget: steps allowed;
+    blur: Gaussian blur (pixels) of frames and goal before their distance; min_start_distance:
+    skip starts closer to their goal than this many task success distances."""
+
+    data: str | os.PathLike
+    offset: int = 25
+    budget: int = 50
+    blur: float = 3.0
+    min_start_distance: float = 3.0
+
+
+@dataclass
+class EpisodeStart:
+    """Where an episode starts: the context (K, H, W, 3) frames and (K-1, A) actions that led there,
+    the step budget, the goal frame (goal protocol) and the success test on a step's info."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+    steps: int
+    goal_frame: np.ndarray | None
+    success: Callable[[dict], bool]
+    stop_on_success: bool
+
+
+@dataclass
+class GoalStart:
+    """A recorded start state and the state `offset` steps later, with frames and actions."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+    qpos: np.ndarray
+    qvel: np.ndarray
+    goal_frame: np.ndarray
+    goal_qpos: np.ndarray
+    goal_qvel: np.ndarray
+
+
+def check_protocol(protocol: str, models: Sequence[str], task: str, model_task: str) -> None:
+    """Refuses unknown protocols and models, and a task other than the model's."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}.")
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        raise ValueError(f"Unknown models {sorted(unknown)}; choose from {list(MODELS)}.")
+    if task != model_task:
+        raise ValueError(f"The checkpoint models task {model_task!r}, not {task!r}; plan in its own task.")
+
+
+def goal_starts(sim: Simulator, goal: GoalProtocol, task: str, context: int, count: int, seed: int) -> list[GoalStart]:
+    """`count` (start, goal) pairs drawn from the recorded episodes of `goal.data`. Starts closer to
+    their goal than `goal.min_start_distance` success distances are skipped: in recordings where
+    the arm rests at its target, they are solved by doing nothing."""
+    k, offset = context, goal.offset
+    rng = np.random.default_rng(seed)
+    starts = []
+    with RolloutReader(goal.data) as reader:
+        if reader.metadata["task"] != task:
+            raise ValueError(f"{goal.data} holds task {reader.metadata['task']!r}; the checkpoint models {task!r}.")
+        usable = [e for e in range(reader.num_episodes) if reader.lengths[e] >= k - 1 + offset]
+        if not usable:
+            raise ValueError(f"No episode of {goal.data} is long enough for {k} context frames and a goal {offset} steps on.")
+        for attempt in range(100 * count):
+            if len(starts) == count:
+                break
+            e = usable[attempt % len(usable)]
+            t0 = int(rng.integers(k - 1, int(reader.lengths[e]) - offset + 1))
+            state = lambda t, name: reader.frames(e, t, t + 1, name=name)[0]  # noqa: E731
+            sim.set_state(qpos=state(t0 + offset, "qpos"), qvel=state(t0 + offset, "qvel"))
+            goal_point = sim.goal_point()
+            sim.set_state(qpos=state(t0, "qpos"), qvel=state(t0, "qvel"))
+            if np.linalg.norm(sim.goal_point() - goal_point) < goal.min_start_distance * sim.success_distance:
+                continue
+            starts.append(GoalStart(
+                frames=reader.frames(e, t0 - k + 1, t0 + 1), actions=reader.steps("actions", e, t0 - k + 1, t0),
+                qpos=state(t0, "qpos"), qvel=state(t0, "qvel"), goal_frame=reader.frames(e, t0 + offset, t0 + offset + 1)[0],
+                goal_qpos=state(t0 + offset, "qpos"), goal_qvel=state(t0 + offset, "qvel"),
+            ))
+    if len(starts) < count:
+        raise ValueError(f"{goal.data} has only {len(starts)} starts at least {goal.min_start_distance} success distances "
+                         "from their goal; record more episodes.")
+    return starts
+
+
+def reward_start(sim: Simulator, context: int, seed: int) -> EpisodeStart:
+    """The reward protocol's start: reset(seed), then K-1 zero actions build the first context."""
+    frames, actions = [sim.reset(seed=seed)[0]], []
+    for _ in range(context - 1):
+        actions.append(np.zeros(sim.action_space.shape, np.float32))
+        frames.append(sim.step(actions[-1])[0])
+    return EpisodeStart(np.stack(frames), np.asarray(actions, np.float32).reshape(context - 1, *sim.action_space.shape),
+                        sim.episode_steps - (context - 1), None, lambda info: bool(info["success"]), False)
+
+
+def goal_start(sim: Simulator, start: GoalStart, budget: int, seed: int) -> EpisodeStart:
+    """Puts the simulator at a recorded start; success: the goal body within the success distance
+    of where it is in the goal state."""
+    sim.reset(seed=seed)
+    sim.set_state(qpos=start.goal_qpos, qvel=start.goal_qvel)
+    goal_point = sim.goal_point()
+    sim.set_state(qpos=start.qpos, qvel=start.qvel)
+    return EpisodeStart(start.frames, start.actions, budget, start.goal_frame,
+                        lambda info: bool(np.linalg.norm(sim.goal_point() - goal_point) < sim.success_distance), True)
+
+
+def score_maker(model: str, wm: WorldModel, sim: Simulator, goal_frame: np.ndarray | None, generator: torch.Generator,
+                blur: float) -> MakeScore | None:
+    """What the planner scores candidates with: the world model from the real context, the simulator
+    (oracle), or None (random). blur: Gaussian blur (pixels) of frames and goal before their distance."""
+    if model == "random":
+        return None
+    if model == "oracle":
+        return lambda frames, actions: simulator_return(sim) if goal_frame is None else simulator_goal_distance(sim, goal_frame, blur)
+
+    def make_score(frames: np.ndarray, actions: np.ndarray):
+        window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None])
+        return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator, blur)
+
+    return make_score
+
+
+def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str, models: Sequence[str], episodes: int,
+                 seed: int, replan_every: int, goal: GoalProtocol | None = None,
+                 progress: Callable[[str], Callable[[range], Any]] = lambda name: iter) -> dict[str, dict]:
+    """Runs `episodes` MPC episodes per model (same starts for every model) and summarises them:
+    {model: {success_rate, mean_return, plan_seconds_per_step, mean_steps, episodes}}.
+    progress(model name) wraps the episode range (e.g. a tqdm bar)."""
+    if protocol == "goal" and goal is None:
+        raise ValueError("protocol=goal needs a GoalProtocol: recorded rollouts of the task (starts and goal frames).")
+    blur = goal.blur if goal is not None else 0.0
+    starts = goal_starts(sim, goal, wm.spec.task_name, wm.context, episodes, seed) if protocol == "goal" else None
+    results = {}
+    for model in models:
+        runs: list[EpisodeResult] = []
+        for i in progress(model)(range(episodes)):
+            start = reward_start(sim, wm.context, seed + i) if starts is None else goal_start(sim, starts[i], goal.budget, seed + i)
+            make_score = score_maker(model, wm, sim, start.goal_frame, torch.Generator().manual_seed(seed * 100_003 + i), blur)
+            runs.append(run_mpc(sim, planner, make_score, start.frames, start.actions, start.steps, replan_every,
+                                np.random.default_rng([seed, i]), start.success, start.stop_on_success))
+        results[model] = {
+            "success_rate": float(np.mean([e.success for e in runs])),
+            "mean_return": float(np.mean([e.episode_return for e in runs])),
+            "plan_seconds_per_step": float(np.mean([e.plan_seconds_per_step for e in runs])),
+            "mean_steps": float(np.mean([e.steps for e in runs])),
+            "episodes": [vars(e) for e in runs],
+        }
+    return results

@@ -1,0 +1,40 @@
+"""What the library asks of a real simulator: the structural interface planning protocols and
+oracles are written against, so that `worldmodel` never imports `envs` (`envs.PixelTaskEnv`
+implements it; so can a user's own robot wrapper)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Simulator(Protocol):
+    """A real environment seen as pixels, whose state can be saved and restored.
+
+    action_space: a gymnasium Box (low, high, shape); frames: (H, W, 3) uint8; info["success"]: the
+    task's own test after the step.
+    """
+
+    action_space: Any
+    episode_steps: int  # steps of a full episode
+    success_distance: float | None  # m; None for a task without a success test
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]: ...
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]: ...
+
+    def render(self) -> np.ndarray: ...
+
+    def get_state(self) -> np.ndarray:
+        """The full physics state, for `set_state(state)`."""
+
+    def set_state(self, state: np.ndarray | None = None, qpos: np.ndarray | None = None,
+                  qvel: np.ndarray | None = None) -> np.ndarray:
+        """Restores a `get_state()` state or a recorded qpos/qvel; returns the frame."""
+
+    def simulate(self, action: np.ndarray, render: bool = False) -> tuple[float, np.ndarray | None]:
+        """One raw step outside the episode's bookkeeping: (reward, frame if render)."""
+
+    def goal_point(self) -> np.ndarray:
+        """(2,) position of the task's goal body: what goal-conditioned success compares."""

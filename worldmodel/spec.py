@@ -1,0 +1,72 @@
+"""The model spec: what was trained, in one typed, versioned record.
+
+The trainer writes it into `model.pt`; every consumer (`WorldModel.load`, the env, evaluation,
+planning) reads it, never the training config. It holds what is needed to rebuild the networks
+and to serve the model in the world it was trained on: the task preset recorded with the data
+(episode length and action repeat included), the frame shape, the action space and the
+train/validation split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from worldmodel.diffusion import EDM, SamplerConfig
+
+SPEC_VERSION = 1
+
+
+class SpecError(ValueError):
+    """A spec that cannot be read by this code; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """denoiser: {"architecture": name in `worldmodel.models.DENOISERS`, **its keyword arguments};
+    reward_head: keyword arguments of `RewardTerminationHead`; context K / target F frames per window;
+    edm: preconditioning and training sigma; sampler: the default sampler; action_space:
+    {"type": "box", "low", "high", "shape"}; frame_shape: (H, W, 3); task: the task preset the data
+    was recorded with (`TaskPreset.describe()`: name, env id, camera, episode_steps, action_repeat,
+    ...); split: {"val_fraction", "split_seed"} of the training file's episodes."""
+
+    denoiser: dict[str, Any]
+    reward_head: dict[str, Any]
+    context: int
+    target: int
+    edm: EDM
+    sampler: SamplerConfig
+    action_space: dict[str, Any]
+    frame_shape: tuple[int, int, int]
+    task: dict[str, Any]
+    split: dict[str, Any] = field(default_factory=lambda: {"val_fraction": 0.1, "split_seed": 0})
+
+    @property
+    def task_name(self) -> str:
+        return self.task["name"]
+
+    @property
+    def episode_steps(self) -> int:
+        """The recorded episode length (steps): the learned env truncates there by default."""
+        return int(self.task["episode_steps"])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["frame_shape"] = list(self.frame_shape)
+        return {"spec_version": SPEC_VERSION, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+        version = d.get("spec_version")
+        if version != SPEC_VERSION:
+            raise SpecError(f"model spec version {version}; this code reads version {SPEC_VERSION}. Re-export the model with this "
+                            "version: python tools/train.py ... resume=true on its run_dir (the weights are kept).")
+        names = {f.name for f in fields(cls)}
+        missing = sorted(names - set(d))
+        if missing:
+            raise SpecError(f"model spec lacks {missing}; the checkpoint is damaged or was written by another tool.")
+        kwargs = {k: d[k] for k in names}
+        kwargs["edm"] = EDM(**kwargs["edm"])
+        kwargs["sampler"] = SamplerConfig(**kwargs["sampler"])
+        kwargs["frame_shape"] = tuple(int(s) for s in kwargs["frame_shape"])
+        return cls(**kwargs)

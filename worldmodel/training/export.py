@@ -1,0 +1,52 @@
+"""From a training config and its data to the model spec, and from trained weights to `model.pt`."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import worldmodel
+from worldmodel.checkpoint import save_checkpoint
+from worldmodel.data.stats import dataset_fingerprint, start_bank
+from worldmodel.diffusion import EDM, SamplerConfig
+from worldmodel.spec import ModelSpec
+
+EDM_KEYS = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
+
+
+def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tuple[int, int, int],
+                     action_space: dict[str, Any]) -> ModelSpec:
+    """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`."""
+    model = cfg["model"]
+    return ModelSpec(
+        denoiser={k: v for k, v in model.items() if k != "reward_channels"},
+        reward_head={"channels": int(model["reward_channels"])},
+        context=int(cfg["window"]["context"]),
+        target=int(cfg["window"]["target"]),
+        edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}),
+        sampler=SamplerConfig(**cfg["sampler"]),
+        action_space=action_space,
+        frame_shape=tuple(frame_shape),
+        task=task,
+        split={"val_fraction": cfg["window"]["val_fraction"], "split_seed": cfg["window"]["split_seed"]},
+    )
+
+
+def export_model(path: Path, spec: ModelSpec, shadow, train_set, data_path: Path, reward_stats: dict[str, float],
+                 cfg: dict[str, Any], steps: int) -> Path:
+    """Writes the self-contained checkpoint: `shadow`'s (EMA) denoiser and reward head, a bank of
+    `cfg["start_bank_size"]` real start contexts from `train_set`, and provenance."""
+    return save_checkpoint(path, spec, {
+        "denoiser": shadow.denoiser.state_dict(),
+        "reward_head": shadow.reward_head.state_dict(),
+        "reward_stats": reward_stats,
+        "start_bank": start_bank(train_set, cfg["start_bank_size"], cfg["seed"]),
+        "provenance": {
+            "dataset": dataset_fingerprint(data_path),
+            "code_version": worldmodel.__version__,
+            "steps": steps,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "training_config": cfg,
+    })

@@ -148,6 +148,30 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+def test_checkpoints_of_another_format_or_spec_version_are_refused_with_a_way_out(trained, tmp_path):
+    ckpt = torch.load(trained[0], weights_only=True)
+    torch.save({**ckpt, "format_version": 1}, tmp_path / "v1.pt")
+    with pytest.raises(CheckpointError, match="format_version 1; this code reads 2.*resume=true"):
+        load_checkpoint(tmp_path / "v1.pt")
+    torch.save({**ckpt, "spec": {**ckpt["spec"], "spec_version": 99}}, tmp_path / "spec99.pt")
+    with pytest.raises(CheckpointError, match="model spec version 99"):
+        WorldModel.load(tmp_path / "spec99.pt")
+    spec = dict(ckpt["spec"])
+    del spec["task"]
+    torch.save({**ckpt, "spec": spec}, tmp_path / "no_task.pt")
+    with pytest.raises(CheckpointError, match="model spec lacks \\['task'\\]"):
+        load_checkpoint(tmp_path / "no_task.pt")
+
+
+def test_resume_re_exports_with_the_current_format(trained, small_data):
+    """The way out the refusal names: resuming a finished run exports again, weights unchanged."""
+    path, run = trained
+    before = torch.load(path, weights_only=True)
+    after = torch.load(train(tiny_config(small_data, run, resume=True, model="spacetime")), weights_only=True)
+    assert after["provenance"]["steps"] == before["provenance"]["steps"]
+    assert all(torch.equal(before["denoiser"][k], after["denoiser"][k]) for k in before["denoiser"])
+
+
 @pytest.mark.slow
 def test_two_process_cpu_training_keeps_ranks_in_sync(small_data, tmp_path):
     run = tmp_path / "ddp"

@@ -2,29 +2,30 @@
 DiffusionWorld-v0 stepping next to the real MuJoCo task.
 
     python tools/bench.py                       # all sections, a table each
-    python tools/bench.py --only windows --json # machine-readable
-    python tools/bench.py --task pusher --episodes 20
-    python tools/bench.py --only env --checkpoint runs/reacher/model.pt
+    python tools/bench.py only=[windows] json=true   # machine-readable
+    python tools/bench.py task=pusher episodes=20
+    python tools/bench.py only=[env] checkpoint=runs/reacher/model.pt
 
 Numbers are for this machine only; compare runs from the same machine.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import tempfile
 import time
 from pathlib import Path
 
 import h5py
+import hydra
 import numpy as np
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from envs import get_task
 from envs.mujoco.recording import PolicySpec, record_rollouts
 
+SECTIONS = ("record", "storage", "windows", "train", "env")
 STORAGE_OPTIONS = [  # (name, compression, level, chunk_frames)
     ("none, chunk 8", None, None, 8),
     ("lzf, chunk 8", "lzf", None, 8),
@@ -153,7 +154,7 @@ def bench_training(batch_size: int = 16, steps: int = 3, size: int = 64) -> list
 def env_checkpoint(task: str, tmp: Path) -> Path:
     """A default-config model (configs/train.yaml) trained for one step on a small fresh recording:
     the real checkpoint path, and stepping speed does not depend on how well the weights are trained."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
     from omegaconf import OmegaConf
 
     from worldmodel.training.trainer import train
@@ -161,9 +162,9 @@ def env_checkpoint(task: str, tmp: Path) -> Path:
     data = tmp / "env_bench.h5"
     for _ in record_rollouts(get_task(task, episode_steps=12), [PolicySpec("random")], 4, data):
         pass
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base=None):
-        cfg = compose("train", overrides=[f"data={data}", f"run_dir={tmp / 'env_bench'}", "steps=1", "batch_size=2", "val_every=0",
-                                          "mixed_precision=no", "device=cpu", "start_bank_size=16"])
+    # Inside this hydra app, compose reads configs/ as the app does.
+    cfg = compose("train", overrides=[f"data={data}", f"run_dir={tmp / 'env_bench'}", "steps=1", "batch_size=2", "val_every=0",
+                                      "mixed_precision=no", "device=cpu", "start_bank_size=16"])
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("task", None)
     plain["expect"] = {}
@@ -233,24 +234,18 @@ def print_table(title: str, rows: list[dict]) -> None:
         print("  ".join(str(r[k]).rjust(w) for k, w in zip(keys, widths)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="record,storage,windows,train,env", help="comma-separated sections")
-    parser.add_argument("--task", default="reacher")
-    parser.add_argument("--episodes", type=int, default=40, help="episodes recorded for every section")
-    parser.add_argument("--checkpoint", help="env section: model to step (default: the default config trained one step)")
-    parser.add_argument("--device", default="cpu", help="env section: cpu | cuda | auto")
-    parser.add_argument("--num-envs", default="1,8,32,128", help="env section: vector env sizes")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    sections = set(args.only.split(","))
+@hydra.main(config_path="../configs", config_name="bench", version_base=None)
+def main(cfg: DictConfig) -> None:
+    unknown = set(cfg.only) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"Unknown bench sections {sorted(unknown)}; choose from {list(SECTIONS)}.")
+    sections = set(cfg.only)
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # The data sections need a recording; the record section also times it with 1 worker.
         if sections & {"record", "storage", "windows"}:
-            recorded = bench_recording(args.task, args.episodes, [1, 2] if "record" in sections else [2], tmp)
+            recorded = bench_recording(cfg.task, cfg.episodes, [1, 2] if "record" in sections else [2], tmp)
         if "record" in sections:
             results["record"] = recorded
         source = tmp / "record_2.h5"
@@ -259,18 +254,18 @@ def main() -> None:
         if "windows" in sections:
             results["windows"] = bench_windows(source, [0, 2])
         if "env" in sections:
-            checkpoint = Path(args.checkpoint) if args.checkpoint else env_checkpoint(args.task, tmp)
-            results["env"] = bench_env(checkpoint, args.task, args.device, [int(n) for n in args.num_envs.split(",")])
+            checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else env_checkpoint(cfg.task, tmp)
+            results["env"] = bench_env(checkpoint, cfg.task, cfg.device, list(cfg.num_envs))
     if "train" in sections:
         results["train"] = bench_training()
-    if args.json:
-        print(json.dumps({"task": args.task, **results}, indent=2))
+    if cfg.json:
+        print(json.dumps({"task": cfg.task, **results}, indent=2))
         return
-    titles = {"record": f"recording {args.task} (expert, 64x64, frames include reset frames)",
+    titles = {"record": f"recording {cfg.task} (expert, 64x64, frames include reset frames)",
               "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
               "windows": "training windows, K=4 + F=1, shuffled DataLoader",
               "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
-              "env": f"DiffusionWorld-v0 (3 Euler steps, bf16 autocast on CPU) vs real MuJoCo {args.task} step+render, 64x64, {args.device}"}
+              "env": f"DiffusionWorld-v0 (3 Euler steps, bf16 autocast on CPU) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}"}
     for key, rows in results.items():
         print_table(titles[key], rows)
 

@@ -38,3 +38,13 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def import_submodules(package: str, path: list[str]) -> None:
+    """Imports every module of a package, so that what they register is known: a new denoiser,
+    sampler or planner is one file in its package, with no import to add."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{module.name}")

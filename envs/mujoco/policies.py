@@ -260,7 +260,8 @@ def make_policy(name: str, task: str, eps: float | None = None) -> Policy:
     if name not in POLICIES:
         raise ValueError(f"Unknown policy {name!r}. Known policies: {list(POLICIES)} (or a mixture of them).")
     if name in ("expert", "noisy_expert") and task not in EXPERTS:
-        raise ValueError(f"No expert for task {task!r}. Experts exist for {sorted(EXPERTS)}.")
+        raise ValueError(f"No expert for task {task!r}. Experts exist for {sorted(EXPERTS)}; record other tasks with "
+                         "policy=random or policy=zero.")
     if name == "random":
         return RandomPolicy()
     if name == "zero":

@@ -1,12 +1,7 @@
-"""Summarise a rollout file, and optionally write one episode as a video.
-
-    python -m worldmodel.data.inspect data/reacher.h5
-    python -m worldmodel.data.inspect data/reacher.h5 --video outputs/episode0.mp4 --episode 0 --scale 4
-"""
+"""Summarise a rollout file, and write one episode as a video (tools/inspect_data.py runs them)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -63,25 +58,3 @@ def write_video(reader: RolloutReader, episode: int, path: str | os.PathLike, sc
     else:
         iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1)
     return path
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", help="rollout file (.h5)")
-    parser.add_argument("--video", help="write an episode to this .mp4 or .gif")
-    parser.add_argument("--episode", type=int, default=0, help="episode for --video (default 0)")
-    parser.add_argument("--scale", type=int, default=4, help="upscaling of the video frames (default 4)")
-    parser.add_argument("--fps", type=int, default=20)
-    args = parser.parse_args(argv)
-    try:
-        with RolloutReader(args.path) as reader:
-            print(summarize(reader))
-            if args.video:
-                out = write_video(reader, args.episode, args.video, args.scale, args.fps)
-                print(f"\nwrote episode {args.episode} ({reader.lengths[args.episode] + 1} frames) to {out}")
-    except (OSError, ValueError, IndexError) as error:
-        raise SystemExit(f"error: {error}") from None
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,8 @@
 """Denoiser networks and the reward/termination head. Needs torch and einops only.
 
 Denoisers register themselves in DENOISERS by name (see `worldmodel.models.registry` for the
-protocol); importing this package registers the built-in ones.
+protocol); importing this package imports all of its modules, so a new denoiser is one file here
+plus one config in configs/model/.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from worldmodel.models.framestack import FrameStackUNet
 from worldmodel.models.registry import DENOISERS, build_denoiser
 from worldmodel.models.reward_head import RewardTerminationHead
 from worldmodel.models.spacetime import SpaceTimeUNet
+from worldmodel.registry import import_submodules
+
+import_submodules(__name__, __path__)
 
 
 def build_networks(denoiser: dict[str, Any], reward_head: dict[str, Any], action_space: dict[str, Any], context: int,

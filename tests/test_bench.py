@@ -1,0 +1,20 @@
+import json
+
+import pytest
+
+from conftest import run_tool
+
+
+@pytest.mark.slow
+def test_bench_tool_times_windows_and_the_env_against_mujoco():
+    result = run_tool("bench.py", "only=[windows,env]", "episodes=4", "num_envs=[2]", "json=true")
+    out = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [row["num_workers"] for row in out["windows"]] == [0, 2] and all(row["windows_per_s"] > 0 for row in out["windows"])
+    envs = {(row["env"], row["num_envs"]): row for row in out["env"]}
+    assert set(envs) == {("DiffusionWorld-v0", 1), ("DiffusionWorld-v0 vector", 2), ("MuJoCo reacher step+render", 1)}
+    assert all(row["steps_per_s"] > 0 for row in out["env"])
+
+
+def test_bench_tool_refuses_unknown_sections():
+    result = run_tool("bench.py", "only=[gpu]", check=False)
+    assert result.returncode != 0 and "Unknown bench sections ['gpu']" in result.stderr

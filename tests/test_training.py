@@ -199,3 +199,37 @@ def test_a_short_training_beats_copying_the_last_frame(tmp_path):
     result = rollout_fidelity(wm, data, held_out, horizons=[1, 5], max_episodes=6)
     assert result["psnr"][1] > result["copy_last_psnr"][1] + 1.0, result
     assert result["psnr"][5] > result["copy_last_psnr"][5], result
+
+
+def test_rollout_training_replaces_context_with_the_models_own_frames(trained):
+    """unrolled_frames: frames K..K+U-1 become samples of the model (on the uint8 grid), the rest stay real."""
+    from worldmodel.diffusion import EDM
+    from worldmodel.training.losses import WindowLossConfig, unrolled_frames
+
+    wm = WorldModel.load(trained[0], bf16=False)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 4 + 2 + 1, 3, 64, 64, generator=g) * 2 - 1
+    actions = torch.rand(2, 6, 2, generator=g) * 2 - 1
+    cfg = WindowLossConfig(4, 1)
+    out = unrolled_frames(wm.denoiser, EDM(), cfg, frames, actions, 2, torch.Generator().manual_seed(1))
+    again = unrolled_frames(wm.denoiser, EDM(), cfg, frames, actions, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)
+    assert torch.equal(out[:, :4], frames[:, :4]) and torch.equal(out[:, 6:], frames[:, 6:])
+    assert (out[:, 4:6] - frames[:, 4:6]).abs().mean() > 0.05
+    assert torch.allclose(((out[:, 4:6] + 1) * 127.5), ((out[:, 4:6] + 1) * 127.5).round(), atol=1e-4)
+
+
+def test_unroll_length_follows_its_curriculum():
+    from worldmodel.training.trainer import unroll_length
+
+    g = torch.Generator().manual_seed(0)
+    assert {unroll_length(s, 0, 10, g) for s in range(50)} == {0}
+    assert {unroll_length(0, 4, 100, g) for _ in range(50)} == {0}
+    assert {unroll_length(50, 4, 100, g) for _ in range(200)} == {0, 1, 2}
+    assert {unroll_length(500, 4, 100, g) for _ in range(200)} == {0, 1, 2, 3, 4}
+
+
+def test_rollout_training_trains_and_exports_a_one_frame_model(small_data, tmp_path):
+    path = train(tiny_config(small_data, tmp_path / "sf", steps=4, **{"rollout.max_unroll": 3, "rollout.curriculum_steps": 2}))
+    wm = WorldModel.load(path, bf16=False)
+    assert wm.spec.target == 1 and wm.spec.context == 4

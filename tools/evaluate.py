@@ -21,6 +21,7 @@ from envs import get_task, make_task_env
 from worldmodel.evaluation.fidelity import held_out_episodes, rollout_fidelity
 from worldmodel.evaluation.plots import plot_fidelity, plot_returns
 from worldmodel.evaluation.policy_eval import evaluate_in_imagination
+from worldmodel.evaluation.probe import load_or_train_probe
 from worldmodel.world_model import WorldModel
 
 logger = logging.getLogger("evaluate")
@@ -31,8 +32,17 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     if not cfg.data:
         raise ValueError("mode=fidelity needs data=PATH: held-out rollouts of the model's task.")
     episodes, which = held_out_episodes(wm, cfg.data)
+    probe, env = None, None
+    preset = get_task(wm.spec.task)
+    if preset.key_bodies and cfg.probe:
+        env = make_task_env(preset)
+        probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.probe_data,
+                                    progress=lambda steps: tqdm(steps, unit="step", desc="position probe"))
     logger.info("imagining %d episodes of %s (%s)", min(len(episodes), cfg.episodes), cfg.data, which)
-    result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos)
+    result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos,
+                              probe, env.key_positions if env else None)
+    if env:
+        env.close()
     dropped = [h for h in cfg.horizons if h not in result["horizons"]]
     if dropped:
         logger.warning("horizons %s are longer than the episodes allow after %d context frames; record longer episodes "
@@ -43,6 +53,11 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
             for h in result["horizons"]]
     table = "\n".join(["| horizon | PSNR | copy-last PSNR | SSIM | copy-last SSIM | flicker | copy-last flicker |",
                        "|---|---|---|---|---|---|---|", *rows])
+    if probe is not None:
+        rows = [f"| {h} | {body} | {result['position_cm'][body][h]:.2f} | {result['position_floor_cm'][body][h]:.2f} | "
+                f"{result['copy_last_position_cm'][body][h]:.2f} |" for body in probe.names for h in result["horizons"]]
+        table += "\n\nPosition error (cm) of the key bodies, read off the frames by the probe:\n\n" + "\n".join(
+            ["| horizon | body | imagined | probe floor (real frames) | copy-last |", "|---|---|---|---|---|", *rows])
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
 
 

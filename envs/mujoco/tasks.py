@@ -52,6 +52,8 @@ class TaskPreset:
     success_target: str | None = None
     success_distance: float | None = None
     reward_decode: dict[str, float] | None = None
+    # Bodies whose table-plane positions measure a prediction in physical units (the position probe).
+    key_bodies: tuple[str, ...] = ()
     # Shadows and reflections cost 4-20x render time under software EGL and add nothing to learn.
     shadows: bool = False
 
@@ -79,6 +81,7 @@ class TaskPreset:
         d = dataclasses.asdict(self)
         d["frame_size"] = list(self.frame_size)
         d["camera"]["lookat"] = list(self.camera.lookat)
+        d["key_bodies"] = list(self.key_bodies)
         return d
 
     @classmethod
@@ -96,6 +99,7 @@ class TaskPreset:
         camera = d["camera"] if isinstance(d["camera"], Camera) else Camera(**d["camera"])
         preset = cls(**{**d, "camera": dataclasses.replace(camera, lookat=tuple(float(x) for x in camera.lookat)),
                         "frame_size": tuple(int(s) for s in d.get("frame_size", (64, 64))),
+                        "key_bodies": tuple(d.get("key_bodies", ())),
                         "env_kwargs": dict(d.get("env_kwargs", {}))})
         h, w = preset.frame_size
         if min(h, w) < 8 or max(h, w) > 1024:
@@ -119,6 +123,7 @@ TASKS: dict[str, TaskPreset] = {
         success_distance=0.02,  # fingertip (r 0.01) touching the target (r 0.009)
         # Reacher-v5's reward: -reward_dist_weight * distance - reward_control_weight * |a|^2, both 1 by default.
         reward_decode={"distance_weight": 1.0, "control_weight": 1.0},
+        key_bodies=("fingertip", "target"),
         episode_steps=50,
     ),
     "pusher": TaskPreset(
@@ -129,6 +134,7 @@ TASKS: dict[str, TaskPreset] = {
         goal_body="object",
         success_target="goal",
         success_distance=0.08,  # object centre inside the red goal disc (r 0.08)
+        key_bodies=("object", "tips_arm", "goal"),
         episode_steps=100,
     ),
 }
@@ -215,6 +221,19 @@ class PixelTaskEnv(gym.Wrapper):
         if self.preset.goal_body is None:
             raise ValueError(f"Task {self.preset.name!r} has no goal_body: goal-conditioned planning needs one.")
         return self.data.body(self.preset.goal_body).xpos[:2].copy()
+
+    def key_positions(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """Table-plane (x, y) positions (m) of the preset's key bodies at recorded states:
+        qpos (N, nq), qvel (N, nv) -> (N, P, 2). Kinematics only, on scratch data: the env is untouched."""
+        model = self.env.unwrapped.model
+        scratch = mujoco.MjData(model)
+        ids = [model.body(name).id for name in self.preset.key_bodies]
+        out = np.empty((len(qpos), len(ids), 2))
+        for i, (q, v) in enumerate(zip(qpos, qvel)):
+            scratch.qpos[:], scratch.qvel[:] = q, v
+            mujoco.mj_kinematics(model, scratch)
+            out[i] = scratch.xpos[ids, :2]
+        return out
 
     def get_state(self) -> np.ndarray:
         """The full physics state (positions, velocities, actuation, time), for `set_state`."""

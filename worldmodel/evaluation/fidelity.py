@@ -14,6 +14,7 @@ from worldmodel.data.reader import RolloutReader
 from worldmodel.data.stats import dataset_fingerprint
 from worldmodel.data.windows import split_episodes
 from worldmodel.evaluation.metrics import flicker, psnr, ssim
+from worldmodel.evaluation.probe import Positions, Probe, position_errors
 
 
 def held_out_episodes(world_model, data: str | os.PathLike) -> tuple[list[int], str]:
@@ -49,9 +50,16 @@ def rollout_fidelity(
     video: str | os.PathLike | None = None,
     seed: int = 0,
     video_episodes: int = 4,
+    probe: Probe | None = None,
+    positions: Positions | None = None,
 ) -> dict:
     """PSNR (dB), SSIM and flicker at each horizon of imagined vs real frames, next to the
     copy-last-frame baseline, averaged over episodes.
+
+    With a position `probe` and `positions` (recorded states -> true key positions, from the real
+    simulator), also the error (cm) of the key positions the probe reads off imagined frames, next
+    to the probe's floor (its error on the real frames) and copy-last, per key body:
+    {"position_cm" | "position_floor_cm" | "copy_last_position_cm": {body: {h: mean}}}.
 
     Horizon h is the h-th imagined frame. Episodes are taken in order; the rollout length is the
     largest horizon that every chosen episode allows; `video` shows the first `video_episodes`
@@ -66,6 +74,8 @@ def rollout_fidelity(
         n = min(max(horizons), min(int(reader.lengths[e]) + 1 - k for e in chosen))
         frames = torch.from_numpy(np.stack([reader.frames(e, 0, k + n) for e in chosen]))
         actions = torch.from_numpy(np.stack([reader.steps("actions", e, 0, k - 1 + n) for e in chosen]))
+        if probe is not None:
+            true = np.stack([positions(reader.frames(e, k, k + n, name="qpos"), reader.frames(e, k, k + n, name="qvel")) for e in chosen])
     out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed))
     real, previous_real = frames[:, k:], frames[:, k - 1 : -1]
     copy_last = frames[:, k - 1 : k].expand_as(real)
@@ -81,6 +91,15 @@ def rollout_fidelity(
     used = [h for h in horizons if h <= n]
     result = {name: {h: float(v[:, h - 1].mean()) for h in used} for name, v in per_frame.items()}
     result |= {"horizons": used, "episodes": chosen, "curves": {name: v.mean(0).tolist() for name, v in per_frame.items()}}
+    if probe is not None:
+        errors = {  # (episodes, n, P) cm each
+            "position_cm": position_errors(probe, out.frames, true),
+            "position_floor_cm": position_errors(probe, real, true),
+            "copy_last_position_cm": position_errors(probe, copy_last, true),
+        }
+        for key, err in errors.items():
+            result[key] = {body: {h: float(err[:, h - 1, p].mean()) for h in used} for p, body in enumerate(probe.names)}
+            result["curves"][key] = {body: err[:, :, p].mean(0).tolist() for p, body in enumerate(probe.names)}
     if video is not None:
         import imageio.v3 as iio
 

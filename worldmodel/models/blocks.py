@@ -80,6 +80,22 @@ class SpatialAttention(nn.Module):
         return x + self.out(rearrange(y, "n heads (h w) d -> n (heads d) h w", h=h, w=w))
 
 
+def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Causal softmax attention over a short sequence, computed directly: q, k, v (N, heads, T, d) ->
+    (N, heads, T, d), position t attending to positions <= t.
+
+    Temporal attention runs one tiny sequence (T = the window's frames) per pixel and batch row:
+    N = B*H*W reaches 10^5-10^6. Fused scaled_dot_product_attention kernels fail there on CUDA
+    (cuDNN's graph, and the memory-efficient kernel's grid limit); the T x T scores are small, so
+    plain batched matrix products run on any backend and batch size.
+    """
+    t = q.shape[-2]
+    scores = torch.einsum("nhtd,nhsd->nhts", q, k) * q.shape[-1] ** -0.5
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    weights = scores.float().masked_fill(future, float("-inf")).softmax(-1).to(v.dtype)
+    return torch.einsum("nhts,nhsd->nhtd", weights, v)
+
+
 class TemporalAttention(nn.Module):
     """Causal self-attention across the T frames at every pixel: frame t sees frames <= t.
 
@@ -101,8 +117,7 @@ class TemporalAttention(nn.Module):
         h, w = x.shape[-2:]
         tokens = rearrange(self.norm(x), "(b t) c h w -> (b h w) t c", t=frames) + self.position[:frames]
         q, k, v = rearrange(self.qkv(tokens), "n t (three heads d) -> three n heads t d", three=3, heads=self.heads)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        y = self.out(rearrange(y, "n heads t d -> n t (heads d)"))
+        y = self.out(rearrange(causal_attention(q, k, v), "n heads t d -> n t (heads d)"))
         return x + rearrange(y, "(b h w) t c -> (b t) c h w", h=h, w=w)
 
 

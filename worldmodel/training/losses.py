@@ -1,5 +1,6 @@
 """The training objective on one batch of windows: diffusion on the target frames (with context
-noise augmentation) plus the reward and termination head."""
+noise augmentation) plus the reward and termination head; optionally on context the model
+generated itself (rollout training)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from worldmodel.diffusion import EDM
+from worldmodel.diffusion import EDM, SamplerConfig, sample
 from worldmodel.frames import to_model
 
 
 @dataclass(frozen=True)
 class WindowLossConfig:
-    """context: K real frames; target: F frames denoised; max_context_sigma: upper end of the
-    uniform augmentation noise level of context frames (GameNGen / DIAMOND CS:GO)."""
+    """context: K frames before the target; target: F frames denoised; max_context_sigma: upper end
+    of the uniform augmentation noise level of context frames (GameNGen / DIAMOND CS:GO);
+    unroll_sampler: how rollout training generates its frames (few Euler steps)."""
 
     context: int
     target: int
     max_context_sigma: float = 0.1
     reward_weight: float = 1.0
     termination_weight: float = 0.1
+    unroll_sampler: SamplerConfig = SamplerConfig(steps=1)
 
 
 class WindowLoss(nn.Module):
-    """The trained modules and their objective; forward(batch, generator) -> dict of scalar losses.
+    """The trained modules and their objective; forward(batch, generator, unroll) -> dict of scalar losses.
 
     One module, so that distributed wrappers (DDP) see the whole forward pass.
     """
@@ -34,30 +37,73 @@ class WindowLoss(nn.Module):
         super().__init__()
         self.denoiser, self.reward_head, self.edm, self.cfg = denoiser, reward_head, edm, cfg
 
-    def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator)
+    def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None, unroll: int = 0) -> dict[str, Tensor]:
+        return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll)
+
+
+def _context_sigma(edm: EDM, cfg: WindowLossConfig, b: int, generator: torch.Generator | None, device) -> Tensor:
+    """(B, 1): one augmentation level per window, uniform in [sigma_min, max_context_sigma]."""
+    return (torch.rand(b, 1, generator=generator) * cfg.max_context_sigma).to(device).clamp_min(edm.sigma_min)
+
+
+@torch.no_grad()
+def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames: Tensor, actions: Tensor, unroll: int,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """The window the model would see after imagining `unroll` frames itself (Self Forcing /
+    scheduled sampling): frames (B, K+U+F, C, H, W) real, actions (B, K+U+F-1, A) ->
+    (B, K+U+F, C, H, W) where frames K..K+unroll-1 are the model's own samples, each generated from
+    the K frames before it (real or generated) under the recorded actions; the rest stay real.
+    Frames enter the next window after the same uint8 rounding as at imagination time."""
+    k = cfg.context
+    out = frames.clone()
+    for i in range(unroll):
+        window = out[:, i : i + k + 1]  # K context frames + the slot of frame k+i
+        b = window.shape[0]
+        context_sigma = _context_sigma(edm, cfg, b, generator, frames.device)
+        noisy_context = window[:, :k] + context_sigma[..., None, None, None] * torch.randn(window[:, :k].shape, generator=generator).to(frames)
+
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            sig = torch.cat([context_sigma.expand(b, k), sigma.reshape(1, 1).expand(b, 1).to(context_sigma)], dim=1)
+            return edm.denoise(denoiser, torch.cat([noisy_context, x], dim=1), sig, actions=actions[:, i : i + k],
+                               outputs_from=k)[:, -1:].float()
+
+        noise = torch.randn((b, 1, *frames.shape[2:]), generator=generator).to(frames)
+        new = sample(denoise, noise, cfg.unroll_sampler).clamp(-1, 1)
+        out[:, k + i] = ((new[:, 0] + 1) * 127.5).round() / 127.5 - 1
+    return out
 
 
 def window_losses(
-    denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig, batch: dict[str, Tensor], generator: torch.Generator | None = None
+    denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig, batch: dict[str, Tensor],
+    generator: torch.Generator | None = None, unroll: int = 0,
 ) -> dict[str, Tensor]:
-    """Losses of a batch from `RolloutWindows` (frames (B, K+F, H, W, 3) uint8, actions (B, K+F-1, A), ...).
+    """Losses of a batch from `RolloutWindows` (frames (B, K+U+F, H, W, 3) uint8, actions (B, K+U+F-1, A), ...).
 
     Each target frame draws its own training sigma (Diffusion Forcing); each window draws one
     context augmentation level, applied to all of its context frames and given to the network.
+    unroll U > 0 (rollout training): the model first imagines U frames from the first K real ones
+    under the recorded actions, then learns to denoise the real frame K+U from that self-generated
+    context, so it learns to steer back onto the recorded trajectory. Windows longer than K+U+F
+    frames use their first K+U+F. The reward head always learns on real frames.
     """
-    frames = to_model(batch["frames"])
+    k, f = cfg.context, cfg.target
+    real = to_model(batch["frames"])
+    frames = real[:, : k + unroll + f]
+    actions = batch["actions"][:, : k + unroll + f - 1]
+    if unroll:
+        frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator)[:, unroll:]
+        actions = actions[:, unroll:]
     b, t = frames.shape[:2]
-    k = cfg.context
     device = frames.device
     sigma = torch.empty(b, t, device=device)
     sigma[:, k:] = edm.sample_sigma((b, t - k), generator=generator).to(device)
-    context_sigma = torch.rand(b, 1, generator=generator).to(device) * cfg.max_context_sigma
-    sigma[:, :k] = context_sigma.clamp_min(edm.sigma_min)
+    sigma[:, :k] = _context_sigma(edm, cfg, b, generator, device)
     noise = torch.randn(frames.shape, generator=generator).to(device)
     loss_mask = torch.zeros(b, t, dtype=torch.bool, device=device)
     loss_mask[:, k:] = True
-    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, actions=batch["actions"], outputs_from=k)
-    reward_loss, termination_loss = reward_head.loss(frames, batch["actions"], batch["rewards"], batch["terminated"])
+    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, actions=actions, outputs_from=k)
+    n = k + f  # the reward head's transitions: those of the real window's first K+F frames
+    reward_loss, termination_loss = reward_head.loss(real[:, :n], batch["actions"][:, : n - 1], batch["rewards"][:, : n - 1],
+                                                     batch["terminated"][:, : n - 1])
     total = diffusion + cfg.reward_weight * reward_loss + cfg.termination_weight * termination_loss
     return {"loss": total, "diffusion": diffusion, "reward": reward_loss, "termination": termination_loss}

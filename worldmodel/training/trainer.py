@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from worldmodel.data.stats import action_space_of, reward_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
+from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
 from worldmodel.models import build_networks
 from worldmodel.spec import ModelSpec
@@ -101,7 +102,10 @@ def train(cfg: dict[str, Any]) -> Path:
     )
     set_seed(cfg["seed"], device_specific=False)
     w = cfg["window"]
-    train_set = RolloutWindows(data_path, w["context"], w["target"], w["stride"], "train", w["val_fraction"], w["split_seed"], cache=w["cache"])
+    # Rollout training needs the U real frames that the model replaces with its own, and their actions.
+    extra = int(cfg["rollout"]["max_unroll"])
+    train_set = RolloutWindows(data_path, w["context"], w["target"] + extra, w["stride"], "train", w["val_fraction"], w["split_seed"],
+                               cache=w["cache"])
     val_set = RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"]) if w["val_fraction"] > 0 else None
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
     run_files.prepare(run_dir, cfg, accelerator)
@@ -145,7 +149,7 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float]) ->
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
     loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
-                                cfg["termination_weight"])
+                                cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])))
     return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg)
 
 
@@ -157,9 +161,18 @@ def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
     return optimizer, scheduler
 
 
+def unroll_length(step: int, max_unroll: int, curriculum_steps: int, generator: torch.Generator) -> int:
+    """Rollout training's unroll for one batch: uniform in [0, current maximum], where the maximum
+    ramps linearly from 0 to `max_unroll` over the first `curriculum_steps` steps (then stays)."""
+    if max_unroll <= 0:
+        return 0
+    current = max_unroll if curriculum_steps <= 0 else min(max_unroll, math.ceil(max_unroll * step / curriculum_steps))
+    return int(torch.randint(0, current + 1, (1,), generator=generator))
+
+
 def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate) -> None:
     """Optimiser steps until cfg["steps"]: logging, periodic state saves and validation."""
-    steps = int(cfg["steps"])
+    steps, r = int(cfg["steps"]), cfg["rollout"]
     per_epoch = len(loader)
     unwrapped = accelerator.unwrap_model(model)
     bar = tqdm(total=steps, initial=progress.step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -170,8 +183,9 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         for batch in batches:
             with accelerator.accumulate(model):
+                unroll = unroll_length(progress.step, r["max_unroll"], r["curriculum_steps"], progress.generator)
                 with accelerator.autocast():
-                    losses = model(batch, progress.generator)
+                    losses = model(batch, progress.generator, unroll)
                 if not torch.isfinite(losses["loss"]):
                     raise TrainingError(
                         f"loss is {losses['loss'].item()} at step {progress.step}; stopping. The last good state is in "

@@ -70,8 +70,11 @@ def evaluate(*args, check=True):
 
 def test_evaluate_fidelity_end_to_end(checkpoint, reacher_file, tmp_path):
     out = tmp_path / "eval"
-    evaluate(f"checkpoint={checkpoint}", f"data={reacher_file}", f"out={out}", "horizons=[1,5,8]", "videos=2")
+    result = evaluate(f"checkpoint={checkpoint}", f"data={reacher_file}", f"out={out}", "horizons=[1,5,8]", "videos=2", "probe_steps=60")
     metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("position_cm", "position_floor_cm", "copy_last_position_cm"):
+        assert set(metrics[key]) == {"fingertip", "target"} and set(metrics[key]["fingertip"]) == {"1", "5", "8"}
+    assert "Position error (cm)" in result.stdout and reacher_file.with_suffix(".probe.pt").exists()
     assert metrics["horizons"] == [1, 5, 8] and "held-out split" in metrics["split"]
     assert set(metrics["psnr"]) == {"1", "5", "8"} and 0 < metrics["ssim"]["1"] <= 1
     assert len(metrics["curves"]["copy_last_flicker"]) == 8
@@ -100,6 +103,7 @@ def test_evaluate_bad_input_is_refused_clearly(checkpoint, reacher_file, tmp_pat
         (["mode=dream"], "Unknown mode"),
         (["mode=policies", "policies=[{name: telepathy}]"], "Unknown policy"),
         ([], "needs data="),
+        ([f"data={reacher_file}", f"probe_data={tmp_path / 'gone.h5'}"], "pass probe_data=PATH"),
     ]
     for args, message in cases:
         result = evaluate(f"checkpoint={checkpoint}", f"out={tmp_path / 'x'}", *args, check=False)

@@ -13,6 +13,7 @@ import torch
 
 from conftest import record, tiny_config
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
+from worldmodel.data import RolloutReader
 from worldmodel.world_model import WorldModel
 from worldmodel.training.trainer import TrainingError, train
 
@@ -200,6 +201,23 @@ def test_a_short_training_beats_copying_the_last_frame(tmp_path):
     assert result["psnr"][1] > result["copy_last_psnr"][1] + 1.0, result
     assert result["psnr"][5] > result["copy_last_psnr"][5], result
 
+    # 1,000 imagined steps under random actions stay inside the real frames' statistics: no drift to
+    # a blank, saturated or noisy picture (the real frames' per-frame mean, std and pixel-to-pixel
+    # roughness bound the imagined ones).
+    with RolloutReader(data) as reader:
+        real = torch.from_numpy(np.concatenate([reader.frames(e) for e in held_out])).float()
+    frames, actions = wm.random_start(1, np.random.default_rng(0))
+    plan = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (1, 1000, 2)).astype(np.float32))
+    long = wm.imagine(frames, actions, plan, generator=torch.Generator().manual_seed(0)).frames[0].float()
+
+    def stats(x):  # per frame: mean, std, mean |horizontal neighbour difference|
+        return x.mean((1, 2, 3)), x.std((1, 2, 3)), (x[:, :, 1:] - x[:, :, :-1]).abs().mean((1, 2, 3))
+
+    for name, r, i in zip(("mean", "std", "roughness"), stats(real), stats(long)):
+        lo, hi = r.min().item(), r.max().item()
+        span = hi - lo + 1.0
+        assert lo - 0.5 * span <= i.min().item() and i.max().item() <= hi + 0.5 * span, (name, lo, hi, i.min().item(), i.max().item())
+
 
 def test_rollout_training_replaces_context_with_the_models_own_frames(trained):
     """unrolled_frames: frames K..K+U-1 become samples of the model (on the uint8 grid), the rest stay real."""
@@ -233,3 +251,25 @@ def test_rollout_training_trains_and_exports_a_one_frame_model(small_data, tmp_p
     path = train(tiny_config(small_data, tmp_path / "sf", steps=4, **{"rollout.max_unroll": 3, "rollout.curriculum_steps": 2}))
     wm = WorldModel.load(path, bf16=False)
     assert wm.spec.target == 1 and wm.spec.context == 4
+
+
+@pytest.mark.parametrize("recipe", ["reacher_cpu", "reacher_gpu"])
+def test_experiment_recipes_compose_onto_the_train_config(recipe):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        base = compose("train", overrides=["data=d.h5", "run_dir=r"])
+        cfg = compose("train", overrides=[f"+experiment={recipe}", "data=d.h5", "run_dir=r"])
+    assert set(cfg) == set(base), "a recipe sets known keys only"
+    assert cfg.rollout.max_unroll > 0 and cfg.steps * cfg.batch_size >= 12_800
+
+
+def test_motion_weights_mark_what_moved_in_target_frames_only():
+    from worldmodel.training.losses import motion_weights
+
+    frames = torch.full((1, 5, 3, 8, 8), -1.0)
+    frames[:, 2, :, 0, 0] = 1  # a change inside the context: not weighted
+    frames[:, 4, :, 4, 4] = 1  # a pixel that appears in the target frame
+    w = motion_weights(frames, context=4, weight=10.0)
+    assert w.shape == (1, 5, 1, 8, 8) and (w[:, :4] == 1).all()
+    assert (w[0, 4, 0, 3:6, 3:6] == 11).all() and w[0, 4].sum() == 64 + 9 * 10, "the change, widened by one pixel"

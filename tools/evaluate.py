@@ -36,7 +36,7 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     preset = get_task(wm.spec.task)
     if preset.key_bodies and cfg.probe:
         env = make_task_env(preset)
-        probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.probe_data,
+        probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.probe_data, cfg.probe_steps,
                                     progress=lambda steps: tqdm(steps, unit="step", desc="position probe"))
     logger.info("imagining %d episodes of %s (%s)", min(len(episodes), cfg.episodes), cfg.data, which)
     result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos,

@@ -59,17 +59,22 @@ class EDM:
         out = network(_expand(c_in, x_noisy) * x_noisy, c_noise, **conditioning)
         return _expand(c_skip, x_noisy) * x_noisy + _expand(c_out, x_noisy) * out.to(x_noisy.dtype)
 
-    def loss(self, network: Network, x_clean: Tensor, sigma: Tensor, loss_mask: Tensor, noise: Tensor, **conditioning) -> Tensor:
+    def loss(self, network: Network, x_clean: Tensor, sigma: Tensor, loss_mask: Tensor, noise: Tensor,
+             pixel_weight: Tensor | None = None, **conditioning) -> Tensor:
         """EDM loss on the frames where `loss_mask` (B, T) is True.
 
         The network regresses the scaled target (x - c_skip x_noisy) / c_out, which weights every
         noise level alike (the lambda(sigma) weighting of the EDM paper).
-        x_clean, noise: (B, T, C, H, W); sigma: (B, T) per-frame noise levels.
+        x_clean, noise: (B, T, C, H, W); sigma: (B, T) per-frame noise levels; pixel_weight:
+        (B, T, 1, H, W) or None, a weight per pixel of the squared error.
         """
         x_noisy = x_clean + _expand(sigma, noise) * noise
         c_skip, c_out, c_in, c_noise = self.scalings(sigma)
         out = network(_expand(c_in, x_noisy) * x_noisy, c_noise, **conditioning).float()
         target = (x_clean - _expand(c_skip, x_noisy) * x_noisy) / _expand(c_out, x_noisy)
-        per_frame = (out - target).pow(2).flatten(2).mean(-1)  # (B, T)
+        error = (out - target).pow(2)
+        if pixel_weight is not None:
+            error = error * pixel_weight
+        per_frame = error.flatten(2).mean(-1)  # (B, T)
         mask = loss_mask.to(per_frame.dtype)
         return (per_frame * mask).sum() / mask.sum().clamp_min(1.0)

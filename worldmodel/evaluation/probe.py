@@ -25,25 +25,33 @@ from worldmodel.data.reader import RolloutReader
 logger = logging.getLogger(__name__)
 
 PROBE_FORMAT = "diffusionworld-probe"
+PROBE_VERSION = 2
 # (qpos (N, nq), qvel (N, nv)) -> (N, P, 2) key positions in metres, from the real simulator
 Positions = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class ProbeNet(nn.Module):
-    """frames: (B, H, W, 3) uint8 -> (B, P, 2) standardised positions."""
+    """frames: (B, H, W, 3) uint8 -> (B, P, 2) standardised positions.
+
+    A strided CNN with two coordinate channels next to RGB (CoordConv, Liu et al. 2018): where a
+    feature fires is then in the features themselves, so pooling keeps it.
+    """
 
     def __init__(self, points: int, width: int = 32):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(3, w, 4, 2, 1), nn.SiLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.SiLU(),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.SiLU(), nn.Conv2d(4 * w, 4 * w, 4, 2, 1), nn.SiLU(),
+            nn.Conv2d(5, w, 4, 2, 1), nn.SiLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.SiLU(),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.SiLU(), nn.Conv2d(4 * w, 4 * w, 3, 1, 1), nn.SiLU(),
             nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * w, 256), nn.SiLU(), nn.Linear(256, 2 * points),
         )
         self.points = points
 
     def forward(self, frames_u8: Tensor) -> Tensor:
         x = rearrange(frames_u8, "b h w c -> b c h w").float() / 127.5 - 1
+        b, _, h, w = x.shape
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device), indexing="ij")
+        x = torch.cat([x, xs.expand(b, 1, h, w), ys.expand(b, 1, h, w)], dim=1)
         return rearrange(self.features(x), "b (p two) -> b p two", two=2)
 
 
@@ -69,7 +77,7 @@ class Probe:
     def save(self, path: str | os.PathLike, provenance: dict) -> Path:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save({"format": PROBE_FORMAT, "net": self.net.state_dict(), "mean": self.mean, "std": self.std, "names": self.names,
+        torch.save({"format": PROBE_FORMAT, "version": PROBE_VERSION, "net": self.net.state_dict(), "mean": self.mean, "std": self.std, "names": self.names,
                     "frame_shape": list(self.frame_shape), "width": self.net.features[0].out_channels, "provenance": provenance}, tmp)
         os.replace(tmp, path)
         return path
@@ -80,6 +88,8 @@ class Probe:
         d = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(d, dict) or d.get("format") != PROBE_FORMAT:
             raise ValueError(f"{path} is not a DiffusionWorld position probe; delete it to train a new one.")
+        if d.get("version") != PROBE_VERSION:
+            raise ValueError(f"{path} holds a probe of version {d.get('version')}; this code reads {PROBE_VERSION}.")
         net = ProbeNet(len(d["names"]), d["width"])
         net.load_state_dict(d["net"])
         return cls(net, d["mean"], d["std"], list(d["names"]), tuple(d["frame_shape"])), d["provenance"]
@@ -142,10 +152,14 @@ def load_or_train_probe(world_model, positions: Positions, names: Sequence[str],
               "split": world_model.spec.split if own_data else None, "steps": steps}
     cache = Path(data).with_suffix(".probe.pt")
     if cache.exists():
-        probe, provenance = Probe.load(cache)
+        try:
+            probe, provenance = Probe.load(cache)
+        except ValueError as error:
+            probe, provenance = None, {}
+            logger.info("%s; training a new probe", error)
         if {k: provenance.get(k) for k in wanted} == wanted:
             return probe
-        logger.info("%s was trained on other data or points; training a new probe", cache)
+        logger.info("%s was trained on other data, points or settings; training a new probe", cache)
     with RolloutReader(data) as reader:
         n = reader.num_episodes
     episodes = range(n)

@@ -25,7 +25,22 @@ class WindowLossConfig:
     reward_weight: float = 1.0
     termination_weight: float = 0.1
     unroll_sampler: SamplerConfig = SamplerConfig(steps=1)
+    motion_weight: float = 0.0
 
+
+def motion_weights(frames: Tensor, context: int, weight: float, threshold: float = 0.1) -> Tensor:
+    """(B, T, C, H, W) real frames in [-1, 1] -> (B, T, 1, H, W) pixel weights 1 + weight * m, where m
+    in [0, 1] marks the pixels of each target frame (t >= context) that changed since frame t-1
+    (a change of `threshold` or more counts fully), widened by one pixel. A thin arm that moves a
+    few pixels is a tiny share of the squared error; copying the last frame is then almost as good
+    as predicting the motion. Weighting where things move makes the dynamics worth learning."""
+    change = (frames[:, 1:] - frames[:, :-1]).abs().mean(2, keepdim=True)  # (B, T-1, 1, H, W)
+    moved = (change / threshold).clamp(0, 1)
+    b, t = moved.shape[:2]
+    moved = torch.nn.functional.max_pool2d(moved.flatten(0, 1), 3, stride=1, padding=1).reshape(moved.shape)
+    w = torch.ones(frames.shape[0], frames.shape[1], 1, *frames.shape[3:], device=frames.device)
+    w[:, context:] += weight * moved[:, context - 1 :]
+    return w
 
 class WindowLoss(nn.Module):
     """The trained modules and their objective; forward(batch, generator, unroll) -> dict of scalar losses.
@@ -88,6 +103,7 @@ def window_losses(
     """
     k, f = cfg.context, cfg.target
     real = to_model(batch["frames"])
+    pixel_weight = motion_weights(real[:, unroll : unroll + k + f], k, cfg.motion_weight) if cfg.motion_weight else None
     frames = real[:, : k + unroll + f]
     actions = batch["actions"][:, : k + unroll + f - 1]
     if unroll:
@@ -101,7 +117,7 @@ def window_losses(
     noise = torch.randn(frames.shape, generator=generator).to(device)
     loss_mask = torch.zeros(b, t, dtype=torch.bool, device=device)
     loss_mask[:, k:] = True
-    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, actions=actions, outputs_from=k)
+    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k)
     n = k + f  # the reward head's transitions: those of the real window's first K+F frames
     reward_loss, termination_loss = reward_head.loss(real[:, :n], batch["actions"][:, : n - 1], batch["rewards"][:, : n - 1],
                                                      batch["terminated"][:, : n - 1])

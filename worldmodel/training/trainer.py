@@ -149,7 +149,8 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float]) ->
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
     loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
-                                cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])))
+                                cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
+                                float(cfg["diffusion"]["motion_weight"]))
     return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg)
 
 

@@ -2,8 +2,9 @@
 
 Observations are imagined frames, (H, W, 3) uint8; the action space is the source task's. Rewards
 and termination come from the model's reward/termination head; episodes truncate after
-`max_episode_steps` (default: the episode length of the recorded task, from the checkpoint). The sliding window of frames and actions
-lives in `worldmodel.world_model`; the envs here hold one window per world and step it.
+`max_episode_steps` (default: the episode length of the recorded task, from the checkpoint). The
+sliding window of frames and actions lives in `worldmodel.world_model`; the envs here hold one
+window per world and step it.
 
 Out-of-bounds actions are clipped to the action space, as MuJoCo clips controls to its ctrlrange;
 NaN/inf or a wrong shape raise ValueError.
@@ -50,10 +51,10 @@ def load_world_model(
     return WorldModel.load(checkpoint, device=device, bf16=bf16, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def task_spaces(model: WorldModel) -> tuple[spaces.Box, spaces.Space]:
+def task_spaces(model: WorldModel) -> tuple[spaces.Box, spaces.Box]:
     """(observation space, action space) of one world, from the checkpoint."""
-    a = model.action_space
-    return spaces.Box(0, 255, model.frame_shape, np.uint8), spaces.Box(np.asarray(a["low"], np.float32), np.asarray(a["high"], np.float32), dtype=np.float32)
+    low, high = (np.asarray(model.action_space[k], np.float32) for k in ("low", "high"))
+    return spaces.Box(0, 255, model.frame_shape, np.uint8), spaces.Box(low, high, dtype=np.float32)
 
 
 def open_world(metadata: dict[str, Any], render_mode: str | None, max_episode_steps: int | None, *load_args: Any) -> tuple[WorldModel, int]:

@@ -115,8 +115,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(small
 
     forward, calls = WindowLoss.forward, []
 
-    def diverging(self, batch, generator=None):
-        losses = forward(self, batch, generator)
+    def diverging(self, batch, generator=None, unroll=0):
+        losses = forward(self, batch, generator, unroll)
         calls.append(1)
         return {**losses, "loss": losses["loss"] * float("nan")} if len(calls) > 4 else losses
 
@@ -215,8 +215,8 @@ def test_a_short_training_beats_copying_the_last_frame(tmp_path):
 
     for name, r, i in zip(("mean", "std", "roughness"), stats(real), stats(long)):
         lo, hi = r.min().item(), r.max().item()
-        span = hi - lo + 1.0
-        assert lo - 0.5 * span <= i.min().item() and i.max().item() <= hi + 0.5 * span, (name, lo, hi, i.min().item(), i.max().item())
+        slack = 0.5 * (hi - lo) + 0.1 * abs(hi)  # a blank or noisy frame is far outside; a slightly darker one is not
+        assert lo - slack <= i.min().item() and i.max().item() <= hi + slack, (name, lo, hi, i.min().item(), i.max().item())
 
 
 def test_rollout_training_replaces_context_with_the_models_own_frames(trained):

@@ -15,9 +15,20 @@ import numpy as np  # noqa: E402
 METRICS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("flicker", "flicker (0-255)"))
 
 
-def plot_fidelity(curves: dict[str, list[float]], path: str | os.PathLike, title: str = "") -> Path:
-    """Metric vs horizon, imagined next to copy-last-frame: one panel per metric."""
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
+def plot_fidelity(curves: dict, path: str | os.PathLike, title: str = "") -> Path:
+    """Metric vs horizon, imagined next to copy-last-frame: one panel per metric, and one per key body
+    when the curves hold position errors (cm, with the probe's floor)."""
+    bodies = list(curves.get("position_cm", {}))
+    fig, axes = plt.subplots(1, len(METRICS) + len(bodies), figsize=(4 * (len(METRICS) + len(bodies)), 3.2))
+    for ax, body in zip(axes[len(METRICS):], bodies):
+        h = np.arange(1, len(curves["position_cm"][body]) + 1)
+        ax.plot(h, curves["position_cm"][body], label="world model")
+        ax.plot(h, curves["copy_last_position_cm"][body], "--", label="copy last frame")
+        ax.plot(h, curves["position_floor_cm"][body], ":", label="probe floor")
+        ax.set_xlabel("horizon (steps)")
+        ax.set_ylabel(f"{body} error (cm)")
+        ax.grid(alpha=0.3)
+        ax.legend()
     for ax, (key, label) in zip(axes, METRICS):
         h = np.arange(1, len(curves[key]) + 1)
         ax.plot(h, curves[key], label="world model")

@@ -29,8 +29,6 @@ def main(cfg: DictConfig) -> None:
     wm = WorldModel.load(cfg.checkpoint, device=cfg.device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))
     task = wm.spec.task_name
     check_protocol(cfg.protocol, cfg.models, cfg.task.name if cfg.get("task") else task, task)
-    if cfg.protocol == "goal" and not cfg.goal.data:
-        raise ValueError("protocol=goal needs goal.data=PATH: recorded rollouts of the task (starts and goal frames).")
     env = make_task_env(get_task(wm.spec.task))  # the task exactly as the model's data was recorded
     planner = make_planner(cfg.planner, env.action_space.low, env.action_space.high, PlannerConfig(**cfg.search))
     goal = GoalProtocol(**cfg.goal) if cfg.protocol == "goal" else None

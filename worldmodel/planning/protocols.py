@@ -36,7 +36,7 @@ class GoalProtocol:
     blur: Gaussian blur (pixels) of frames and goal before their distance; min_start_distance:
     skip starts closer to their goal than this many task success distances."""
 
-    data: str | os.PathLike
+    data: str | os.PathLike | None
     offset: int = 25
     budget: int = 50
     blur: float = 3.0
@@ -158,8 +158,8 @@ def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str
     """Runs `episodes` MPC episodes per model (same starts for every model) and summarises them:
     {model: {success_rate, mean_return, plan_seconds_per_step, mean_steps, episodes}}.
     progress(model name) wraps the episode range (e.g. a tqdm bar)."""
-    if protocol == "goal" and goal is None:
-        raise ValueError("protocol=goal needs a GoalProtocol: recorded rollouts of the task (starts and goal frames).")
+    if protocol == "goal" and (goal is None or not goal.data):
+        raise ValueError("protocol=goal needs goal.data=PATH: recorded rollouts of the task (starts and goal frames).")
     blur = goal.blur if goal is not None else 0.0
     starts = goal_starts(sim, goal, wm.spec.task_name, wm.context, episodes, seed) if protocol == "goal" else None
     results = {}

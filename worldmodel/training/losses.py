@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from worldmodel.diffusion import EDM, SamplerConfig, sample
-from worldmodel.frames import to_model
+from worldmodel.frames import to_model, to_uint8
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,6 @@ def motion_weights(frames: Tensor, context: int, weight: float, threshold: float
     as predicting the motion. Weighting where things move makes the dynamics worth learning."""
     change = (frames[:, 1:] - frames[:, :-1]).abs().mean(2, keepdim=True)  # (B, T-1, 1, H, W)
     moved = (change / threshold).clamp(0, 1)
-    b, t = moved.shape[:2]
     moved = torch.nn.functional.max_pool2d(moved.flatten(0, 1), 3, stride=1, padding=1).reshape(moved.shape)
     w = torch.ones(frames.shape[0], frames.shape[1], 1, *frames.shape[3:], device=frames.device)
     w[:, context:] += weight * moved[:, context - 1 :]
@@ -84,7 +83,7 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
 
         noise = torch.randn((b, 1, *frames.shape[2:]), generator=generator).to(frames)
         new = sample(denoise, noise, cfg.unroll_sampler).clamp(-1, 1)
-        out[:, k + i] = ((new[:, 0] + 1) * 127.5).round() / 127.5 - 1
+        out[:, k + i] = to_model(to_uint8(new))[:, 0].to(out)
     return out
 
 

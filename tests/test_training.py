@@ -273,3 +273,34 @@ def test_motion_weights_mark_what_moved_in_target_frames_only():
     w = motion_weights(frames, context=4, weight=10.0)
     assert w.shape == (1, 5, 1, 8, 8) and (w[:, :4] == 1).all()
     assert (w[0, 4, 0, 3:6, 3:6] == 11).all() and w[0, 4].sum() == 64 + 9 * 10, "the change, widened by one pixel"
+
+
+@pytest.mark.parametrize("model", ["framestack", "spacetime"])
+def test_state_head_reads_the_target_state_off_the_bottleneck_and_trains_the_encoder(small_data, model):
+    from worldmodel.data.windows import RolloutWindows, collate_windows
+    from worldmodel.data.stats import state_stats
+    from worldmodel.diffusion import EDM
+    from worldmodel.models import build_networks
+    from worldmodel.training.losses import WindowLossConfig, window_losses
+    from worldmodel.training.state_head import StateHead
+
+    windows = RolloutWindows(small_data, context=4, target=1, states=True)
+    batch = collate_windows([windows[i] for i in range(6)])
+    assert batch["qpos"].shape == (6, 5, 4) and batch["qvel"].shape == (6, 5, 4)
+    action_space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
+    denoiser, reward_head = build_networks({"architecture": model, "channels": [8, 8], "blocks": 1, "cond_dim": 16}, {"channels": 8},
+                                           action_space, 4, 1)
+    head = StateHead(8, 32, **state_stats(small_data))
+    losses = window_losses(denoiser, reward_head, EDM(), WindowLossConfig(4, 1, state_weight=1.0), batch, torch.Generator().manual_seed(0),
+                           state_head=head)
+    assert losses["state"] > 0 and torch.isclose(losses["loss"], losses["diffusion"] + losses["reward"] + 0.1 * losses["termination"] + losses["state"])
+    losses["state"].backward()
+    assert denoiser.stem.weight.grad.abs().sum() > 0, "the state loss reaches the encoder"
+    assert not [h for h in denoiser.middle[-1]._forward_hooks.values()], "the hook is gone after the loss"
+
+
+def test_state_weight_trains_and_exports_a_model_without_the_head(small_data, tmp_path):
+    path = train(tiny_config(small_data, tmp_path / "state", steps=3, state_weight=1.0))
+    saved = load_checkpoint(path)
+    assert not [k for k in saved["denoiser"] if "state" in k]
+    WorldModel.load(path, bf16=False)

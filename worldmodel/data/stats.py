@@ -54,6 +54,26 @@ def reward_stats(path: str | os.PathLike) -> dict[str, float]:
     return {"mean": mean, "std": max(std, 1e-3), "min": lo, "max": hi}
 
 
+def state_features(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+    """(..., nq), (..., nv) -> (..., 2 nq + nv): sin and cos of every position coordinate (a hinge's
+    angle winds past 2 pi, which frames cannot show) and the velocities."""
+    return torch.cat([qpos.sin(), qpos.cos(), qvel], dim=-1)
+
+
+def state_stats(path: str | os.PathLike) -> dict[str, list[float]]:
+    """Mean and std (at least 1e-3) of `state_features` over every frame, in bounded memory."""
+    with RolloutReader(path) as reader:
+        n = int(reader.frame_start[-1] + reader.lengths[-1] + 1)
+        total, total_sq = 0.0, 0.0
+        for start in range(0, n, 1 << 16):
+            stop = min(n, start + (1 << 16))
+            s = state_features(*(torch.from_numpy(reader.file[k][start:stop].astype(np.float64)) for k in ("qpos", "qvel"))).numpy()
+            total, total_sq = total + s.sum(0), total_sq + (s**2).sum(0)
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0)).clip(1e-3)
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
 def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:
     """Real start contexts for env resets: the first K frames and K-1 actions of `size` distinct
     windows of `dataset` (a `RolloutWindows`). frames: (N, K, H, W, 3) uint8; actions: (N, K-1, A)."""

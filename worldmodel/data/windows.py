@@ -56,6 +56,7 @@ class RolloutWindows(Dataset):
         actions: (K+F-1, A) float32, actions[t] leads from frames[t] to frames[t+1]
         rewards: (K+F-1,) float32; terminated: (K+F-1,) bool
         episode, start: int64, where the window comes from
+        qpos: (K+F, nq), qvel: (K+F, nv) float32, the simulator state of each frame (`states=True`)
     """
 
     def __init__(
@@ -69,13 +70,14 @@ class RolloutWindows(Dataset):
         split_seed: int = 0,
         cache: bool = False,
         check_actions: bool = True,
+        states: bool = False,
     ):
         if context < 1 or target < 1 or stride < 1:
             raise ValueError(f"context, target and stride must be >= 1, got {context}, {target}, {stride}.")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
         self.path = Path(path)
-        self.context, self.target, self.stride = context, target, stride
+        self.context, self.target, self.stride, self.states = context, target, stride, states
         self.window = context + target
         with RolloutReader(self.path) as reader:
             if reader.num_episodes == 0:
@@ -108,7 +110,7 @@ class RolloutWindows(Dataset):
     @staticmethod
     def _load_all(reader: RolloutReader) -> dict[str, np.ndarray]:
         """The whole file in memory (opt-in, for small data): one read per dataset."""
-        return {name: reader.file[name][:] for name in ("frames", "actions", "rewards", "terminated")} | {
+        return {name: reader.file[name][:] for name in ("frames", "qpos", "qvel", "actions", "rewards", "terminated")} | {
             "frame_start": reader.frame_start,
             "step_start": reader.step_start,
         }
@@ -130,12 +132,14 @@ class RolloutWindows(Dataset):
             c = self._cache
             f0, s0 = int(c["frame_start"][episode]) + start, int(c["step_start"][episode]) + start
             frames = c["frames"][f0 : f0 + n]
+            state = {k: c[k][f0 : f0 + n] for k in ("qpos", "qvel")} if self.states else {}
             steps = {k: c[k][s0 : s0 + n - 1] for k in ("actions", "rewards", "terminated")}
         else:
             reader = self._open()
             frames = reader.frames(episode, start, start + n)
+            state = {k: reader.frames(episode, start, start + n, name=k) for k in ("qpos", "qvel")} if self.states else {}
             steps = {k: reader.steps(k, episode, start, start + n - 1) for k in ("actions", "rewards", "terminated")}
-        return {
+        return {k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()} | {
             "frames": torch.from_numpy(np.ascontiguousarray(frames)),
             "actions": torch.from_numpy(steps["actions"].astype(np.float32)),
             "rewards": torch.from_numpy(steps["rewards"].astype(np.float32)),

@@ -4,13 +4,16 @@ generated itself (rollout training)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from worldmodel.diffusion import EDM, SamplerConfig, sample
 from worldmodel.frames import to_model, to_uint8
+from worldmodel.training.state_head import StateHead, bottleneck_features
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class WindowLossConfig:
     termination_weight: float = 0.1
     unroll_sampler: SamplerConfig = SamplerConfig(steps=1)
     motion_weight: float = 0.0
+    state_weight: float = 0.0
 
 
 def motion_weights(frames: Tensor, context: int, weight: float, threshold: float = 0.1) -> Tensor:
@@ -41,18 +45,21 @@ def motion_weights(frames: Tensor, context: int, weight: float, threshold: float
     w[:, context:] += weight * moved[:, context - 1 :]
     return w
 
+
 class WindowLoss(nn.Module):
     """The trained modules and their objective; forward(batch, generator, unroll) -> dict of scalar losses.
 
-    One module, so that distributed wrappers (DDP) see the whole forward pass.
+    One module, so that distributed wrappers (DDP) see the whole forward pass. state_head: the
+    training-only auxiliary head (`cfg.state_weight > 0`), None otherwise.
     """
 
-    def __init__(self, denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig):
+    def __init__(self, denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig,
+                 state_head: StateHead | None = None):
         super().__init__()
-        self.denoiser, self.reward_head, self.edm, self.cfg = denoiser, reward_head, edm, cfg
+        self.denoiser, self.reward_head, self.edm, self.cfg, self.state_head = denoiser, reward_head, edm, cfg, state_head
 
     def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None, unroll: int = 0) -> dict[str, Tensor]:
-        return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll)
+        return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll, self.state_head)
 
 
 def _context_sigma(edm: EDM, cfg: WindowLossConfig, b: int, generator: torch.Generator | None, device) -> Tensor:
@@ -89,7 +96,7 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
 
 def window_losses(
     denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig, batch: dict[str, Tensor],
-    generator: torch.Generator | None = None, unroll: int = 0,
+    generator: torch.Generator | None = None, unroll: int = 0, state_head: StateHead | None = None,
 ) -> dict[str, Tensor]:
     """Losses of a batch from `RolloutWindows` (frames (B, K+U+F, H, W, 3) uint8, actions (B, K+U+F-1, A), ...).
 
@@ -116,9 +123,19 @@ def window_losses(
     noise = torch.randn(frames.shape, generator=generator).to(device)
     loss_mask = torch.zeros(b, t, dtype=torch.bool, device=device)
     loss_mask[:, k:] = True
-    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k)
+    losses = {}
+    with bottleneck_features(denoiser) if state_head is not None else nullcontext([]) as captured:
+        diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k)
+    if state_head is not None:
+        features = captured[0]
+        if features.shape[0] != b:  # one feature map per window frame: keep the targets'
+            features = rearrange(features, "(b t) c h w -> b t c h w", b=b)[:, k:].flatten(0, 1)
+        targets = slice(unroll + k, unroll + k + f)
+        losses["state"] = state_head.loss(features, batch["qpos"][:, targets], batch["qvel"][:, targets])
     n = k + f  # the reward head's transitions: those of the real window's first K+F frames
     reward_loss, termination_loss = reward_head.loss(real[:, :n], batch["actions"][:, : n - 1], batch["rewards"][:, : n - 1],
                                                      batch["terminated"][:, : n - 1])
     total = diffusion + cfg.reward_weight * reward_loss + cfg.termination_weight * termination_loss
-    return {"loss": total, "diffusion": diffusion, "reward": reward_loss, "termination": termination_loss}
+    if "state" in losses:
+        total = total + cfg.state_weight * losses["state"]
+    return {"loss": total, "diffusion": diffusion, "reward": reward_loss, "termination": termination_loss} | losses

@@ -19,7 +19,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from worldmodel.data.stats import action_space_of, reward_stats, task_of
+from worldmodel.data.stats import action_space_of, reward_stats, state_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
@@ -30,6 +30,7 @@ from worldmodel.training.ema import EMA
 from worldmodel.training.export import export_model, spec_from_config
 from worldmodel.training.losses import WindowLoss, WindowLossConfig
 from worldmodel.training.run_dir import TrainingError
+from worldmodel.training.state_head import StateHead
 from worldmodel.world_model import WorldModel
 
 logger = logging.getLogger(__name__)
@@ -105,14 +106,14 @@ def train(cfg: dict[str, Any]) -> Path:
     # Rollout training needs the U real frames that the model replaces with its own, and their actions.
     extra = int(cfg["rollout"]["max_unroll"])
     train_set = RolloutWindows(data_path, w["context"], w["target"] + extra, w["stride"], "train", w["val_fraction"], w["split_seed"],
-                               cache=w["cache"])
+                               cache=w["cache"], states=float(cfg.get("state_weight", 0)) > 0)
     val_set = RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"]) if w["val_fraction"] > 0 else None
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
     run_files.prepare(run_dir, cfg, accelerator)
 
     spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata))
     stats = reward_stats(data_path)
-    model = _objective(spec, cfg, stats)
+    model = _objective(spec, cfg, stats, data_path)
     optimizer, scheduler = _optimiser(model, cfg)
     sampler = EpochSampler(len(train_set), cfg["seed"])
     loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=w["num_workers"],
@@ -143,15 +144,21 @@ def train(cfg: dict[str, Any]) -> Path:
     return path
 
 
-def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float]) -> WindowLoss:
-    """The trained modules (denoiser, reward head with the data's reward statistics) and their loss."""
+def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path) -> WindowLoss:
+    """The trained modules (denoiser, reward head with the data's reward statistics, the optional
+    state head) and their loss."""
     denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
     loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
                                 cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
-                                float(cfg["diffusion"]["motion_weight"]))
-    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg)
+                                float(cfg["diffusion"]["motion_weight"]), float(cfg.get("state_weight", 0)))
+    state_head = None
+    if loss_cfg.state_weight > 0:
+        channels = list(spec.denoiser.get("channels", [64]))
+        resolution = spec.frame_shape[0] // 2 ** (len(channels) - 1)
+        state_head = StateHead(channels[-1], resolution, **state_stats(data_path))
+    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head)
 
 
 def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):

@@ -99,6 +99,8 @@ def test_append_continues_the_file(tmp_path):
     [
         (dict(task="pusher"), "task"),
         (dict(frame_size=(32, 32)), "frame_shape"),
+        (dict(action_repeat=2), "task_preset"),
+        (dict(episode_steps=7), "task_preset"),
     ],
 )
 def test_append_refuses_incompatible_data_and_keeps_the_file(tmp_path, change, message):
@@ -108,6 +110,49 @@ def test_append_refuses_incompatible_data_and_keeps_the_file(tmp_path, change, m
     with pytest.raises(RolloutFormatError, match=f"its {message} is"):
         record(path, task=task, policy="random", episodes=1, append=True, **change)
     assert digest(path) == before
+
+
+def test_a_second_writer_is_refused_while_the_first_lives(tmp_path):
+    from worldmodel.data.writer import RolloutWriter, repair
+
+    path = record(tmp_path / "r.h5", episodes=1)
+    with RolloutReader(path) as reader:
+        metadata = reader.metadata
+    with RolloutWriter(path, metadata, append=True):
+        with pytest.raises(RolloutFormatError, match=r"being written by another process \(pid \d+\)"):
+            RolloutWriter(path, metadata, append=True)
+        with pytest.raises(RolloutFormatError, match="being written"):
+            repair(path)
+    with RolloutWriter(path, metadata, append=True) as writer:  # the lock went with the first writer
+        assert writer.num_episodes == 1
+    assert not (tmp_path / "r.h5.lock").exists()
+
+
+@pytest.mark.slow
+def test_two_recorders_on_one_file_lose_nothing(tmp_path):
+    """A live recorder's file is neither "repaired" under it nor shared: the second one is refused."""
+    path = tmp_path / "two.h5"
+    cmd = [sys.executable, "tools/record_rollouts.py", "task=reacher", "policy=random", "task.episode_steps=10", f"out={path}"]
+    first = subprocess.Popen(cmd + ["episodes=150", "seed=1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        time.sleep(0.1)
+        try:
+            with RolloutReader(path) as reader:
+                if reader.num_episodes >= 2:
+                    break
+        except (OSError, ValueError):
+            pass
+    second = subprocess.run(cmd + ["episodes=5", "seed=2", "append=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.poll() is None, "the first recorder was still writing when the second one started"
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err[-2000:]
+    assert second.returncode != 0 and "being written by another process" in second.stderr
+    with h5py.File(path, "r") as f:
+        assert len(f["episodes/length"]) == 150
+    record(path, policy="random", episodes=5, seed=2, append=True, episode_steps=10)  # after the first: appends
+    with RolloutReader(path) as reader:
+        assert reader.num_episodes == 155
 
 
 def test_existing_file_is_not_overwritten_without_append(tmp_path):

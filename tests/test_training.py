@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,23 +69,52 @@ def test_imagine_is_batched_deterministic_and_validated(trained):
         wm.imagine(frames, actions, torch.full((3, 5, 2), float("nan")))
 
 
-def test_resume_continues_exactly(small_data, tmp_path, monkeypatch):
+def interrupted_run(small_data, run, monkeypatch):
+    """A run stopped (Ctrl-C) right after its step-3 state save."""
     from worldmodel.training import run_dir as run_files
 
-    straight = torch.load(train(tiny_config(small_data, tmp_path / "a")), weights_only=True)
     save_state = run_files.save_state
 
-    def save_then_interrupt(accelerator, run_dir):  # Ctrl-C right after the step-3 save
+    def save_then_interrupt(accelerator, run_dir):
         save_state(accelerator, run_dir)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run_files, "save_state", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(small_data, tmp_path / "b"))
+        train(tiny_config(small_data, run))
     monkeypatch.setattr(run_files, "save_state", save_state)
-    resumed = torch.load(train(tiny_config(small_data, tmp_path / "b", resume=True)), weights_only=True)
+    return run
+
+
+@pytest.mark.parametrize("crash", ["after the save", "between the renames of the save", "moved with its data"])
+def test_resume_continues_exactly(small_data, tmp_path, monkeypatch, crash):
+    straight = torch.load(train(tiny_config(small_data, tmp_path / "a")), weights_only=True)
+    run = interrupted_run(small_data, tmp_path / "b", monkeypatch)
+    data = small_data
+    if crash == "between the renames of the save":  # only state.old/ is on disk
+        (run / "state").rename(run / "state.old")
+    if crash == "moved with its data":  # another folder, spelled with "./", and a copy of the data
+        run = (run.rename(tmp_path / "moved")).parent / "." / "moved"
+        data = Path(shutil.copy(small_data, tmp_path / "copy.h5"))
+    resumed = torch.load(train(tiny_config(data, run, resume=True)), weights_only=True)
     for key in straight["denoiser"]:
         assert torch.equal(straight["denoiser"][key], resumed["denoiser"][key]), key
+    assert (run / "state").is_dir() and not (run / "state.old").exists()
+
+
+def test_resume_refuses_data_that_changed(small_data, tmp_path, monkeypatch):
+    data = Path(shutil.copy(small_data, tmp_path / "data.h5"))
+    run = interrupted_run(data, tmp_path / "run", monkeypatch)
+    record(data, episodes=1, episode_steps=10, append=True, seed=5)
+    with pytest.raises(TrainingError, match="data changed since the run started \\(8 episodes.*9 episodes"):
+        train(tiny_config(data, run, resume=True))
+
+
+@pytest.mark.parametrize("key, value", [("steps", 0), ("steps", -3), ("save_every", 0), ("batch_size", 2.5), ("log_every", "abc")])
+def test_numbers_a_run_cannot_work_with_are_refused_before_anything_is_written(small_data, tmp_path, key, value):
+    with pytest.raises(ValueError, match=f"{key} must be a whole number >= 1, got {value!r}"):
+        train(tiny_config(small_data, tmp_path / "r", **{key: value}))
+    assert not (tmp_path / "r").exists()
 
 
 def test_tensorboard_logging_and_validation_videos(small_data, tmp_path):

@@ -31,7 +31,7 @@ def expectations(task_cfg) -> dict:
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> None:
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # data=..., run_dir=... are required
     plain["expect"] = expectations(cfg.get("task"))
     plain.pop("task", None)
     path = train(plain)

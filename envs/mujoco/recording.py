@@ -17,6 +17,7 @@ import numpy as np
 import worldmodel
 from envs.mujoco.policies import Policy, make_policy
 from envs.mujoco.tasks import PixelTaskEnv, TaskPreset, make_task_env
+from worldmodel.checks import whole_number
 from worldmodel.data import Episode, RolloutWriter
 
 logger = logging.getLogger(__name__)
@@ -135,10 +136,8 @@ def record_rollouts(
     Episodes are written in plan order whatever `workers` is, so the same seed gives the same
     file. Workers are separate processes (spawned: MuJoCo's GL context does not survive fork).
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}.")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}.")
+    episodes, workers = whole_number(episodes, "episodes", 1), whole_number(workers, "workers", 1)
+    seed = whole_number(seed, "seed", 0)
     for spec in policies:
         spec.build(preset.name)  # unknown policy or bad eps: fail before creating any file
     env = make_task_env(preset)

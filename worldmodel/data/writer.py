@@ -8,10 +8,15 @@ when its row is added to /episodes, after its data is flushed.
 A killed writer leaves HDF5's "file open for writing" flag set: `RolloutReader` still opens it
 (SWMR read), plain `h5py.File(path, "r")` does not until the file is repaired, which the next
 append does by itself (or `repair(path)`).
+
+One writer per file: a writer holds an exclusive lock on `<file>.lock` (flock, which the OS
+drops when the process dies), so a second writer is refused while the first lives, and a file
+left open for writing is repaired only once its writer is really gone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -46,6 +51,43 @@ DEFAULT_CHUNK_FRAMES = 8
 # The fields checked before appending: data of another task, frame size or action space
 # cannot share a file.
 COMPAT_KEYS = ("task", "frame_shape", "action_shape", "action_low", "action_high")
+# Checked too where the file has it: the recording settings (action repeat, episode length,
+# camera, ...) the file's attributes describe for all its episodes.
+OPTIONAL_COMPAT_KEYS = ("task_preset",)
+
+
+def _lock_writer(path: Path) -> int:
+    """Takes the exclusive writer lock of `path`; returns its file descriptor (`_unlock_writer`).
+
+    The lock file is unlinked on release; a process that opened it just before checks that it
+    still locks the file at that name (else it would lock an orphan) and tries again.
+    """
+    lock = path.with_name(path.name + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RolloutFormatError(
+                f"{path} is being written by another process (pid {holder}); two writers on one file would lose "
+                "episodes. Wait for it to finish, or write to another file (out=...)."
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
+        os.close(fd)
+
+
+def _unlock_writer(path: Path, fd: int) -> None:
+    path.with_name(path.name + ".lock").unlink(missing_ok=True)
+    os.close(fd)
 
 
 def _is_left_open(error: OSError) -> bool:
@@ -90,17 +132,20 @@ class RolloutWriter:
         if missing:
             raise ValueError(f"metadata lacks {missing}.")
         self.metadata = metadata
-        if self.path.exists():
-            if not append:
-                raise FileExistsError(
-                    f"{self.path} exists. Pass append=true to add episodes to it, or choose another output path."
-                )
-            self._check_compatible()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._create(compression, compression_level, chunk_frames)
-        self._file = self._open_for_append()
-        self._file.swmr_mode = True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_writer(self.path)
+        try:
+            if self.path.exists():
+                if not append:
+                    raise FileExistsError(f"{self.path} exists. Pass append=true to add episodes to it, or choose another output path.")
+                self._check_compatible()
+            else:
+                self._create(compression, compression_level, chunk_frames)
+            self._file = self._open_for_append()
+            self._file.swmr_mode = True
+        except BaseException:
+            _unlock_writer(self.path, self._lock)
+            raise
 
     # -- set-up -------------------------------------------------------------------------------
     def _create(self, compression, compression_level, chunk_frames) -> None:
@@ -135,11 +180,16 @@ class RolloutWriter:
         """Refuses, before touching the file, to mix tasks, frame sizes or action spaces."""
         with RolloutReader(self.path) as reader:
             existing = reader.metadata
-        for key in COMPAT_KEYS:
-            if json.dumps(self.metadata[key]) != json.dumps(existing[key]):
+        keys = [*COMPAT_KEYS, *(k for k in OPTIONAL_COMPAT_KEYS if k in existing or k in self.metadata)]
+        for key in keys:
+            old, new = existing.get(key), self.metadata.get(key)
+            if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
+                if isinstance(old, dict) and isinstance(new, dict):
+                    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+                    old, new = {k: old.get(k) for k in differ}, {k: new.get(k) for k in differ}
                 raise RolloutFormatError(
-                    f"Cannot append to {self.path}: its {key} is {existing[key]!r}, the new data's is "
-                    f"{self.metadata[key]!r}. Write to another file (out=...)."
+                    f"Cannot append to {self.path}: its {key} is {old!r}, the new data's is {new!r}. "
+                    "Record with the file's settings, or write to another file (out=...)."
                 )
 
     def _open_for_append(self) -> h5py.File:
@@ -149,7 +199,7 @@ class RolloutWriter:
             if not _is_left_open(error):
                 raise RolloutFormatError(f"Cannot open {self.path} for appending: {error}") from error
             logger.warning("%s was left open by a writer that did not finish; repairing it.", self.path)
-            repair(self.path)
+            _repair(self.path)
             f = _open_writable(self.path)
         # Drop any unfinished episode a failed writer left past the index.
         ep = f["episodes"]
@@ -208,6 +258,9 @@ class RolloutWriter:
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
+        if self._lock is not None:
+            _unlock_writer(self.path, self._lock)
+            self._lock = None
 
     def __enter__(self) -> "RolloutWriter":
         return self
@@ -220,9 +273,18 @@ def repair(path: str | os.PathLike) -> int:
     """Rewrites a file left open by a killed writer with all its finished episodes; returns their count.
 
     The copy is made next to the file and renamed over it only when complete, so nothing is lost
-    if the repair itself is interrupted.
+    if the repair itself is interrupted. Refused while a writer holds the file.
     """
     path = Path(path)
+    fd = _lock_writer(path)
+    try:
+        return _repair(path)
+    finally:
+        _unlock_writer(path, fd)
+
+
+def _repair(path: Path) -> int:
+    """`repair` for a caller that holds the writer lock."""
     tmp = path.with_name(path.name + ".repairing")
     tmp.unlink(missing_ok=True)
     with RolloutReader(path) as reader:

@@ -19,7 +19,8 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from worldmodel.data.stats import action_space_of, reward_stats, state_stats, task_of
+from worldmodel.checks import whole_number
+from worldmodel.data.stats import action_space_of, dataset_fingerprint, reward_stats, state_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
@@ -88,11 +89,22 @@ def _check_data_matches(path: Path, dataset: RolloutWindows, expect: dict[str, A
             )
 
 
+def _check_numbers(cfg: dict[str, Any]) -> None:
+    """Step counts and intervals a run cannot work without, before anything is written."""
+    for key, minimum in (("steps", 1), ("batch_size", 1), ("gradient_accumulation_steps", 1), ("save_every", 1), ("log_every", 1),
+                         ("val_every", 0), ("start_bank_size", 1)):
+        whole_number(cfg[key], key, minimum)
+    for key in ("max_unroll", "curriculum_steps"):
+        whole_number(cfg["rollout"][key], f"rollout.{key}", 0)
+    whole_number(cfg["rollout"]["sampler_steps"], "rollout.sampler_steps", 1)
+
+
 def train(cfg: dict[str, Any]) -> Path:
     """Trains the world model described by `cfg`; returns the path of the exported model.pt.
 
     accelerate's state is process-global: one process trains with one mixed-precision setting.
     """
+    _check_numbers(cfg)
     run_dir, data_path = Path(cfg["run_dir"]), Path(cfg["data"])
     accelerator = Accelerator(
         mixed_precision=cfg["mixed_precision"],
@@ -109,7 +121,7 @@ def train(cfg: dict[str, Any]) -> Path:
                                cache=w["cache"], states=float(cfg.get("state_weight", 0)) > 0)
     val_set = RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"]) if w["val_fraction"] > 0 else None
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
-    run_files.prepare(run_dir, cfg, accelerator)
+    run_files.prepare(run_dir, cfg, dataset_fingerprint(data_path), accelerator)
 
     spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata))
     stats = reward_stats(data_path)
@@ -124,9 +136,10 @@ def train(cfg: dict[str, Any]) -> Path:
     ema = EMA(accelerator.unwrap_model(model), decay=cfg["ema_decay"])
     progress = Progress(cfg["seed"] + accelerator.process_index)
     accelerator.register_for_checkpointing(ema, progress)
-    if cfg.get("resume") and (run_dir / "state").exists():
-        accelerator.load_state(str(run_dir / "state"))
-        logger.info("resumed %s at step %d", run_dir, progress.step)
+    state = run_files.latest_state(run_dir) if cfg.get("resume") else None
+    if state is not None:
+        accelerator.load_state(str(state))
+        logger.info("resumed %s at step %d from %s", run_dir, progress.step, state.name)
     if cfg.get("tensorboard"):
         accelerator.init_trackers("tb", config={k: str(v) for k, v in cfg.items()})
 

@@ -174,9 +174,35 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"format": "diffusionworld-checkpoint", "x": Payload()}, f)
-    with pytest.raises(CheckpointError, match="refused"):
+    with pytest.raises(CheckpointError, match="refused") as refused:
         load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned").exists()
+    assert "weights_only" not in str(refused.value), "never the advice to load with weights_only=False"
+    data = record(tmp_path / "data.h5", episodes=1, episode_steps=3)
+    with pytest.raises(CheckpointError, match="HDF5 file \\(rollout data goes in data="):
+        load_checkpoint(data)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("nan", "denoiser weights .* are not finite"),
+    ("missing", "denoiser weights do not fit the network"),
+    ("empty_bank", "start bank .* is not N >= 1 real start contexts"),
+    ("no_bank", "start bank .* is not N >= 1"),
+])
+def test_damaged_checkpoints_are_refused_at_load(trained, tmp_path, damage, message):
+    ckpt = torch.load(trained[0], weights_only=True)
+    if damage == "nan":
+        first = next(iter(ckpt["denoiser"]))
+        ckpt["denoiser"][first] = torch.full_like(ckpt["denoiser"][first], float("nan"))
+    elif damage == "missing":
+        ckpt["denoiser"].pop(next(iter(ckpt["denoiser"])))
+    elif damage == "empty_bank":
+        ckpt["start_bank"] = {k: v[:0] for k, v in ckpt["start_bank"].items()}
+    else:
+        ckpt["start_bank"] = {}
+    torch.save(ckpt, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match=message):
+        WorldModel.load(tmp_path / "damaged.pt")
 
 
 def test_checkpoints_of_another_format_or_spec_version_are_refused_with_a_way_out(trained, tmp_path):

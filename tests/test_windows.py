@@ -68,10 +68,11 @@ def test_wrong_version_missing_and_corrupt_files_are_named(tmp_path, reacher_fil
         RolloutWindows(tmp_path / "missing.h5")
     old = tmp_path / "old.h5"
     shutil.copy(reacher_file, old)
-    with h5py.File(old, "a") as f:
-        f.attrs["format_version"] = 99
-    with pytest.raises(RolloutFormatError, match="format_version 99"):
-        RolloutWindows(old)
+    for version, shown in [(99, "99"), ("x", "'x'"), (1.5, "1.5")]:
+        with h5py.File(old, "a") as f:
+            f.attrs["format_version"] = version
+        with pytest.raises(RolloutFormatError, match=f"{old}.*format_version {shown}; this code reads version 1"):
+            RolloutWindows(old)
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(reacher_file.read_bytes()[:5000])
     with pytest.raises(RolloutFormatError, match="not a readable HDF5 file"):

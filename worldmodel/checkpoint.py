@@ -74,9 +74,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors for foreign files
-        raise CheckpointError(
-            f"{path} is not a DiffusionWorld checkpoint (or holds code, which is refused): {type(error).__name__}: {error}"
-        ) from error
+        with open(path, "rb") as f:
+            hdf5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
+        # torch's own message advises weights_only=False, which would run the file's code: never shown
+        what = "an HDF5 file (rollout data goes in data=..., a model in checkpoint=...)" if hdf5 else f"unreadable as one ({type(error).__name__})"
+        raise CheckpointError(f"{path} is not a DiffusionWorld checkpoint: {what}. Files that hold code are refused.") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a DiffusionWorld checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
     if payload.get("format_version") != CHECKPOINT_VERSION:
@@ -90,4 +92,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         payload["spec"] = ModelSpec.from_dict(payload["spec"])
     except (SpecError, TypeError, KeyError) as error:
         raise CheckpointError(f"{path}: {error}") from error
+    _check_contents(path, payload)
     return payload
+
+
+def _check_contents(path: Path, payload: dict[str, Any]) -> None:
+    """Finite weights and a usable start bank: a damaged file fails here, not as black frames or
+    NaN rewards later."""
+    for part in ("denoiser", "reward_head"):
+        bad = [k for k, v in payload[part].items() if not isinstance(v, torch.Tensor) or (v.is_floating_point() and not torch.isfinite(v).all())]
+        if bad:
+            raise CheckpointError(f"{path}: {part} weights {bad[:3]} are not finite tensors; the file is damaged, or the run diverged. {REEXPORT}")
+    bank, spec = payload["start_bank"], payload["spec"]
+    frames, actions = (bank.get(k) if isinstance(bank, dict) else None for k in ("frames", "actions"))
+    k = spec.context
+    if (
+        not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 5 or len(frames) == 0
+        or tuple(frames.shape[1:]) != (k, *spec.frame_shape)
+        or not isinstance(actions, torch.Tensor) or tuple(actions.shape[:2]) != (len(frames), k - 1)
+    ):
+        shapes = {name: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for name, v in (("frames", frames), ("actions", actions))}
+        raise CheckpointError(
+            f"{path}: its start bank {shapes} is not N >= 1 real start contexts (frames (N, {k}, {', '.join(map(str, spec.frame_shape))}) "
+            f"uint8, actions (N, {k - 1}, A)). {REEXPORT}"
+        )

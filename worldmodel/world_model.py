@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from worldmodel.checkpoint import load_checkpoint
+from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_networks
@@ -113,8 +113,11 @@ class WorldModel:
         ckpt = load_checkpoint(path, map_location="cpu")
         spec = ckpt["spec"]
         denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
-        denoiser.load_state_dict(ckpt["denoiser"])
-        reward_head.load_state_dict(ckpt["reward_head"])
+        for name, net in (("denoiser", denoiser), ("reward_head", reward_head)):
+            try:
+                net.load_state_dict(ckpt[name])
+            except RuntimeError as error:  # missing, unexpected or mis-shaped weights
+                raise CheckpointError(f"{path}: its {name} weights do not fit the network its spec describes: {error}") from error
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)

@@ -37,13 +37,14 @@ def open_rollout_file(path: str | os.PathLike) -> h5py.File:
         # (Not tried first: on a damaged file SWMR read retries for a long time before failing.)
         f = h5py.File(path, "r", libver="latest", swmr=True)
     version = f.attrs.get("format_version")
+    version = version.item() if isinstance(version, np.generic) else version
     if version is None:
         f.close()
         raise RolloutFormatError(f"{path} is HDF5 but not a DiffusionWorld rollout file (no format_version attribute).")
-    if int(version) != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         f.close()
         raise RolloutFormatError(
-            f"{path} has format_version {int(version)}; this code reads version {FORMAT_VERSION}. "
+            f"{path} has format_version {version!r}; this code reads version {FORMAT_VERSION} (an integer). "
             "Re-record it, or use the DiffusionWorld release that wrote it."
         )
     missing = [n for n in (*FRAME_FIELDS, *STEP_FIELDS) if n not in f] + [f"episodes/{n}" for n in EPISODE_FIELDS if n not in f.get("episodes", {})]

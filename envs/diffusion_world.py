@@ -13,7 +13,7 @@ NaN/inf or a wrong shape raise ValueError.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -72,13 +72,22 @@ def open_world(metadata: dict[str, Any], render_mode: str | None, max_episode_st
 def clean_actions(actions: Any, space: spaces.Space, batch_shape: tuple[int, ...]) -> np.ndarray:
     """actions (*batch_shape, *action_shape) -> a float32 array clipped to the box; ValueError for a
     wrong shape or NaN/inf."""
-    arr = np.asarray(actions)
+    arr = real_numbers(actions, "Action")
     want = (*batch_shape, *space.shape)
     if arr.shape != want:
         raise ValueError(f"Action must have shape {want}, got {arr.shape}: one action of shape {space.shape} per world.")
-    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-        raise ValueError(f"Action contains NaN or inf (or is not numeric): {arr}.")
     return np.clip(arr, space.low, space.high).astype(np.float32)
+
+
+def real_numbers(value: Any, name: str) -> np.ndarray:
+    """`value` as a finite int or float array; a ValueError naming `name` for text, bools, complex
+    numbers, NaN or inf."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold real numbers (int or float), got dtype {arr.dtype}: {value!r:.80}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf.")
+    return arr
 
 
 def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape: tuple[int, ...]) -> Window:
@@ -97,12 +106,10 @@ def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape
         )
     if "context_actions" not in options:
         raise ValueError(f"options needs 'context_actions': the {k - 1} actions between the {k} context frames.")
-    actions = np.asarray(options["context_actions"], dtype=np.float32)
+    actions = real_numbers(options["context_actions"], "context_actions").astype(np.float32)
     want = (*batch_shape, k - 1, *model.action_shape)
     if actions.shape != want:
         raise ValueError(f"context_actions must have shape {want}: the {k - 1} actions between the {k} context frames; got {actions.shape}.")
-    if not np.isfinite(actions).all():
-        raise ValueError("context_actions contain NaN or inf.")
     frames, actions = torch.from_numpy(frames), torch.from_numpy(actions)
     if not batch_shape:
         frames, actions = frames[None], actions[None]
@@ -111,6 +118,8 @@ def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape
 
 def given_context(model: WorldModel, options: dict[str, Any] | None, batch_shape: tuple[int, ...]) -> Window | None:
     """The start window in reset options, if any (every key but reset_mask is about it)."""
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"options must be a dict (e.g. {{'context_frames': ..., 'context_actions': ...}}), got {type(options).__name__} {options!r:.40}.")
     if not options or not set(options) - {"reset_mask"}:
         return None
     return context_from_options(model, options, batch_shape)

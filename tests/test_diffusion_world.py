@@ -99,6 +99,8 @@ def test_reset_from_given_context(env, checkpoint):
         ({"context_frames": np.stack(frames), "context_actions": np.full((3, 2), np.nan)}, "NaN"),
         ({"context_frames": np.stack(frames)}, "context_actions"),
         ({"context_frame": np.stack(frames)}, "context_frames"),
+        ({"context_frames": np.stack(frames), "context_actions": [["a", "b"]] * 3}, "context_actions must hold real numbers.*<U1"),
+        ("context", "options must be a dict.*got str"),
     ]
     for options, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -111,6 +113,9 @@ def test_bad_actions_raise_and_out_of_bounds_are_clipped(env):
         env.step(np.array([np.nan, 0.0], np.float32))
     with pytest.raises(ValueError, match="shape"):
         env.step(np.zeros(3, np.float32))
+    for action, dtype in [(np.array([True, False]), "bool"), (np.array([1 + 1j, 0]), "complex128"), (["left", "up"], "<U4")]:
+        with pytest.raises(ValueError, match=f"Action must hold real numbers \\(int or float\\), got dtype {dtype}"):
+            env.step(action)
     high = env.action_space.high
     assert np.array_equal(rollout(env, 1, [high * 10]), rollout(env, 1, [high]))
 
@@ -197,7 +202,10 @@ def test_readme_env_examples_run(checkpoint):
 
 def test_imagine_tool_writes_a_video(checkpoint, tmp_path):
     out = tmp_path / "imagined.mp4"
-    run_tool("imagine.py", f"checkpoint={checkpoint}", "steps=6", "scale=2", f"out={out}")
+    run_tool("imagine.py", f"checkpoint={checkpoint}", "policy=random", "steps=6", "scale=2", f"out={out}")
     video = iio.imread(out)
     # the reset frame, then one per step until termination (this tiny model's head is near 0.5) or step 6
     assert 2 <= video.shape[0] <= 7 and video.shape[1:] == (128, 128, 3)
+    run_tool("imagine.py", f"checkpoint={checkpoint}", "policy=zero", "steps=2", "scale=1", f"out={out}")
+    refused = run_tool("imagine.py", f"checkpoint={checkpoint}", "policy=expert", f"out={out}", check=False)
+    assert refused.returncode != 0 and "scripted experts need the real simulator's state" in refused.stderr

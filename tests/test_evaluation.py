@@ -90,6 +90,7 @@ def test_evaluate_policies_end_to_end(checkpoint, tmp_path):
     assert np.asarray(metrics["real_returns"]).shape == (3, 2) and -1 <= metrics["spearman_rho"] <= 1
     assert all(0 <= p["real_success"] <= 1 and 0 <= p["imagined_success"] <= 1 for p in metrics["policies"].values())
     assert (out / "returns.png").exists()
+    assert metrics["success_pearson_r"] is not None or "success Pearson r n/a (" in metrics["table"], "a missing r says why"
 
 
 def test_evaluate_bad_input_is_refused_clearly(checkpoint, reacher_file, tmp_path):
@@ -108,3 +109,25 @@ def test_evaluate_bad_input_is_refused_clearly(checkpoint, reacher_file, tmp_pat
     for args, message in cases:
         result = evaluate(f"checkpoint={checkpoint}", f"out={tmp_path / 'x'}", *args, check=False)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-2000:])
+        assert not (tmp_path / "x").exists(), "a failed evaluation leaves no empty output folder"
+
+
+def test_a_success_correlation_that_cannot_be_computed_says_why():
+    from worldmodel.evaluation.policy_eval import evaluate_in_imagination
+    from worldmodel.data.format import Episode
+
+    class Still:  # imagines zero reward whatever happens
+        context = 2
+
+        def imagine(self, frames, context_actions, actions, generator=None):
+            return type("Imagined", (), {"rewards": torch.zeros(actions.shape[:2])})()
+
+    def episode(success):
+        return Episode(frames=np.zeros((5, 4, 4, 3), np.uint8), qpos=np.zeros((5, 1)), qvel=np.zeros((5, 1)),
+                       actions=np.zeros((4, 1), np.float32), rewards=np.zeros(4, np.float32), terminated=np.zeros(4, bool),
+                       truncated=np.zeros(4, bool), success=np.array([False] * 3 + [success]), seed=0, policy={"name": "x"})
+
+    stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, lambda r, a: r > 1)
+    assert stats["success_pearson_r"] is None and stats["success_pearson_r_missing"] == "imagined success is the same for every policy"
+    stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, None)
+    assert stats["success_pearson_r_missing"] == "the task's reward does not tell success in imagination"

@@ -88,3 +88,15 @@ def test_an_empty_split_or_file_is_refused(tmp_path):
     path = record(tmp_path / "one.h5", episodes=1)
     with pytest.raises(RolloutFormatError, match="no episode"):
         RolloutWindows(path, split="val", val_fraction=0.5)
+
+
+def test_start_bank_spreads_over_episodes(reacher_file):
+    from worldmodel.data.stats import start_bank
+
+    windows = RolloutWindows(reacher_file, context=4, target=1, split="all")
+    episodes = len(np.unique(windows.index[:, 0]))
+    bank = start_bank(windows, size=episodes + 1, seed=0)
+    assert bank["frames"].shape[:2] == (episodes + 1, 4) and bank["actions"].shape[:2] == (episodes + 1, 3)
+    episode_of = {bytes(windows[i]["frames"][0].numpy()): int(windows.index[i, 0]) for i in range(len(windows))}
+    drawn = [episode_of[bytes(f.numpy())] for f in bank["frames"][:, 0]]
+    assert sorted(drawn[:episodes]) == list(range(episodes)), "one window of every episode before a second of any"

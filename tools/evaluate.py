@@ -82,12 +82,13 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     plot_returns(names, np.asarray(stats["real_returns"]), np.asarray(stats["imagined_returns"]), out / "returns.png",
                  f"r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f}")
     first, last = stats["scored_steps"]
-    success_r = float("nan") if stats["success_pearson_r"] is None else stats["success_pearson_r"]
+    success_r = (f"{stats['success_pearson_r']:.3f}" if stats["success_pearson_r"] is not None
+                 else f"n/a ({stats['success_pearson_r_missing']})")
     rows = [f"| {n} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
             f"| {p['real_return']:.2f} | {p['imagined_return']:.2f} | {p['return_error']:+.2f} |" for n, p in stats["policies"].items()]
     table = "\n".join(["| policy | real success | imagined success | real return | imagined return | error |", "|---|---|---|---|---|---|", *rows,
                        f"\nPearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV {stats['mmrv']:.3f}, "
-                       f"success Pearson r {success_r:.3f} "
+                       f"success Pearson r {success_r} "
                        f"(returns over steps {first}..{last - 1}, {cfg.policy_episodes} episodes per policy)"])
     return {"mode": "policies", "task": preset.name, "episodes_per_policy": cfg.policy_episodes, **stats, "table": table}
 
@@ -98,8 +99,14 @@ def main(cfg: DictConfig) -> None:
         raise ValueError(f"Unknown mode {cfg.mode!r}; choose one of {list(MODES)}.")
     wm = WorldModel.load(cfg.checkpoint, device=cfg.device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))
     out = Path(cfg.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    result = (evaluate_fidelity if cfg.mode == "fidelity" else evaluate_policies)(cfg, wm, out)
+    try:
+        result = (evaluate_fidelity if cfg.mode == "fidelity" else evaluate_policies)(cfg, wm, out)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed evaluation leaves no empty output folder behind
+        raise
     result |= {"checkpoint": str(cfg.checkpoint), "config": OmegaConf.to_container(cfg, resolve=True)}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     print(result["table"])

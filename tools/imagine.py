@@ -1,6 +1,7 @@
 """Play a policy inside DiffusionWorld-v0 and save the imagined episodes as an mp4.
 
     python tools/imagine.py checkpoint=runs/reacher/model.pt policy=random episodes=2 out=outputs/imagined.mp4
+    python tools/imagine.py checkpoint=runs/reacher/model.pt policy=zero out=outputs/still.mp4
 """
 
 import logging
@@ -21,8 +22,10 @@ POLICIES = ("random", "zero")
 
 @hydra.main(config_path="../configs", config_name="imagine", version_base=None)
 def main(cfg: DictConfig) -> None:
-    if cfg.policy not in POLICIES:
-        raise ValueError(f"Unknown policy {cfg.policy!r}; imagine.py plays {list(POLICIES)}.")
+    names = [c.name for c in cfg.policy.components]
+    if len(names) != 1 or names[0] not in POLICIES:
+        raise ValueError(f"imagine.py plays one of {list(POLICIES)} (policy=random): scripted experts need the real simulator's state; got {names}.")
+    policy = names[0]
     env = gym.make("DiffusionWorld-v0", checkpoint=cfg.checkpoint, sampler_steps=cfg.sampler_steps, device=cfg.device,
                    render_mode="rgb_array", render_scale=cfg.scale, max_episode_steps=cfg.steps)
     env.action_space.seed(cfg.seed)
@@ -33,7 +36,7 @@ def main(cfg: DictConfig) -> None:
         episode_return, done = 0.0, False
         with tqdm(total=cfg.steps or env.unwrapped.max_episode_steps, unit="step", desc=f"episode {episode}") as bar:
             while not done:
-                action = env.action_space.sample() if cfg.policy == "random" else np.zeros(env.action_space.shape, np.float32)
+                action = env.action_space.sample() if policy == "random" else np.zeros(env.action_space.shape, np.float32)
                 _, reward, terminated, truncated, _ = env.step(action)
                 frames.append(env.render())
                 episode_return += reward

@@ -31,6 +31,7 @@ def expectations(task_cfg) -> dict:
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> None:
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file, at every save: noise
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # data=..., run_dir=... are required
     plain["expect"] = expectations(cfg.get("task"))
     plain.pop("task", None)

@@ -76,9 +76,17 @@ def state_stats(path: str | os.PathLike) -> dict[str, list[float]]:
 
 def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:
     """Real start contexts for env resets: the first K frames and K-1 actions of `size` distinct
-    windows of `dataset` (a `RolloutWindows`). frames: (N, K, H, W, 3) uint8; actions: (N, K-1, A)."""
+    windows of `dataset` (a `RolloutWindows`), spread over its episodes: every episode gives one
+    window before any gives a second (windows of one episode are alike; a still arm makes them
+    identical). frames: (N, K, H, W, 3) uint8; actions: (N, K-1, A)."""
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(dataset), size=min(size, len(dataset)), replace=False)
+    order = rng.permutation(len(dataset))
+    episodes = dataset.index[order, 0]
+    rank, count = np.empty(len(order), np.int64), {}  # rank: how many windows of its episode come before it
+    for i, e in enumerate(episodes.tolist()):
+        rank[i] = count.get(e, 0)
+        count[e] = rank[i] + 1
+    picks = order[np.argsort(rank, kind="stable")][:size]
     k = dataset.context
     items = [dataset[int(i)] for i in picks]
     return {

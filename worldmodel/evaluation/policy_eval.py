@@ -83,4 +83,9 @@ def evaluate_in_imagination(
     # As WorldGym reports it: the correlation of per-policy success rates (None where either side is constant).
     success_r = float("nan") if imagined_success is None else pearson(real_success, imagined_success)
     stats["success_pearson_r"] = None if np.isnan(success_r) else success_r
+    if imagined_success is None:
+        stats["success_pearson_r_missing"] = "the task's reward does not tell success in imagination"
+    elif np.isnan(success_r):
+        constant = [side for side, v in (("real", real_success), ("imagined", imagined_success)) if np.std(v) == 0]
+        stats["success_pearson_r_missing"] = f"{' and '.join(constant) or 'one side'} success is the same for every policy" if len(real_success) > 1 else "one policy"
     return {**stats, "scored_steps": [k - 1, steps], "real_returns": real.tolist(), "imagined_returns": imagined.tolist()}

@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from worldmodel.checks import whole_number
 from worldmodel.data.stats import action_space_of, dataset_fingerprint, reward_stats, state_stats, task_of
@@ -146,7 +147,8 @@ def train(cfg: dict[str, Any]) -> Path:
     validate = None
     if val_set is not None and cfg["val_every"]:
         validate = lambda step: _validate(cfg, spec, ema, val_set, run_dir, step, accelerator)  # noqa: E731
-    _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate)
+    with logging_redirect_tqdm():  # log lines go above the progress bar, not through it
+        _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate)
 
     path = run_dir / "model.pt"
     if accelerator.is_main_process:

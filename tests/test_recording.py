@@ -213,3 +213,32 @@ def test_every_policy_config_builds(policy):
         spec.build("pusher")
     if policy == "noisy_expert":
         assert specs[0].eps == 0.3
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from worldmodel.data import RolloutReader, RolloutWriter
+with RolloutReader(sys.argv[1]) as reader:
+    writer = RolloutWriter(sys.argv[2], reader.metadata)
+    for i in range(reader.num_episodes):
+        writer.add_episode(reader.episode(i))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9, 0.99])
+def test_a_truncated_file_of_a_killed_writer_is_named_at_once(tmp_path, reacher_file, keep):
+    """The writer flag makes readers use SWMR mode, which skips HDF5's end-of-file check."""
+    killed = tmp_path / "killed.h5"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(reacher_file), str(killed)], cwd=ROOT, timeout=120)
+    assert RolloutReader(killed).num_episodes == 6, "the killed writer's file itself is fine"
+    cut = tmp_path / "cut.h5"
+    data = killed.read_bytes()
+    cut.write_bytes(data[: int(len(data) * keep)])
+    start = time.monotonic()
+    with pytest.raises(RolloutFormatError, match="is truncated.*Copy or record it again"):
+        RolloutReader(cut)
+    assert time.monotonic() - start < 5, "no minutes of SWMR retries"
+    with pytest.raises(RolloutFormatError, match="is truncated"):
+        record(cut, episodes=1, append=True)
+    assert cut.read_bytes() == data[: int(len(data) * keep)], "refused before touching the file"

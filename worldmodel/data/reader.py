@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 from pathlib import Path
@@ -19,6 +21,30 @@ from worldmodel.data.format import (
     RolloutFormatError,
     decode_policy,
 )
+from worldmodel.data.lock import writer_alive
+
+
+def _set_metadata_read_attempts(fapl: h5py.h5p.PropFAID, attempts: int) -> bool:
+    """HDF5's H5Pset_metadata_read_attempts, which h5py does not wrap: through ctypes on the HDF5
+    library h5py loaded; False where that library cannot be found."""
+    libs = sorted(Path(h5py.__file__).parent.parent.joinpath("h5py.libs").glob("libhdf5-*")) or [ctypes.util.find_library("hdf5")]
+    try:
+        lib = ctypes.CDLL(str(libs[0]))
+        lib.H5Pset_metadata_read_attempts.argtypes = [ctypes.c_int64, ctypes.c_uint]
+        return lib.H5Pset_metadata_read_attempts(fapl.id, attempts) >= 0
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def _open_swmr(path: Path, retry: bool) -> h5py.File:
+    """SWMR read. A metadata block that fails its checksum is re-read up to 100 times in SWMR mode
+    (the writer may be mid-write); with no live writer (`retry` False) the file cannot change, so
+    one read decides: a file cut short then fails at once instead of hanging for minutes."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if not retry:
+        _set_metadata_read_attempts(fapl, 1)
+    return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl))
 
 
 def open_rollout_file(path: str | os.PathLike) -> h5py.File:
@@ -35,7 +61,7 @@ def open_rollout_file(path: str | os.PathLike) -> h5py.File:
             raise RolloutFormatError(f"{path} is not a readable HDF5 file ({error}); it may be truncated or corrupt.") from error
         # Being written, or its writer was killed: SWMR read sees every finished episode.
         # (Not tried first: on a damaged file SWMR read retries for a long time before failing.)
-        f = h5py.File(path, "r", libver="latest", swmr=True)
+        f = _open_swmr(path, retry=writer_alive(path))
     version = f.attrs.get("format_version")
     version = version.item() if isinstance(version, np.generic) else version
     if version is None:
@@ -51,7 +77,48 @@ def open_rollout_file(path: str | os.PathLike) -> h5py.File:
     if missing:
         f.close()
         raise RolloutFormatError(f"{path} lacks datasets {missing}; the file is damaged.")
+    try:
+        _check_not_truncated(f, path)
+    except BaseException:
+        f.close()
+        raise
     return f
+
+
+def _check_not_truncated(f: h5py.File, path: Path) -> None:
+    """Every stored chunk of the listed episodes lies inside the file.
+
+    A file cut short (a partial copy, a full disk) whose writer flag is set opens in SWMR mode,
+    which skips HDF5's end-of-file check: reads past the cut then return zeros (wrong statistics)
+    or make the decompressor fail or hang. Chunks past the listed episodes are an unfinished
+    write and are not checked."""
+    size = os.path.getsize(path)
+
+    def reach(dset: h5py.Dataset, rows: int) -> int:
+        end = 0
+
+        def visit(info) -> None:
+            nonlocal end
+            if info.chunk_offset[0] < rows:
+                end = max(end, info.byte_offset + info.size)
+
+        if dset.chunks is not None and hasattr(dset.id, "chunk_iter"):
+            dset.id.chunk_iter(visit)
+        return end
+
+    advice = "(a copy cut short or a full disk). Copy or record it again."
+    try:
+        ep = f["episodes"]
+        far = max(reach(ep[name], len(ep[name])) for name in EPISODE_FIELDS)
+        if far <= size:
+            n = len(ep["length"])
+            frames_end = int(ep["frame_start"][n - 1] + ep["length"][n - 1] + 1) if n else 0
+            steps_end = int(ep["step_start"][n - 1] + ep["length"][n - 1]) if n else 0
+            far = max([far] + [reach(f[name], frames_end) for name in FRAME_FIELDS] + [reach(f[name], steps_end) for name in STEP_FIELDS])
+    except (OSError, RuntimeError) as error:  # its index lies past the end of the file
+        raise RolloutFormatError(f"{path} is truncated or damaged: {error} {advice}") from error
+    if far > size:
+        raise RolloutFormatError(f"{path} is truncated: its episodes' data reaches byte {far:,}, the file ends at byte {size:,} {advice}")
 
 
 class RolloutReader:

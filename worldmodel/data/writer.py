@@ -16,7 +16,6 @@ left open for writing is repaired only once its writer is really gone.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from worldmodel.data.format import (
     RolloutFormatError,
     encode_policy,
 )
+from worldmodel.data.lock import lock_writer, unlock_writer
 from worldmodel.data.reader import RolloutReader
 
 logger = logging.getLogger(__name__)
@@ -54,40 +54,6 @@ COMPAT_KEYS = ("task", "frame_shape", "action_shape", "action_low", "action_high
 # Checked too where the file has it: the recording settings (action repeat, episode length,
 # camera, ...) the file's attributes describe for all its episodes.
 OPTIONAL_COMPAT_KEYS = ("task_preset",)
-
-
-def _lock_writer(path: Path) -> int:
-    """Takes the exclusive writer lock of `path`; returns its file descriptor (`_unlock_writer`).
-
-    The lock file is unlinked on release; a process that opened it just before checks that it
-    still locks the file at that name (else it would lock an orphan) and tries again.
-    """
-    lock = path.with_name(path.name + ".lock")
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise RolloutFormatError(
-                f"{path} is being written by another process (pid {holder}); two writers on one file would lose "
-                "episodes. Wait for it to finish, or write to another file (out=...)."
-            ) from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
-            return fd
-        os.close(fd)
-
-
-def _unlock_writer(path: Path, fd: int) -> None:
-    path.with_name(path.name + ".lock").unlink(missing_ok=True)
-    os.close(fd)
 
 
 def _is_left_open(error: OSError) -> bool:
@@ -133,7 +99,7 @@ class RolloutWriter:
             raise ValueError(f"metadata lacks {missing}.")
         self.metadata = metadata
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_writer(self.path)
+        self._lock = lock_writer(self.path)
         try:
             if self.path.exists():
                 if not append:
@@ -144,7 +110,7 @@ class RolloutWriter:
             self._file = self._open_for_append()
             self._file.swmr_mode = True
         except BaseException:
-            _unlock_writer(self.path, self._lock)
+            unlock_writer(self.path, self._lock)
             raise
 
     # -- set-up -------------------------------------------------------------------------------
@@ -259,7 +225,7 @@ class RolloutWriter:
         if self._file.id.valid:
             self._file.close()
         if self._lock is not None:
-            _unlock_writer(self.path, self._lock)
+            unlock_writer(self.path, self._lock)
             self._lock = None
 
     def __enter__(self) -> "RolloutWriter":
@@ -276,11 +242,11 @@ def repair(path: str | os.PathLike) -> int:
     if the repair itself is interrupted. Refused while a writer holds the file.
     """
     path = Path(path)
-    fd = _lock_writer(path)
+    fd = lock_writer(path)
     try:
         return _repair(path)
     finally:
-        _unlock_writer(path, fd)
+        unlock_writer(path, fd)
 
 
 def _repair(path: Path) -> int:

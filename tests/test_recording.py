@@ -242,3 +242,27 @@ def test_a_truncated_file_of_a_killed_writer_is_named_at_once(tmp_path, reacher_
     with pytest.raises(RolloutFormatError, match="is truncated"):
         record(cut, episodes=1, append=True)
     assert cut.read_bytes() == data[: int(len(data) * keep)], "refused before touching the file"
+
+
+def test_a_full_disk_stops_the_writer_before_it_writes_and_keeps_every_episode(tmp_path, reacher_file, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from worldmodel.data import writer as writer_module
+
+    path = tmp_path / "r.h5"
+    shutil.copy(reacher_file, path)
+    before = read_all(path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(writer_module.shutil, "disk_usage", lambda p: usage(1 << 30, (1 << 30) - (1 << 20), 1 << 20))
+    with pytest.raises(writer_module.DiskFullError, match="Only 1.0 MiB free.*6 finished episodes are safe.*append=true"):
+        record(path, episodes=2, append=True)
+    with pytest.raises(writer_module.DiskFullError, match="is unchanged; free space and retry"):
+        writer_module.repair(path)
+    assert not (tmp_path / "r.h5.repairing").exists()
+    monkeypatch.undo()
+    with h5py.File(path, "r") as f:  # closed cleanly: plain h5py opens it
+        assert len(f["episodes/length"]) == 6
+    assert_same_episodes(before, read_all(path))
+    record(path, episodes=1, append=True)
+    assert len(read_all(path)) == 7

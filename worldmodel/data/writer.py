@@ -16,9 +16,11 @@ left open for writing is repaired only once its writer is really gone.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,24 @@ COMPAT_KEYS = ("task", "frame_shape", "action_shape", "action_low", "action_high
 # Checked too where the file has it: the recording settings (action repeat, episode length,
 # camera, ...) the file's attributes describe for all its episodes.
 OPTIONAL_COMPAT_KEYS = ("task_preset",)
+
+
+# Free space kept beyond what a write needs: HDF5 allocates metadata and whole chunks, and a
+# write that meets a full disk inside HDF5 cannot be undone cleanly (its superblock may already
+# claim the new end of file), so the writer stops before that happens.
+DISK_MARGIN = 16 << 20
+
+
+class DiskFullError(OSError):
+    """Not enough free disk space to write safely; nothing was written."""
+
+
+def check_free_space(path: Path, need: int, kept: str) -> None:
+    """Raises DiskFullError (errno ENOSPC) if the file system of `path` has less than `need` bytes free."""
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise DiskFullError(errno.ENOSPC, f"Only {free / 2**20:.1f} MiB free on the disk of {path}, a safe write needs "
+                                          f"{need / 2**20:.1f} MiB. Stopped before writing: {kept}.")
 
 
 def _is_left_open(error: OSError) -> bool:
@@ -189,6 +209,9 @@ class RolloutWriter:
             raise RolloutFormatError(f"episode frames are {episode.frames.shape[1:]}, the file holds {expected}.")
         if episode.actions.shape[1:] != f["actions"].shape[1:]:
             raise RolloutFormatError(f"episode actions are {episode.actions.shape[1:]}, the file holds {f['actions'].shape[1:]}.")
+        need = sum(getattr(episode, name).nbytes for name in (*FRAME_FIELDS, *STEP_FIELDS)) + DISK_MARGIN
+        check_free_space(self.path, need, f"{self._num_episodes} finished episodes are safe in {self.path}; free space and "
+                                           "add more with append=true")
         T = episode.length
         # Each episode's frames start on a fresh chunk, so a finished episode's compressed chunks
         # are never rewritten (see _create); the few rows between episodes are zero padding.
@@ -253,6 +276,7 @@ def _repair(path: Path) -> int:
     """`repair` for a caller that holds the writer lock."""
     tmp = path.with_name(path.name + ".repairing")
     tmp.unlink(missing_ok=True)
+    check_free_space(path, path.stat().st_size + DISK_MARGIN, f"{path} is unchanged; free space and retry")
     with RolloutReader(path) as reader:
         frames = reader.file["frames"]
         layout = dict(compression=frames.compression, compression_level=frames.compression_opts, chunk_frames=frames.chunks[0])

@@ -133,7 +133,7 @@ def test_two_recorders_on_one_file_lose_nothing(tmp_path):
     """A live recorder's file is neither "repaired" under it nor shared: the second one is refused."""
     path = tmp_path / "two.h5"
     cmd = [sys.executable, "tools/record_rollouts.py", "task=reacher", "policy=random", "task.episode_steps=10", f"out={path}"]
-    first = subprocess.Popen(cmd + ["episodes=150", "seed=1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(cmd + ["episodes=1000", "seed=1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and first.poll() is None:
         time.sleep(0.1)
@@ -144,15 +144,14 @@ def test_two_recorders_on_one_file_lose_nothing(tmp_path):
         except (OSError, ValueError):
             pass
     second = subprocess.run(cmd + ["episodes=5", "seed=2", "append=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert first.poll() is None, "the first recorder was still writing when the second one started"
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err[-2000:]
     assert second.returncode != 0 and "being written by another process" in second.stderr
     with h5py.File(path, "r") as f:
-        assert len(f["episodes/length"]) == 150
+        assert len(f["episodes/length"]) == 1000
     record(path, policy="random", episodes=5, seed=2, append=True, episode_steps=10)  # after the first: appends
     with RolloutReader(path) as reader:
-        assert reader.num_episodes == 155
+        assert reader.num_episodes == 1005
 
 
 def test_existing_file_is_not_overwritten_without_append(tmp_path):

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import record
+from conftest import record, run_tool
 from envs import make_task_env
 from envs.mujoco.recording import PolicySpec, episode_plan
 from worldmodel.data import FORMAT_VERSION, RolloutFormatError, RolloutReader
@@ -265,3 +265,9 @@ def test_a_full_disk_stops_the_writer_before_it_writes_and_keeps_every_episode(t
     assert_same_episodes(before, read_all(path))
     record(path, episodes=1, append=True)
     assert len(read_all(path)) == 7
+
+
+def test_record_tool_refuses_a_count_that_is_not_a_number(tmp_path):
+    result = run_tool("record_rollouts.py", "task=reacher", "policy=random", "episodes=abc", f"out={tmp_path / 'r.h5'}", check=False)
+    assert result.returncode != 0 and "episodes must be a whole number >= 1, got 'abc'" in result.stderr
+    assert not (tmp_path / "r.h5").exists()

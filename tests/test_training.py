@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import record, tiny_config
+from conftest import record, run_tool, tiny_config
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.data import RolloutReader
 from worldmodel.world_model import WorldModel
@@ -360,3 +360,12 @@ def test_state_weight_trains_and_exports_a_model_without_the_head(small_data, tm
     saved = load_checkpoint(path)
     assert not [k for k in saved["denoiser"] if "state" in k]
     WorldModel.load(path, bf16=False)
+
+
+def test_train_tool_names_missing_values_and_keeps_its_progress_bar_clean(small_data, tmp_path):
+    missing = run_tool("train.py", check=False)
+    assert missing.returncode != 0 and "Missing mandatory value: data" in missing.stderr
+    assert not Path("???").exists()
+    ran = run_tool("train.py", f"data={small_data}", f"run_dir={tmp_path / 'r'}", "steps=2", "save_every=1", "batch_size=2",
+                   "model.channels=[8,8]", "model.blocks=1", "start_bank_size=2", "val_every=0", "mixed_precision=no")
+    assert "saved in" not in ran.stdout + ran.stderr, "accelerate's per-file save lines stay out of the training output"

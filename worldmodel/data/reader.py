@@ -85,6 +85,16 @@ def open_rollout_file(path: str | os.PathLike) -> h5py.File:
     return f
 
 
+def listed_ends(episodes: h5py.Group) -> tuple[int, int]:
+    """The end of the listed episodes' data in the per-frame and the per-step datasets; rows past
+    them are an unfinished write."""
+    n = len(episodes["length"])
+    if not n:
+        return 0, 0
+    last = int(episodes["length"][n - 1])
+    return int(episodes["frame_start"][n - 1]) + last + 1, int(episodes["step_start"][n - 1]) + last
+
+
 def _check_not_truncated(f: h5py.File, path: Path) -> None:
     """Every stored chunk of the listed episodes lies inside the file.
 
@@ -111,9 +121,7 @@ def _check_not_truncated(f: h5py.File, path: Path) -> None:
         ep = f["episodes"]
         far = max(reach(ep[name], len(ep[name])) for name in EPISODE_FIELDS)
         if far <= size:
-            n = len(ep["length"])
-            frames_end = int(ep["frame_start"][n - 1] + ep["length"][n - 1] + 1) if n else 0
-            steps_end = int(ep["step_start"][n - 1] + ep["length"][n - 1]) if n else 0
+            frames_end, steps_end = listed_ends(ep)
             far = max([far] + [reach(f[name], frames_end) for name in FRAME_FIELDS] + [reach(f[name], steps_end) for name in STEP_FIELDS])
     except (OSError, RuntimeError) as error:  # its index lies past the end of the file
         raise RolloutFormatError(f"{path} is truncated or damaged: {error} {advice}") from error

@@ -39,7 +39,7 @@ from worldmodel.data.format import (
     encode_policy,
 )
 from worldmodel.data.lock import lock_writer, unlock_writer
-from worldmodel.data.reader import RolloutReader
+from worldmodel.data.reader import RolloutReader, listed_ends
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +190,7 @@ class RolloutWriter:
         # Drop any unfinished episode a failed writer left past the index.
         ep = f["episodes"]
         n = len(ep["length"])
-        frames_end = int(ep["frame_start"][n - 1] + ep["length"][n - 1] + 1) if n else 0
-        steps_end = int(ep["step_start"][n - 1] + ep["length"][n - 1]) if n else 0
+        frames_end, steps_end = listed_ends(ep)
         for name in FRAME_FIELDS:
             f[name].resize(frames_end, axis=0)
         for name in STEP_FIELDS:

@@ -369,3 +369,43 @@ def test_train_tool_names_missing_values_and_keeps_its_progress_bar_clean(small_
     ran = run_tool("train.py", f"data={small_data}", f"run_dir={tmp_path / 'r'}", "steps=2", "save_every=1", "batch_size=2",
                    "model.channels=[8,8]", "model.blocks=1", "start_bank_size=2", "val_every=0", "mixed_precision=no")
     assert "saved in" not in ran.stdout + ran.stderr, "accelerate's per-file save lines stay out of the training output"
+
+
+class StillWorld(torch.nn.Module):
+    """The ideal denoiser of a world where the target is 0 whatever the noise: F = (0 - c_skip x) / c_out."""
+
+    def __init__(self, edm):
+        super().__init__()
+        self.edm = edm
+
+    def forward(self, x_in, c_noise, actions, outputs_from=0):
+        c_skip, c_out, c_in, _ = self.edm.scalings((4 * c_noise).exp())
+        c_skip, c_out, c_in = (c[..., None, None, None] for c in (c_skip, c_out, c_in))
+        return -c_skip * (x_in / c_in) / c_out
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_residual_targets_are_changes_of_the_last_frame(small_data, tmp_path, residual):
+    """A residual model (`diffusion.residual`) diffuses the change from the last context frame, scaled
+    by sigma_data over the data's std of frame changes: its denoiser predicting "no change" keeps
+    every pixel of the last frame, where a frame model predicting 0 paints a grey frame."""
+    from worldmodel.data.stats import frame_change_std
+    from worldmodel.frames import to_model
+    from worldmodel.training.losses import WindowLossConfig, unrolled_frames
+
+    path = train(tiny_config(small_data, tmp_path / "r", steps=3, **{"diffusion.residual": residual}))
+    wm = WorldModel.load(path, bf16=False)
+    expected = 0.5 / frame_change_std(small_data) if residual else 0.0
+    assert wm.edm.residual_scale == pytest.approx(expected) and (not residual or expected > 1)
+    wm.denoiser = StillWorld(wm.edm)
+    frames, actions = wm.random_start(3, np.random.default_rng(0))
+    out = wm.imagine(frames, actions, torch.zeros(3, 2, 2), generator=torch.Generator().manual_seed(0))
+    if residual:
+        assert (out.frames == frames[:, -1:]).all()
+    else:
+        assert ((out.frames.int() - 127).abs() <= 1).all()
+    # rollout training generates its context frames the same way
+    real = to_model(frames.repeat(1, 2, 1, 1, 1)[:, :6])
+    got = unrolled_frames(wm.denoiser, wm.edm, WindowLossConfig(4, 1), real, torch.zeros(3, 5, 2), 2, torch.Generator().manual_seed(0))
+    if residual:
+        assert torch.allclose(got[:, 4], real[:, 3]) and torch.allclose(got[:, 5], real[:, 3])

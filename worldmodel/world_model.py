@@ -189,8 +189,7 @@ class WorldModel:
                 out = self.edm.denoise(self.denoiser, window_in, sig, actions=step_actions, outputs_from=window_in.shape[1] - 1)
                 return out[:, -1:].float()
 
-        new = sample(denoise, target_noise, self.sampler, generator)
-        new = new.clamp(-1, 1)
+        new = self.edm.decode_target(sample(denoise, target_noise, self.sampler, generator), frames[:, -1:]).clamp(-1, 1)
         with self._autocast():
             reward, logit = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:])
         # The window slides on the sampled frame rounded to uint8, as an env would see it.

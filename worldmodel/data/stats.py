@@ -54,6 +54,20 @@ def reward_stats(path: str | os.PathLike) -> dict[str, float]:
     return {"mean": mean, "std": max(std, 1e-3), "min": lo, "max": hi}
 
 
+def frame_change_std(path: str | os.PathLike, max_episodes: int = 64) -> float:
+    """Std (at least 1e-3) of the change of a pixel from one frame to the next, in model units
+    (frames in [-1, 1]), over up to `max_episodes` episodes spread evenly through the file."""
+    with RolloutReader(path) as reader:
+        picks = np.unique(np.linspace(0, reader.num_episodes - 1, min(max_episodes, reader.num_episodes)).astype(int))
+        total, total_sq, count = 0.0, 0.0, 0
+        for i in picks.tolist():
+            frames = reader.episode(i).frames.astype(np.float64) / 127.5
+            change = frames[1:] - frames[:-1]
+            total, total_sq, count = total + change.sum(), total_sq + (change**2).sum(), count + change.size
+    mean = total / max(count, 1)
+    return max(math.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0)), 1e-3)
+
+
 def state_features(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
     """(..., nq), (..., nv) -> (..., 2 nq + nv): sin and cos of every position coordinate (a hinge's
     angle winds past 2 pi, which frames cannot show) and the velocities."""

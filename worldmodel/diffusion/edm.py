@@ -27,6 +27,11 @@ class EDM:
     """Preconditioning and loss. `sigma_data` is the data's std (frames in [-1, 1]: 0.5).
 
     Training sigma is log-normal (`loc`, `scale`) clipped to [sigma_min, sigma_max], as DIAMOND.
+
+    residual_scale > 0: target frames are diffused as their change from the last context frame,
+    times this scale (`encode_target` / `decode_target`); 0: as frames. Most of a robot's frame does
+    not move: as a change it is exactly 0, so the model need not redraw the scene every step (where
+    a static goal drifts away over a long rollout) and its capacity goes to what moves.
     """
 
     sigma_data: float = 0.5
@@ -34,6 +39,15 @@ class EDM:
     scale: float = 1.2
     sigma_min: float = 2e-3
     sigma_max: float = 20.0
+    residual_scale: float = 0.0
+
+    def encode_target(self, target: Tensor, last: Tensor) -> Tensor:
+        """target: (B, F, C, H, W) frames, last: (B, 1, C, H, W) the last context frame -> what is diffused."""
+        return (target - last) * self.residual_scale if self.residual_scale else target
+
+    def decode_target(self, x: Tensor, last: Tensor) -> Tensor:
+        """The inverse of `encode_target`: diffused targets (B, F, C, H, W) -> frames (not clamped)."""
+        return last + x / self.residual_scale if self.residual_scale else x
 
     def scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """c_skip, c_out, c_in, c_noise for sigma of any shape."""

@@ -16,15 +16,23 @@ EDM_KEYS = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
 
 
 def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tuple[int, int, int],
-                     action_space: dict[str, Any]) -> ModelSpec:
-    """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`."""
+                     action_space: dict[str, Any], frame_change_std: float | None = None) -> ModelSpec:
+    """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`.
+
+    frame_change_std: the data's (`data.stats.frame_change_std`); needed when the config diffuses
+    residuals (`diffusion.residual`), which are scaled by sigma_data / frame_change_std."""
+    residual_scale = 0.0
+    if cfg["diffusion"].get("residual"):
+        if frame_change_std is None:
+            raise ValueError("diffusion.residual needs the data's frame_change_std to scale the residuals.")
+        residual_scale = float(cfg["diffusion"]["sigma_data"]) / frame_change_std
     model = cfg["model"]
     return ModelSpec(
         denoiser={k: v for k, v in model.items() if k != "reward_channels"},
         reward_head={"channels": int(model["reward_channels"])},
         context=int(cfg["window"]["context"]),
         target=int(cfg["window"]["target"]),
-        edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}),
+        edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}, residual_scale=residual_scale),
         sampler=SamplerConfig(**cfg["sampler"]),
         action_space=action_space,
         frame_shape=tuple(frame_shape),

@@ -89,7 +89,7 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
                                outputs_from=k)[:, -1:].float()
 
         noise = torch.randn((b, 1, *frames.shape[2:]), generator=generator).to(frames)
-        new = sample(denoise, noise, cfg.unroll_sampler).clamp(-1, 1)
+        new = edm.decode_target(sample(denoise, noise, cfg.unroll_sampler), window[:, k - 1 : k]).clamp(-1, 1)
         out[:, k + i] = to_model(to_uint8(new))[:, 0].to(out)
     return out
 
@@ -115,6 +115,7 @@ def window_losses(
     if unroll:
         frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator)[:, unroll:]
         actions = actions[:, unroll:]
+    frames = torch.cat([frames[:, :k], edm.encode_target(frames[:, k:], frames[:, k - 1 : k])], dim=1)
     b, t = frames.shape[:2]
     device = frames.device
     sigma = torch.empty(b, t, device=device)

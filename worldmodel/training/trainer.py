@@ -21,7 +21,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from worldmodel.checks import whole_number
-from worldmodel.data.stats import action_space_of, dataset_fingerprint, reward_stats, state_stats, task_of
+from worldmodel.data.stats import action_space_of, dataset_fingerprint, frame_change_std, reward_stats, state_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
@@ -124,7 +124,8 @@ def train(cfg: dict[str, Any]) -> Path:
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
     run_files.prepare(run_dir, cfg, dataset_fingerprint(data_path), accelerator)
 
-    spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata))
+    change_std = frame_change_std(data_path) if cfg["diffusion"].get("residual") else None
+    spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata), change_std)
     stats = reward_stats(data_path)
     model = _objective(spec, cfg, stats, data_path)
     optimizer, scheduler = _optimiser(model, cfg)

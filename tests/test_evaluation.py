@@ -131,3 +131,27 @@ def test_a_success_correlation_that_cannot_be_computed_says_why():
     assert stats["success_pearson_r"] is None and stats["success_pearson_r_missing"] == "imagined success is the same for every policy"
     stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, None)
     assert stats["success_pearson_r_missing"] == "the task's reward does not tell success in imagination"
+
+
+@pytest.mark.parametrize("first_frame", [None, 6])
+def test_fidelity_scores_the_frames_from_first_frame_on(reacher_file, first_frame):
+    """A world that repeats its last context frame scores exactly copy-last, on the frames from
+    `first_frame` (default K) on: so models of different K can be compared on the same frames."""
+    from worldmodel.evaluation.fidelity import rollout_fidelity
+
+    class CopyWorld:
+        context = 2
+
+        def imagine(self, frames, context_actions, actions, generator=None):
+            assert frames.shape[1] == 2 and context_actions.shape[1] == 1
+            return type("Imagined", (), {"frames": frames[:, -1:].expand(-1, actions.shape[1], -1, -1, -1)})()
+
+    result = rollout_fidelity(CopyWorld(), reacher_file, [0, 1], [1, 3], 2, first_frame=first_frame)
+    first = 2 if first_frame is None else first_frame
+    with RolloutReader(reacher_file) as reader:
+        real = torch.from_numpy(np.stack([reader.frames(e, first - 1, first + 3) for e in (0, 1)]))
+    for h in (1, 3):
+        assert result["psnr"][h] == result["copy_last_psnr"][h]
+        assert result["copy_last_psnr"][h] == pytest.approx(float(psnr(real[:, :1], real[:, h : h + 1]).mean()))
+    with pytest.raises(ValueError, match="fewer real frames"):
+        rollout_fidelity(CopyWorld(), reacher_file, [0], [1], 1, first_frame=1)

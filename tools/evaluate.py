@@ -40,7 +40,7 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
                                     progress=lambda steps: tqdm(steps, unit="step", desc="position probe"))
     logger.info("imagining %d episodes of %s (%s)", min(len(episodes), cfg.episodes), cfg.data, which)
     result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos,
-                              probe, env.key_positions if env else None)
+                              probe, env.key_positions if env else None, cfg.first_frame)
     if env:
         env.close()
     dropped = [h for h in cfg.horizons if h not in result["horizons"]]

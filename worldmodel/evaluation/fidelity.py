@@ -52,6 +52,7 @@ def rollout_fidelity(
     video_episodes: int = 4,
     probe: Probe | None = None,
     positions: Positions | None = None,
+    first_frame: int | None = None,
 ) -> dict:
     """PSNR (dB), SSIM and flicker at each horizon of imagined vs real frames, next to the
     copy-last-frame baseline, averaged over episodes.
@@ -61,21 +62,28 @@ def rollout_fidelity(
     to the probe's floor (its error on the real frames) and copy-last, per key body:
     {"position_cm" | "position_floor_cm" | "copy_last_position_cm": {body: {h: mean}}}.
 
-    Horizon h is the h-th imagined frame. Episodes are taken in order; the rollout length is the
+    Horizon h is the h-th imagined frame; the first is frame `first_frame` of the episode (default
+    K: right after the first K real frames; the same value for models of different K scores them on
+    the same frames, each from its own K real frames before it). Episodes are taken in order; the rollout length is the
     largest horizon that every chosen episode allows; `video` shows the first `video_episodes`
     stacked. Returns {metric: {h: mean}} for the asked
     horizons (keys psnr, ssim, flicker and copy_last_* of each) and "curves": every horizon 1..n.
     """
     k = world_model.context
+    first = k if first_frame is None else int(first_frame)
+    if first < k:
+        raise ValueError(f"first_frame={first} leaves fewer real frames before it than the model's {k} context frames.")
+    s = first - k  # the first context frame
     with RolloutReader(path) as reader:
-        chosen = [int(e) for e in episodes if reader.lengths[e] + 1 > k][:max_episodes]
+        chosen = [int(e) for e in episodes if reader.lengths[e] + 1 > first][:max_episodes]
         if not chosen:
-            raise ValueError(f"no held-out episode of {path} is longer than the {k} context frames.")
-        n = min(max(horizons), min(int(reader.lengths[e]) + 1 - k for e in chosen))
-        frames = torch.from_numpy(np.stack([reader.frames(e, 0, k + n) for e in chosen]))
-        actions = torch.from_numpy(np.stack([reader.steps("actions", e, 0, k - 1 + n) for e in chosen]))
+            raise ValueError(f"no held-out episode of {path} is longer than {first} frames (the first imagined frame's index).")
+        n = min(max(horizons), min(int(reader.lengths[e]) + 1 - first for e in chosen))
+        frames = torch.from_numpy(np.stack([reader.frames(e, s, first + n) for e in chosen]))
+        actions = torch.from_numpy(np.stack([reader.steps("actions", e, s, first - 1 + n) for e in chosen]))
         if probe is not None:
-            true = np.stack([positions(reader.frames(e, k, k + n, name="qpos"), reader.frames(e, k, k + n, name="qvel")) for e in chosen])
+            true = np.stack([positions(reader.frames(e, first, first + n, name="qpos"), reader.frames(e, first, first + n, name="qvel"))
+                             for e in chosen])
     out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed))
     real, previous_real = frames[:, k:], frames[:, k - 1 : -1]
     copy_last = frames[:, k - 1 : k].expand_as(real)

@@ -209,3 +209,11 @@ def test_imagine_tool_writes_a_video(checkpoint, tmp_path):
     run_tool("imagine.py", f"checkpoint={checkpoint}", "policy=zero", "steps=2", "scale=1", f"out={out}")
     refused = run_tool("imagine.py", f"checkpoint={checkpoint}", "policy=expert", f"out={out}", check=False)
     assert refused.returncode != 0 and "scripted experts need the real simulator's state" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_compiled_world_imagines_what_the_eager_one_does(checkpoint):
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 2)).astype(np.float32)
+    eager = rollout(DiffusionWorldEnv(checkpoint, bf16=False), 0, actions)
+    compiled = rollout(DiffusionWorldEnv(checkpoint, bf16=False, compile=True), 0, actions)
+    assert np.abs(eager.astype(int) - compiled.astype(int)).max() <= 1, "the same frames up to fp32 rounding"

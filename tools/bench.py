@@ -171,8 +171,11 @@ def env_checkpoint(task: str, tmp: Path) -> Path:
     return train(plain)
 
 
-def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sampler_steps: int = 3) -> list[dict]:
-    """DiffusionWorld-v0 steps/s (single env; native vector env at each N) vs the real task's step+render."""
+def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sampler_steps: int | None = 3,
+              compile: bool = False) -> list[dict]:
+    """DiffusionWorld-v0 steps/s (single env; native vector env at each N) vs the real task's step+render.
+    sampler_steps: Euler steps per frame (None: the checkpoint's); compile: torch.compile the denoiser
+    (its compile time, paid by the first steps of each batch size, is left out and reported)."""
     import gymnasium as gym
 
     import envs
@@ -195,12 +198,14 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
                 "vs_mujoco": round(rate / real_rate, 3)}
 
     # Only imagined steps count: a world that ends its episode resets without calling the model.
-    kwargs = {"checkpoint": str(checkpoint), "sampler_steps": sampler_steps, "device": device}
+    kwargs = {"checkpoint": str(checkpoint), "sampler_steps": sampler_steps, "device": device, "compile": compile}
     env = gym.make("DiffusionWorld-v0", **kwargs)
     env.reset(seed=0)
     env.action_space.seed(0)
-    for _ in range(3):  # warm-up: allocator, oneDNN kernel selection
+    start = time.perf_counter()
+    for _ in range(3):  # warm-up: allocator, oneDNN kernel selection, compiling
         env.step(env.action_space.sample())
+    warm_up_s = time.perf_counter() - start
     seconds, steps = 0.0, 20
     for _ in range(steps):
         start = time.perf_counter()
@@ -208,20 +213,22 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
         seconds += time.perf_counter() - start
         if terminated or truncated:
             env.reset()
-    rows.append(row("DiffusionWorld-v0", 1, seconds, steps, steps))
+    rows.append(row("DiffusionWorld-v0", 1, seconds, steps, steps) | {"warm_up_s": round(warm_up_s, 1)})
     for n in tqdm(num_envs, desc="vector env", leave=False):
         vec = gym.make_vec("DiffusionWorld-v0", num_envs=n, **kwargs)
         vec.reset(seed=0)
         vec.action_space.seed(0)
+        start = time.perf_counter()
         vec.step(vec.action_space.sample())
+        warm_up_s = time.perf_counter() - start
         reps = max(2, min(20, 64 // n))
         world_steps = 0
         start = time.perf_counter()
         for _ in range(reps):
             world_steps += int(vec.step(vec.action_space.sample())[4].get("_termination_prob", np.zeros(0)).sum())
-        rows.append(row("DiffusionWorld-v0 vector", n, time.perf_counter() - start, reps, world_steps))
+        rows.append(row("DiffusionWorld-v0 vector", n, time.perf_counter() - start, reps, world_steps) | {"warm_up_s": round(warm_up_s, 1)})
     rows.append({"env": f"MuJoCo {task} step+render", "num_envs": 1, "ms_per_step": round(1000 / real_rate, 2),
-                 "steps_per_s": round(real_rate, 1), "vs_mujoco": 1.0})
+                 "steps_per_s": round(real_rate, 1), "vs_mujoco": 1.0, "warm_up_s": 0.0})
     return rows
 
 
@@ -255,7 +262,7 @@ def main(cfg: DictConfig) -> None:
             results["windows"] = bench_windows(source, [0, 2])
         if "env" in sections:
             checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else env_checkpoint(cfg.task, tmp)
-            results["env"] = bench_env(checkpoint, cfg.task, cfg.device, list(cfg.num_envs))
+            results["env"] = bench_env(checkpoint, cfg.task, cfg.device, list(cfg.num_envs), cfg.sampler_steps, cfg.compile)
     if "train" in sections:
         results["train"] = bench_training()
     if cfg.json:
@@ -265,7 +272,8 @@ def main(cfg: DictConfig) -> None:
               "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
               "windows": "training windows, K=4 + F=1, shuffled DataLoader",
               "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
-              "env": f"DiffusionWorld-v0 (3 Euler steps, bf16 autocast on CPU) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}"}
+              "env": f"DiffusionWorld-v0 ({cfg.sampler_steps or 'the checkpoint sampler'} Euler steps, bf16 autocast on CPU"
+                     f"{', compiled' if cfg.compile else ''}) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}"}
     for key, rows in results.items():
         print_table(titles[key], rows)
 

@@ -86,9 +86,12 @@ class WorldModel:
         provenance: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
         bf16: bool = False,
+        compile: bool = False,
     ):
         """sampler: default the spec's; start_bank: {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A)}
-        real start contexts for `random_start`; provenance: where the weights came from (data, steps)."""
+        real start contexts for `random_start`; provenance: where the weights came from (data, steps);
+        compile: `torch.compile` the denoiser (fuses the norm and activation chains around each
+        convolution; the first step of each new batch size compiles, about a minute on a 2-core CPU)."""
         self.device = torch.device(device)
         self.denoiser = denoiser.to(self.device).eval()
         self.reward_head = reward_head.to(self.device).eval()
@@ -101,13 +104,16 @@ class WorldModel:
         self.bf16 = bf16
         if self.device.type == "cpu":
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
+        if compile:
+            self.denoiser = torch.compile(self.denoiser, dynamic=False)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", bf16: bool | None = None, **sampler_overrides: Any) -> "WorldModel":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", bf16: bool | None = None, compile: bool = False,
+             **sampler_overrides: Any) -> "WorldModel":
         """Rebuilds the model of a checkpoint written by training (`model.pt`); needs nothing else.
 
         device: "cpu", "cuda", ... or "auto" (CUDA when available);
-        bf16: autocast the networks (default: on for CPU, where it is ~2x faster).
+        bf16: autocast the networks (default: on for CPU, where it is ~2x faster); compile: see `__init__`.
         sampler_overrides: e.g. steps=5, method="heun", context_sigma=0.01.
         """
         ckpt = load_checkpoint(path, map_location="cpu")
@@ -127,6 +133,7 @@ class WorldModel:
             provenance=ckpt["provenance"],
             device=device,
             bf16=device.type == "cpu" if bf16 is None else bf16,
+            compile=compile,
         )
 
     def _autocast(self):

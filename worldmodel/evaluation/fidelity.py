@@ -63,11 +63,11 @@ def rollout_fidelity(
     {"position_cm" | "position_floor_cm" | "copy_last_position_cm": {body: {h: mean}}}.
 
     Horizon h is the h-th imagined frame; the first is frame `first_frame` of the episode (default
-    K: right after the first K real frames; the same value for models of different K scores them on
-    the same frames, each from its own K real frames before it). Episodes are taken in order; the rollout length is the
-    largest horizon that every chosen episode allows; `video` shows the first `video_episodes`
-    stacked. Returns {metric: {h: mean}} for the asked
-    horizons (keys psnr, ssim, flicker and copy_last_* of each) and "curves": every horizon 1..n.
+    K: right after the first K real frames; one value for models of different K scores them on the
+    same frames, each from its own K real frames before it). Episodes are taken in order; the
+    rollout length is the largest horizon that every chosen episode allows; `video` shows the first
+    `video_episodes` stacked. Returns {metric: {h: mean}} for the asked horizons (keys psnr, ssim,
+    flicker and copy_last_* of each) and "curves": every horizon 1..n.
     """
     k = world_model.context
     first = k if first_frame is None else int(first_frame)

@@ -34,7 +34,7 @@ def tiny_config(data, run_dir, **overrides):
 
     defaults = {"steps": 6, "batch_size": 4, "model.channels": "[8,16]", "model.blocks": 1, "model.cond_dim": 32,
                 "model.reward_channels": 8, "log_every": 2, "save_every": 3, "val_every": 0, "start_bank_size": 4,
-                "window.val_fraction": 0.25, "mixed_precision": "no", "device": "cpu"}
+                "window.val_fraction": 0.25, "window.context": 4, "mixed_precision": "no", "device": "cpu"}
     group = [f"model={overrides.pop('model')}"] if "model" in overrides else []
     args = [f"data={data}", f"run_dir={run_dir}", *group] + [f"{k}={v}" for k, v in {**defaults, **overrides}.items()]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):

@@ -317,7 +317,7 @@ def test_experiment_recipes_compose_onto_the_train_config(recipe):
         base = compose("train", overrides=["data=d.h5", "run_dir=r"])
         cfg = compose("train", overrides=[f"+experiment={recipe}", "data=d.h5", "run_dir=r"])
     assert set(cfg) == set(base), "a recipe sets known keys only"
-    assert cfg.rollout.max_unroll > 0 and cfg.steps * cfg.batch_size >= 12_800
+    assert cfg.window.context == 12 and cfg.steps * cfg.batch_size >= 12_800
 
 
 def test_motion_weights_mark_what_moved_in_target_frames_only():
@@ -367,7 +367,8 @@ def test_train_tool_names_missing_values_and_keeps_its_progress_bar_clean(small_
     assert missing.returncode != 0 and "Missing mandatory value: data" in missing.stderr
     assert not Path("???").exists()
     ran = run_tool("train.py", f"data={small_data}", f"run_dir={tmp_path / 'r'}", "steps=2", "save_every=1", "batch_size=2",
-                   "model.channels=[8,8]", "model.blocks=1", "start_bank_size=2", "val_every=0", "mixed_precision=no")
+                   "model.channels=[8,8]", "model.blocks=1", "start_bank_size=2", "val_every=0", "mixed_precision=no",
+                   "window.context=4")
     assert "saved in" not in ran.stdout + ran.stderr, "accelerate's per-file save lines stay out of the training output"
 
 

@@ -140,7 +140,7 @@ class DiffusionWorldEnv(gym.Env):
     checkpoint: model.pt from tools/train.py (default: $DIFFUSION_WORLD_CHECKPOINT);
     sampler_steps, sampler_method, context_sigma: override the checkpoint's sampler;
     device: "cpu", "cuda", "auto"; bf16: autocast (default on for CPU, ~2x faster);
-    compile: torch.compile the denoiser (faster steps after a slow first one; `tools/bench.py`);
+    compile: torch.compile the denoiser (for GPUs; no gain measured on CPU: `tools/bench.py`);
     render_mode: "rgb_array"; render_scale: integer upscaling of rendered frames for viewing;
     max_episode_steps: truncation (default: the recorded task's episode length, from the checkpoint).
     """

@@ -171,7 +171,7 @@ def env_checkpoint(task: str, tmp: Path) -> Path:
     return train(plain)
 
 
-def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sampler_steps: int | None = 3,
+def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sampler_steps: int | None = None,
               compile: bool = False) -> list[dict]:
     """DiffusionWorld-v0 steps/s (single env; native vector env at each N) vs the real task's step+render.
     sampler_steps: Euler steps per frame (None: the checkpoint's); compile: torch.compile the denoiser
@@ -272,7 +272,7 @@ def main(cfg: DictConfig) -> None:
               "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
               "windows": "training windows, K=4 + F=1, shuffled DataLoader",
               "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
-              "env": f"DiffusionWorld-v0 ({cfg.sampler_steps or 'the checkpoint sampler'} Euler steps, bf16 autocast on CPU"
+              "env": f"DiffusionWorld-v0 (Euler steps: {cfg.sampler_steps or 'the checkpoint sampler'}, bf16 autocast on CPU"
                      f"{', compiled' if cfg.compile else ''}) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}"}
     for key, rows in results.items():
         print_table(titles[key], rows)

@@ -91,7 +91,7 @@ class WorldModel:
         """sampler: default the spec's; start_bank: {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A)}
         real start contexts for `random_start`; provenance: where the weights came from (data, steps);
         compile: `torch.compile` the denoiser (fuses the norm and activation chains around each
-        convolution; the first step of each new batch size compiles, about a minute on a 2-core CPU)."""
+        convolution; the first step of each new batch size compiles, ~35 s on a 2-core CPU)."""
         self.device = torch.device(device)
         self.denoiser = denoiser.to(self.device).eval()
         self.reward_head = reward_head.to(self.device).eval()

@@ -51,13 +51,13 @@ def main(cfg: DictConfig) -> None:
     timings["total"] = round(time.perf_counter() - start, 1)
     fidelity = json.loads((out / "eval" / "metrics.json").read_text())
     planning = json.loads((out / "plan" / "metrics.json").read_text())
-    context = json.loads((run_dir / "config.json").read_text())["window"]["context"]
+    trained = json.loads((run_dir / "config.json").read_text())
     summary = "\n".join([
         "# DiffusionWorld demo",
         "",
-        f"Model: {checkpoint} (framestack, trained {json.loads((run_dir / 'config.json').read_text())['steps']} steps on {data}).",
+        f"Model: {checkpoint} (framestack, trained {trained['steps']} steps on {data}).",
         "",
-        f"## Fidelity on {len(fidelity['episodes'])} held-out episodes ({val}), from {context} real frames under the recorded actions",
+        f"## Fidelity on {len(fidelity['episodes'])} held-out episodes ({val}), from {trained['window']['context']} real frames under the recorded actions",
         "",
         fidelity["table"],
         "",

@@ -196,7 +196,7 @@ class RolloutReader:
         low = np.asarray(self.metadata["action_low"], np.float32).reshape(-1)
         high = np.asarray(self.metadata["action_high"], np.float32).reshape(-1)
         actions = self.file["actions"]
-        n = int(self.step_start[-1] + self.lengths[-1]) if self.num_episodes else 0
+        _, n = listed_ends(self.file["episodes"])
         for start in range(0, n, block):
             chunk = actions[start : min(start + block, n)]
             bad = ~np.isfinite(chunk).all(axis=1)

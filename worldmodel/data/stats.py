@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodel.data.reader import RolloutReader
+from worldmodel.data.reader import RolloutReader, listed_ends
 
 
 def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
@@ -40,18 +40,23 @@ def task_of(path: str | os.PathLike) -> dict[str, Any]:
         return {"name": reader.metadata["task"], "episode_steps": int(reader.lengths.max(initial=1)), "action_repeat": 1}
 
 
+def _mean_std(total, total_sq, count: int):
+    """Mean and std (at least 1e-3) from running sums of values and their squares, elementwise."""
+    mean = total / max(count, 1)
+    return mean, np.maximum(np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0)), 1e-3)
+
+
 def reward_stats(path: str | os.PathLike) -> dict[str, float]:
     """Mean, std (at least 1e-3), min and max of every recorded reward, in bounded memory."""
     with RolloutReader(path) as reader:
-        n = int(reader.step_start[-1] + reader.lengths[-1])
+        _, n = listed_ends(reader.file["episodes"])
         total, total_sq, lo, hi, count = 0.0, 0.0, math.inf, -math.inf, 0
         for start in range(0, n, 1 << 16):
             r = reader.file["rewards"][start : min(n, start + (1 << 16))].astype(np.float64)
             total, total_sq, count = total + r.sum(), total_sq + (r**2).sum(), count + len(r)
             lo, hi = min(lo, float(r.min())), max(hi, float(r.max()))
-    mean = total / count
-    std = math.sqrt(max(total_sq / count - mean**2, 1e-12))
-    return {"mean": mean, "std": max(std, 1e-3), "min": lo, "max": hi}
+    mean, std = _mean_std(total, total_sq, count)
+    return {"mean": float(mean), "std": float(std), "min": lo, "max": hi}
 
 
 def frame_change_std(path: str | os.PathLike, max_episodes: int = 64) -> float:
@@ -64,8 +69,7 @@ def frame_change_std(path: str | os.PathLike, max_episodes: int = 64) -> float:
             frames = reader.episode(i).frames.astype(np.float64) / 127.5
             change = frames[1:] - frames[:-1]
             total, total_sq, count = total + change.sum(), total_sq + (change**2).sum(), count + change.size
-    mean = total / max(count, 1)
-    return max(math.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0)), 1e-3)
+    return float(_mean_std(total, total_sq, count)[1])
 
 
 def state_features(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
@@ -77,14 +81,13 @@ def state_features(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
 def state_stats(path: str | os.PathLike) -> dict[str, list[float]]:
     """Mean and std (at least 1e-3) of `state_features` over every frame, in bounded memory."""
     with RolloutReader(path) as reader:
-        n = int(reader.frame_start[-1] + reader.lengths[-1] + 1)
+        n, _ = listed_ends(reader.file["episodes"])
         total, total_sq = 0.0, 0.0
         for start in range(0, n, 1 << 16):
             stop = min(n, start + (1 << 16))
             s = state_features(*(torch.from_numpy(reader.file[k][start:stop].astype(np.float64)) for k in ("qpos", "qvel"))).numpy()
             total, total_sq = total + s.sum(0), total_sq + (s**2).sum(0)
-    mean = total / n
-    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0)).clip(1e-3)
+    mean, std = _mean_std(total, total_sq, n)
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 

@@ -23,7 +23,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldmodel.world_model import Window, WorldModel
+from worldmodel.world_model import Step, Window, WorldModel
 
 CHECKPOINT_ENV_VAR = "DIFFUSION_WORLD_CHECKPOINT"
 TERMINATION_THRESHOLD = 0.5
@@ -93,7 +93,8 @@ def real_numbers(value: Any, name: str) -> np.ndarray:
 
 def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape: tuple[int, ...]) -> Window:
     """A start window from options["context_frames"] (*batch, K, H, W, 3) uint8 and
-    options["context_actions"] (*batch, K-1, *A), e.g. the real env's first K frames."""
+    options["context_actions"] (*batch, K-1, *A), e.g. the real env's first K frames, and for a
+    model with a state track options["context_states"] (*batch, K, nq+nv), their [qpos, qvel]."""
     k, frame_shape = model.context, model.frame_shape
     if "context_frames" not in options:
         raise ValueError(f"options has {sorted(options)}; a start context needs 'context_frames' and 'context_actions'.")
@@ -111,10 +112,16 @@ def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape
     want = (*batch_shape, k - 1, *model.action_shape)
     if actions.shape != want:
         raise ValueError(f"context_actions must have shape {want}: the {k - 1} actions between the {k} context frames; got {actions.shape}.")
+    states = None
+    if model.state_shape is not None:
+        if "context_states" not in options:
+            raise ValueError(f"options needs 'context_states': this model draws frames from the simulator state, the [qpos, qvel] "
+                             f"({model.state_shape[0]} numbers) of each of the {k} context frames.")
+        states = torch.from_numpy(real_numbers(options["context_states"], "context_states").astype(np.float32))
     frames, actions = torch.from_numpy(frames), torch.from_numpy(actions)
     if not batch_shape:
-        frames, actions = frames[None], actions[None]
-    return model.window(frames, actions)
+        frames, actions, states = frames[None], actions[None], None if states is None else states[None]
+    return model.window(frames, actions, states)
 
 
 def given_context(model: WorldModel, options: dict[str, Any] | None, batch_shape: tuple[int, ...]) -> Window | None:
@@ -181,7 +188,7 @@ class DiffusionWorldEnv(gym.Env):
         self._window, out = self.model.step(self._window, torch.from_numpy(action)[None], self._generator)
         self._steps += 1
         prob = float(out.termination_prob[0])
-        info = {"step": self._steps, "termination_prob": prob}
+        info = {"step": self._steps, "termination_prob": prob} | state_info(out, 0)
         return self._observation(), float(out.reward[0]), prob > TERMINATION_THRESHOLD, self._steps >= self.max_episode_steps, info
 
     def _observation(self) -> np.ndarray:
@@ -192,6 +199,11 @@ class DiffusionWorldEnv(gym.Env):
         if self.render_mode is None or self._window is None:
             return None
         return upscale(self._observation(), self.render_scale)
+
+
+def state_info(out: Step, row: int) -> dict[str, np.ndarray]:
+    """{"state": (nq+nv,) float32 imagined [qpos, qvel]} of one world for a model with a state track, else {}."""
+    return {} if out.state is None else {"state": out.state[row].cpu().numpy()}
 
 
 def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
@@ -258,7 +270,8 @@ class DiffusionWorldVectorEnv(VectorEnv):
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
             window = start_window(self.model, self._rngs[i], self._generators[i], None if given is None else given[[i]])
             if self._window is None:  # first reset: allocate every row
-                self._window = Window(window.frames.repeat_interleave(self.num_envs, 0), window.actions.repeat_interleave(self.num_envs, 0))
+                self._window = Window(*(None if v is None else v.repeat_interleave(self.num_envs, 0)
+                                        for v in (window.frames, window.actions, window.states)))
             self._window[[i]] = window
         self._steps[rows] = 0
         self._autoreset[rows] = False
@@ -291,8 +304,8 @@ class DiffusionWorldVectorEnv(VectorEnv):
             rewards[live] = out.reward.cpu().numpy()
             probs[live] = out.termination_prob.cpu().numpy()
             terminated[live] = probs[live] > TERMINATION_THRESHOLD
-            for i in live:
-                infos = self._add_info(infos, {"step": int(self._steps[i]), "termination_prob": float(probs[i])}, i)
+            for j, i in enumerate(live):
+                infos = self._add_info(infos, {"step": int(self._steps[i]), "termination_prob": float(probs[i])} | state_info(out, j), i)
         truncated = self._steps >= self.max_episode_steps  # 0 for worlds that just reset
         self._autoreset = terminated | truncated
         return self._observations(), rewards, terminated, truncated, infos

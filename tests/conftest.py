@@ -35,7 +35,7 @@ def tiny_config(data, run_dir, **overrides):
     defaults = {"steps": 6, "batch_size": 4, "model.channels": "[8,16]", "model.blocks": 1, "model.cond_dim": 32,
                 "model.reward_channels": 8, "log_every": 2, "save_every": 3, "val_every": 0, "start_bank_size": 4,
                 "window.val_fraction": 0.25, "window.context": 4, "mixed_precision": "no", "device": "cpu"}
-    group = [f"model={overrides.pop('model')}"] if "model" in overrides else []
+    group = [f"{g}={overrides.pop(g)}" for g in ("model", "dynamics") if g in overrides]
     args = [f"data={data}", f"run_dir={run_dir}", *group] + [f"{k}={v}" for k, v in {**defaults, **overrides}.items()]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
         cfg = compose("train", overrides=args)
@@ -73,6 +73,20 @@ def checkpoint(reacher_file, tmp_path_factory):
     from worldmodel.training.trainer import train
 
     config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "tiny", model="framestack", steps=20, save_every=20, start_bank_size=8)
+    path = train(config)
+    AcceleratorState._reset_state()
+    return path
+
+
+@pytest.fixture(scope="session")
+def state_checkpoint(reacher_file, tmp_path_factory):
+    """The same tiny model with a state track (dynamics=state_mlp): frames drawn from a learned state."""
+    from accelerate.state import AcceleratorState
+
+    from worldmodel.training.trainer import train
+
+    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "state", model="framestack", steps=20, save_every=20,
+                         start_bank_size=8, dynamics="state_mlp", **{"dynamics.steps": 40, "dynamics.batch_size": 16, "dynamics.horizon": 6})
     path = train(config)
     AcceleratorState._reset_state()
     return path

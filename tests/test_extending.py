@@ -48,7 +48,7 @@ def test_a_new_denoiser_is_one_registered_builder(reacher_file, tmp_path, monkey
     path = train(tiny_config(reacher_file, tmp_path / "toy", **{"model.architecture": "toy", "steps": 2}))
     wm = WorldModel.load(path, bf16=False)
     assert isinstance(wm.denoiser, ToyDenoiser) and wm.spec.denoiser["architecture"] == "toy"
-    frames, actions = wm.random_start(2, np.random.default_rng(0))
+    frames, actions, _ = wm.random_start(2, np.random.default_rng(0))
     assert wm.imagine(frames, actions, torch.zeros(2, 3, 2)).frames.shape == (2, 3, 64, 64, 3)
 
 
@@ -62,7 +62,7 @@ def test_a_new_sampler_is_one_registered_function(checkpoint, monkeypatch):
 
     monkeypatch.setitem(SAMPLERS._items, "one_shot", one_shot)
     wm = WorldModel.load(checkpoint, bf16=False, method="one_shot", steps=4)
-    frames, actions = wm.random_start(1, np.random.default_rng(0))
+    frames, actions, _ = wm.random_start(1, np.random.default_rng(0))
     out = wm.imagine(frames, actions, torch.zeros(1, 2, 2))
     assert out.frames.shape == (1, 2, 64, 64, 3) and calls == [5, 5]
     with pytest.raises(ValueError, match="Unknown sampler 'two_shot'"):

@@ -56,7 +56,7 @@ def test_export_is_self_contained_and_loads_as_data_only(trained, small_data):
 
 def test_imagine_is_batched_deterministic_and_validated(trained):
     wm = WorldModel.load(trained[0], bf16=False)
-    frames, actions = wm.random_start(3, np.random.default_rng(0))
+    frames, actions, _ = wm.random_start(3, np.random.default_rng(0))
     plan = torch.zeros(3, 5, 2)
     a = wm.imagine(frames, actions, plan, generator=torch.Generator().manual_seed(1))
     b = wm.imagine(frames, actions, plan, generator=torch.Generator().manual_seed(1))
@@ -262,7 +262,7 @@ def test_a_short_training_beats_copying_the_last_frame(tmp_path):
     # roughness bound the imagined ones).
     with RolloutReader(data) as reader:
         real = torch.from_numpy(np.concatenate([reader.frames(e) for e in held_out])).float()
-    frames, actions = wm.random_start(1, np.random.default_rng(0))
+    frames, actions, _ = wm.random_start(1, np.random.default_rng(0))
     plan = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (1, 1000, 2)).astype(np.float32))
     long = wm.imagine(frames, actions, plan, generator=torch.Generator().manual_seed(0)).frames[0].float()
 
@@ -346,7 +346,8 @@ def test_state_head_reads_the_target_state_off_the_bottleneck_and_trains_the_enc
     action_space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
     denoiser, reward_head = build_networks({"architecture": model, "channels": [8, 8], "blocks": 1, "cond_dim": 16}, {"channels": 8},
                                            action_space, 4, 1)
-    head = StateHead(8, 32, **state_stats(small_data))
+    stats = state_stats(small_data)
+    head = StateHead(8, 32, stats["mean"], stats["std"])
     losses = window_losses(denoiser, reward_head, EDM(), WindowLossConfig(4, 1, state_weight=1.0), batch, torch.Generator().manual_seed(0),
                            state_head=head)
     assert losses["state"] > 0 and torch.isclose(losses["loss"], losses["diffusion"] + losses["reward"] + 0.1 * losses["termination"] + losses["state"])
@@ -399,7 +400,7 @@ def test_residual_targets_are_changes_of_the_last_frame(small_data, tmp_path, re
     expected = 0.5 / frame_change_std(small_data) if residual else 0.0
     assert wm.edm.residual_scale == pytest.approx(expected) and (not residual or expected > 1)
     wm.denoiser = StillWorld(wm.edm)
-    frames, actions = wm.random_start(3, np.random.default_rng(0))
+    frames, actions, _ = wm.random_start(3, np.random.default_rng(0))
     out = wm.imagine(frames, actions, torch.zeros(3, 2, 2), generator=torch.Generator().manual_seed(0))
     if not residual:
         assert ((out.frames.int() - 127).abs() <= 1).all()

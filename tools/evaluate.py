@@ -54,10 +54,13 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     table = "\n".join(["| horizon | PSNR | copy-last PSNR | SSIM | copy-last SSIM | flicker | copy-last flicker |",
                        "|---|---|---|---|---|---|---|", *rows])
     if probe is not None:
+        state = "state_position_cm" in result  # a state track: also the error of the state its frames are drawn from
         rows = [f"| {h} | {body} | {result['position_cm'][body][h]:.2f} | {result['position_floor_cm'][body][h]:.2f} | "
-                f"{result['copy_last_position_cm'][body][h]:.2f} |" for body in probe.names for h in result["horizons"]]
+                f"{result['copy_last_position_cm'][body][h]:.2f} |" + (f" {result['state_position_cm'][body][h]:.2f} |" if state else "")
+                for body in probe.names for h in result["horizons"]]
         table += "\n\nPosition error (cm) of the key bodies, read off the frames by the probe:\n\n" + "\n".join(
-            ["| horizon | body | imagined | probe floor (real frames) | copy-last |", "|---|---|---|---|---|", *rows])
+            ["| horizon | body | imagined | probe floor (real frames) | copy-last |" + (" imagined state |" if state else ""),
+             "|---|---|---|---|---|" + ("---|" if state else ""), *rows])
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
 
 

@@ -8,7 +8,9 @@ cannot run anything. Keys:
                                     frame shape, the recorded task preset, the validation split
     denoiser, reward_head           EMA weights (state dicts)
     reward_stats                    {"mean", "std", "min", "max"} of the training rewards
-    start_bank                      {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A) float32}
+    start_bank                      {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A) float32,
+                                     with a state track also "states": (N, K, nq+nv) float32}
+    dynamics                        the state track's weights (a spec with `dynamics` only)
     provenance                      {"dataset": {...fingerprint}, "code_version", "steps", "created"}
     training_config                 the fully resolved training config, for the record: no consumer reads it
 
@@ -99,7 +101,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def _check_contents(path: Path, payload: dict[str, Any]) -> None:
     """Finite weights and a usable start bank: a damaged file fails here, not as black frames or
     NaN rewards later."""
-    for part in ("denoiser", "reward_head"):
+    if payload["spec"].has_state and not isinstance(payload.get("dynamics"), dict):
+        raise CheckpointError(f"{path}: its spec has a state track but the file holds no 'dynamics' weights; it is damaged. {REEXPORT}")
+    for part in ("denoiser", "reward_head", "dynamics"):
+        if part not in payload:
+            continue
         bad = [k for k, v in payload[part].items() if not isinstance(v, torch.Tensor) or (v.is_floating_point() and not torch.isfinite(v).all())]
         if bad:
             raise CheckpointError(f"{path}: {part} weights {bad[:3]} are not finite tensors; the file is damaged, or the run diverged. {REEXPORT}")
@@ -116,3 +122,8 @@ def _check_contents(path: Path, payload: dict[str, Any]) -> None:
             f"{path}: its start bank {shapes} is not N >= 1 real start contexts (frames (N, {k}, {', '.join(map(str, spec.frame_shape))}) "
             f"uint8, actions (N, {k - 1}, A)). {REEXPORT}"
         )
+    states = bank.get("states")
+    if spec.has_state:
+        width = spec.dynamics["nq"] + spec.dynamics["nv"]
+        if not isinstance(states, torch.Tensor) or tuple(states.shape) != (len(frames), k, width) or not torch.isfinite(states).all():
+            raise CheckpointError(f"{path}: its start bank lacks the states of its contexts ((N, {k}, {width}) finite float). {REEXPORT}")

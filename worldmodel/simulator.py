@@ -13,7 +13,8 @@ class Simulator(Protocol):
     """A real environment seen as pixels, whose state can be saved and restored.
 
     action_space: a gymnasium Box (low, high, shape); frames: (H, W, 3) uint8; info["success"]: the
-    task's own test after the step.
+    task's own test after the step; info["qpos"], info["qvel"] (reset and step): the state, which
+    world models with a state track start from.
     """
 
     action_space: Any

@@ -28,7 +28,9 @@ class ModelSpec:
     edm: preconditioning and training sigma; sampler: the default sampler; action_space:
     {"type": "box", "low", "high", "shape"}; frame_shape: (H, W, 3); task: the task preset the data
     was recorded with (`TaskPreset.describe()`: name, env id, camera, episode_steps, action_repeat,
-    ...); split: {"val_fraction", "split_seed"} of the training file's episodes."""
+    ...); split: {"val_fraction", "split_seed"} of the training file's episodes; dynamics: the
+    state track's network ({"nq", "nv", "hidden", "layers"}, `models.state_dynamics`), {} for a
+    model that draws frames from frames and actions alone."""
 
     denoiser: dict[str, Any]
     reward_head: dict[str, Any]
@@ -40,6 +42,7 @@ class ModelSpec:
     frame_shape: tuple[int, int, int]
     task: dict[str, Any]
     split: dict[str, Any] = field(default_factory=lambda: {"val_fraction": 0.1, "split_seed": 0})
+    dynamics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def task_name(self) -> str:
@@ -49,6 +52,11 @@ class ModelSpec:
     def episode_steps(self) -> int:
         """The recorded episode length (steps): the learned env truncates there by default."""
         return int(self.task["episode_steps"])
+
+    @property
+    def has_state(self) -> bool:
+        """Whether frames are drawn from a learned simulator state (which a start context must then give)."""
+        return bool(self.dynamics)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,10 +70,10 @@ class ModelSpec:
             raise SpecError(f"model spec version {version}; this code reads version {SPEC_VERSION}. Re-export the model with this "
                             "version: python tools/train.py ... resume=true on its run_dir (the weights are kept).")
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(d))
+        missing = sorted(names - set(d) - {"dynamics"})  # models written before the state track have none
         if missing:
             raise SpecError(f"model spec lacks {missing}; the checkpoint is damaged or was written by another tool.")
-        kwargs = {k: d[k] for k in names}
+        kwargs = {k: d[k] for k in names if k in d}
         kwargs["edm"] = EDM(**kwargs["edm"])
         kwargs["sampler"] = SamplerConfig(**kwargs["sampler"])
         kwargs["frame_shape"] = tuple(int(s) for s in kwargs["frame_shape"])

@@ -21,56 +21,67 @@ from torch import Tensor, nn
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.frames import to_model, to_uint8
-from worldmodel.models import build_networks
+from worldmodel.models import build_dynamics, build_networks
 from worldmodel.spec import ModelSpec
 
 
 @dataclass
 class Window:
     """What the next frame of B worlds is sampled from: the last K frames and the K-1 actions
-    between them. frames: (B, K, H, W, 3) uint8; actions: (B, K-1, *A)."""
+    between them. frames: (B, K, H, W, 3) uint8; actions: (B, K-1, *A); states: (B, K, nq+nv)
+    float32, the simulator state [qpos, qvel] of each frame (real or imagined) for a model with a
+    state track, else None."""
 
     frames: Tensor
     actions: Tensor
+    states: Tensor | None = None
 
     def __len__(self) -> int:
         return self.frames.shape[0]
 
     def __getitem__(self, rows) -> "Window":
-        return Window(self.frames[rows], self.actions[rows])
+        return Window(self.frames[rows], self.actions[rows], None if self.states is None else self.states[rows])
 
     def __setitem__(self, rows, other: "Window") -> None:
         self.frames[rows] = other.frames
         self.actions[rows] = other.actions
+        if self.states is not None:
+            self.states[rows] = other.states
 
     @property
     def last_frame(self) -> Tensor:
         """(B, H, W, 3) uint8: what the worlds show now."""
         return self.frames[:, -1]
 
-    def slide(self, frame: Tensor, action: Tensor) -> "Window":
-        """Appends frame (B, H, W, 3), reached by action (B, *A), and drops the oldest frame and action."""
+    def slide(self, frame: Tensor, action: Tensor, state: Tensor | None = None) -> "Window":
+        """Appends frame (B, H, W, 3) (and its state (B, nq+nv)), reached by action (B, *A), and
+        drops the oldest frame, action and state."""
         frames = torch.cat([self.frames, frame[:, None]], dim=1)[:, 1:]
         actions = torch.cat([self.actions, action[:, None]], dim=1)[:, 1:]
-        return Window(frames, actions)
+        states = None if self.states is None else torch.cat([self.states, state[:, None]], dim=1)[:, 1:]
+        return Window(frames, actions, states)
 
 
 @dataclass
 class Step:
-    """One imagined step of B worlds: frame (B, H, W, 3) uint8, reward (B,), termination_prob (B,)."""
+    """One imagined step of B worlds: frame (B, H, W, 3) uint8, reward (B,), termination_prob (B,),
+    state (B, nq+nv) [qpos, qvel] (a model with a state track; else None)."""
 
     frame: Tensor
     reward: Tensor
     termination_prob: Tensor
+    state: Tensor | None = None
 
 
 @dataclass
 class Imagined:
-    """frames: (B, N, H, W, 3) uint8; rewards: (B, N) float32; termination_prob: (B, N) in [0, 1]."""
+    """frames: (B, N, H, W, 3) uint8; rewards: (B, N) float32; termination_prob: (B, N) in [0, 1];
+    states: (B, N, nq+nv) (a model with a state track; else None)."""
 
     frames: Tensor
     rewards: Tensor
     termination_prob: Tensor
+    states: Tensor | None = None
 
 
 class WorldModel:
@@ -87,14 +98,20 @@ class WorldModel:
         device: str | torch.device = "cpu",
         bf16: bool = False,
         compile: bool = False,
+        dynamics: nn.Module | None = None,
     ):
-        """sampler: default the spec's; start_bank: {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A)}
-        real start contexts for `random_start`; provenance: where the weights came from (data, steps);
+        """sampler: default the spec's; start_bank: {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A),
+        "states": (N, K, nq+nv) with a state track} real start contexts for `random_start`;
+        dynamics: the state track (`StateDynamics`) when the spec has one;
+        provenance: where the weights came from (data, steps);
         compile: `torch.compile` the denoiser (fuses the norm and activation chains around each
         convolution; the first step of each new batch size compiles, ~35 s on a 2-core CPU)."""
         self.device = torch.device(device)
         self.denoiser = denoiser.to(self.device).eval()
         self.reward_head = reward_head.to(self.device).eval()
+        if spec.has_state and dynamics is None:
+            raise ValueError("this spec has a state track: pass its `dynamics` network.")
+        self.dynamics = dynamics.to(self.device).eval() if spec.has_state else None
         self.spec = spec
         self.edm, self.context, self.sampler = spec.edm, spec.context, sampler or spec.sampler
         self.frame_shape = tuple(spec.frame_shape)
@@ -119,7 +136,10 @@ class WorldModel:
         ckpt = load_checkpoint(path, map_location="cpu")
         spec = ckpt["spec"]
         denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
-        for name, net in (("denoiser", denoiser), ("reward_head", reward_head)):
+        dynamics = build_dynamics(spec.dynamics, spec.action_space)
+        for name, net in (("denoiser", denoiser), ("reward_head", reward_head), ("dynamics", dynamics)):
+            if net is None:
+                continue
             try:
                 net.load_state_dict(ckpt[name])
             except RuntimeError as error:  # missing, unexpected or mis-shaped weights
@@ -134,6 +154,7 @@ class WorldModel:
             device=device,
             bf16=device.type == "cpu" if bf16 is None else bf16,
             compile=compile,
+            dynamics=dynamics,
         )
 
     def _autocast(self):
@@ -155,17 +176,35 @@ class WorldModel:
         if not torch.isfinite(actions.float()).all():
             raise ValueError(f"{name} contain NaN or inf.")
 
-    def window(self, context_frames: Tensor, context_actions: Tensor) -> Window:
+    @property
+    def state_shape(self) -> tuple[int, ...] | None:
+        """(nq + nv,): the simulator state a start context must give, or None (no state track)."""
+        return (self.spec.dynamics["nq"] + self.spec.dynamics["nv"],) if self.spec.has_state else None
+
+    def window(self, context_frames: Tensor, context_actions: Tensor, context_states: Tensor | None = None) -> Window:
         """Validates a start context and moves it to the model's device.
 
         context_frames: (B, K, H, W, 3) uint8, real or imagined; context_actions: (B, K-1, *A), the
-        actions between them. Raises ValueError naming the first input with a wrong shape, dtype or value.
+        actions between them; context_states: (B, K, nq+nv) the simulator state [qpos, qvel] of each
+        frame, needed by a model with a state track (`state_shape`), ignored by others.
+        Raises ValueError naming the first input with a wrong shape, dtype or value.
         """
         k, (h, w, c) = self.context, self.frame_shape
         if context_frames.dtype != torch.uint8 or context_frames.ndim != 5 or tuple(context_frames.shape[1:]) != (k, h, w, c):
             raise ValueError(f"context_frames must be (B, {k}, {h}, {w}, {c}) uint8, got {tuple(context_frames.shape)} {context_frames.dtype}.")
-        self._check_actions("context_actions", context_actions, (context_frames.shape[0], k - 1))
-        return Window(context_frames.to(self.device), self._as_actions(context_actions))
+        b = context_frames.shape[0]
+        self._check_actions("context_actions", context_actions, (b, k - 1))
+        states = None
+        if self.state_shape is not None:
+            want = (b, k, *self.state_shape)
+            if context_states is None:
+                raise ValueError(f"this model draws its frames from the simulator state: give context_states {want}, the [qpos, qvel] "
+                                 "of each context frame (recorded files hold them; a MuJoCo env has them in env.unwrapped.data).")
+            if tuple(context_states.shape) != want or not torch.isfinite(torch.as_tensor(context_states, dtype=torch.float32)).all():
+                raise ValueError(f"context_states must be finite and of shape {want} ([qpos, qvel] of each context frame), got "
+                                 f"{tuple(context_states.shape)}.")
+            states = torch.as_tensor(context_states, dtype=torch.float32).to(self.device)
+        return Window(context_frames.to(self.device), self._as_actions(context_actions), states)
 
     def _as_actions(self, actions: Tensor) -> Tensor:
         return actions.to(self.device, torch.float32)
@@ -184,6 +223,10 @@ class WorldModel:
         dev = self.device
         step_actions = torch.cat([window.actions, self._as_actions(actions)[:, None]], dim=1)  # (B, K, *A)
         frames = to_model(window.frames)  # (B, K, C, H, W)
+        state, conditioning = None, {}
+        if self.dynamics is not None:
+            state = self.dynamics(window.states[:, -1], step_actions[:, -1])
+            conditioning["states"] = self.dynamics.features(torch.cat([window.states, state[:, None]], dim=1))
         context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
         context = frames + context_sigma * randn(frames.shape, generator, dev)
         target_noise = randn((b, 1, *frames.shape[2:]), generator, dev)
@@ -193,25 +236,29 @@ class WorldModel:
             sig = torch.full(window_in.shape[:2], context_sigma, device=dev)
             sig[:, -1] = sigma
             with self._autocast():
-                out = self.edm.denoise(self.denoiser, window_in, sig, actions=step_actions, outputs_from=window_in.shape[1] - 1)
+                out = self.edm.denoise(self.denoiser, window_in, sig, actions=step_actions, outputs_from=window_in.shape[1] - 1,
+                                       **conditioning)
                 return out[:, -1:].float()
 
         new = self.edm.decode_target(sample(denoise, target_noise, self.sampler, generator), frames[:, -1:]).clamp(-1, 1)
         with self._autocast():
-            reward, logit = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:])
+            reward, logit = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:],
+                                             conditioning["states"][:, -2:] if self.reward_head.state is not None else None)
         # The window slides on the sampled frame rounded to uint8, as an env would see it.
         frame = to_uint8(new)[:, 0]
-        return window.slide(frame, step_actions[:, -1]), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()))
+        return window.slide(frame, step_actions[:, -1], state), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), state)
 
-    def imagine(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor, generator: Generators = None) -> Imagined:
+    def imagine(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor, generator: Generators = None,
+                context_states: Tensor | None = None) -> Imagined:
         """Imagines N steps for B worlds by sliding the window of the last K frames.
 
         context_frames: (B, K, H, W, 3) uint8, the last K frames (real or imagined);
         context_actions: (B, K-1, *A), the actions between them;
+        context_states: (B, K, nq+nv), their simulator states (a model with a state track only);
         actions: (B, N, *A), actions[:, 0] leads from the last context frame to the first new one.
         generator: the source of all sampling noise (same generator state -> same frames).
         """
-        window = self.window(context_frames, context_actions)
+        window = self.window(context_frames, context_actions, context_states)
         self._check_actions("actions", actions, (len(window), None))
         steps = []
         for t in range(actions.shape[1]):
@@ -221,10 +268,13 @@ class WorldModel:
             torch.stack([s.frame for s in steps], 1).cpu(),
             torch.stack([s.reward for s in steps], 1).cpu(),
             torch.stack([s.termination_prob for s in steps], 1).cpu(),
+            None if self.dynamics is None else torch.stack([s.state for s in steps], 1).cpu(),
         )
 
-    def random_start(self, batch: int, generator: np.random.Generator) -> tuple[Tensor, Tensor]:
-        """`batch` start contexts drawn from the checkpoint's bank of real ones: frames, actions."""
+    def random_start(self, batch: int, generator: np.random.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+        """`batch` start contexts drawn from the checkpoint's bank of real ones: frames, actions,
+        states (None for a model without a state track)."""
         n = len(self.start_bank["frames"])
         idx = torch.as_tensor(generator.integers(n, size=batch))
-        return self.start_bank["frames"][idx], self.start_bank["actions"][idx]
+        states = self.start_bank["states"][idx] if self.spec.has_state else None
+        return self.start_bank["frames"][idx], self.start_bank["actions"][idx], states

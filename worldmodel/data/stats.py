@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from worldmodel.data.reader import RolloutReader, listed_ends
+from worldmodel.states import state_features
 
 
 def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
@@ -72,30 +73,41 @@ def frame_change_std(path: str | os.PathLike, max_episodes: int = 64) -> float:
     return float(_mean_std(total, total_sq, count)[1])
 
 
-def state_features(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
-    """(..., nq), (..., nv) -> (..., 2 nq + nv): sin and cos of every position coordinate (a hinge's
-    angle winds past 2 pi, which frames cannot show) and the velocities."""
-    return torch.cat([qpos.sin(), qpos.cos(), qvel], dim=-1)
+def mean_frame(path: str | os.PathLike, max_episodes: int = 64) -> np.ndarray:
+    """(H, W, 3) float32 in model units ([-1, 1]): the average frame over up to `max_episodes`
+    episodes spread evenly through the file. What differs from it is what moves or is small (an
+    arm, a target), the part of a frame a plain MSE gives least weight."""
+    with RolloutReader(path) as reader:
+        picks = np.unique(np.linspace(0, reader.num_episodes - 1, min(max_episodes, reader.num_episodes)).astype(int))
+        total, count = 0.0, 0
+        for i in picks.tolist():
+            frames = reader.frames(i).astype(np.float64) / 127.5 - 1
+            total, count = total + frames.sum(0), count + len(frames)
+    return (total / max(count, 1)).astype(np.float32)
 
 
 def state_stats(path: str | os.PathLike) -> dict[str, list[float]]:
-    """Mean and std (at least 1e-3) of `state_features` over every frame, in bounded memory."""
+    """Mean and std (at least 1e-3) of `state_features` over every frame, and the std (at least
+    1e-3) of one step's change of the raw state [qpos, qvel] within episodes, in bounded memory."""
     with RolloutReader(path) as reader:
-        n, _ = listed_ends(reader.file["episodes"])
-        total, total_sq = 0.0, 0.0
-        for start in range(0, n, 1 << 16):
-            stop = min(n, start + (1 << 16))
-            s = state_features(*(torch.from_numpy(reader.file[k][start:stop].astype(np.float64)) for k in ("qpos", "qvel"))).numpy()
-            total, total_sq = total + s.sum(0), total_sq + (s**2).sum(0)
-    mean, std = _mean_std(total, total_sq, n)
-    return {"mean": mean.tolist(), "std": std.tolist()}
+        total, total_sq, count = 0.0, 0.0, 0
+        d_total, d_total_sq, d_count = 0.0, 0.0, 0
+        for e in range(reader.num_episodes):
+            qpos, qvel = (torch.from_numpy(reader.frames(e, name=k).astype(np.float64)) for k in ("qpos", "qvel"))
+            s = state_features(qpos, qvel).numpy()
+            total, total_sq, count = total + s.sum(0), total_sq + (s**2).sum(0), count + len(s)
+            d = np.diff(torch.cat([qpos, qvel], -1).numpy(), axis=0)
+            d_total, d_total_sq, d_count = d_total + d.sum(0), d_total_sq + (d**2).sum(0), d_count + len(d)
+    mean, std = _mean_std(total, total_sq, count)
+    return {"mean": mean.tolist(), "std": std.tolist(), "delta_std": _mean_std(d_total, d_total_sq, d_count)[1].tolist()}
 
 
 def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:
     """Real start contexts for env resets: the first K frames and K-1 actions of `size` distinct
     windows of `dataset` (a `RolloutWindows`), spread over its episodes: every episode gives one
     window before any gives a second (windows of one episode are alike; a still arm makes them
-    identical). frames: (N, K, H, W, 3) uint8; actions: (N, K-1, A)."""
+    identical). frames: (N, K, H, W, 3) uint8; actions: (N, K-1, A); for a dataset read with its
+    states, states: (N, K, nq+nv) float32 [qpos, qvel]."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(dataset))
     episodes = dataset.index[order, 0]
@@ -106,7 +118,10 @@ def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:
     picks = order[np.argsort(rank, kind="stable")][:size]
     k = dataset.context
     items = [dataset[int(i)] for i in picks]
-    return {
+    bank = {
         "frames": torch.stack([it["frames"][:k] for it in items]).contiguous(),
         "actions": torch.stack([it["actions"][: k - 1] for it in items]).contiguous(),
     }
+    if dataset.states:
+        bank["states"] = torch.stack([torch.cat([it["qpos"][:k], it["qvel"][:k]], -1) for it in items]).contiguous()
+    return bank

@@ -60,7 +60,9 @@ def rollout_fidelity(
     With a position `probe` and `positions` (recorded states -> true key positions, from the real
     simulator), also the error (cm) of the key positions the probe reads off imagined frames, next
     to the probe's floor (its error on the real frames) and copy-last, per key body:
-    {"position_cm" | "position_floor_cm" | "copy_last_position_cm": {body: {h: mean}}}.
+    {"position_cm" | "position_floor_cm" | "copy_last_position_cm": {body: {h: mean}}}; for a model
+    with a state track also "state_position_cm": the key positions of its imagined states (through
+    `positions`), what its frames are drawn from.
 
     Horizon h is the h-th imagined frame; the first is frame `first_frame` of the episode (default
     K: right after the first K real frames; one value for models of different K scores them on the
@@ -81,10 +83,15 @@ def rollout_fidelity(
         n = min(max(horizons), min(int(reader.lengths[e]) + 1 - first for e in chosen))
         frames = torch.from_numpy(np.stack([reader.frames(e, s, first + n) for e in chosen]))
         actions = torch.from_numpy(np.stack([reader.steps("actions", e, s, first - 1 + n) for e in chosen]))
+        states = None
+        if world_model.state_shape is not None:  # the state track starts from the recorded state of the context frames
+            states = torch.from_numpy(np.stack([np.concatenate([reader.frames(e, s, first, name=q) for q in ("qpos", "qvel")], -1)
+                                                for e in chosen]).astype(np.float32))
         if probe is not None:
             true = np.stack([positions(reader.frames(e, first, first + n, name="qpos"), reader.frames(e, first, first + n, name="qvel"))
                              for e in chosen])
-    out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed))
+    out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed),
+                              context_states=states)
     real, previous_real = frames[:, k:], frames[:, k - 1 : -1]
     copy_last = frames[:, k - 1 : k].expand_as(real)
     previous_imagined = torch.cat([frames[:, k - 1 : k], out.frames[:, :-1]], dim=1)
@@ -105,6 +112,11 @@ def rollout_fidelity(
             "position_floor_cm": position_errors(probe, real, true),
             "copy_last_position_cm": position_errors(probe, copy_last, true),
         }
+        if out.states is not None:  # the state track's own error: its imagined qpos through the simulator's kinematics
+            nq = world_model.spec.dynamics["nq"]
+            imagined = out.states.numpy().astype(np.float64)
+            flat = positions(imagined[..., :nq].reshape(-1, nq), imagined[..., nq:].reshape(-1, imagined.shape[-1] - nq))
+            errors["state_position_cm"] = np.linalg.norm(flat.reshape(true.shape) - true, axis=-1) * 100
         for key, err in errors.items():
             result[key] = {body: {h: float(err[:, h - 1, p].mean()) for h in used} for p, body in enumerate(probe.names)}
             result["curves"][key] = {body: err[:, :, p].mean(0).tolist() for p, body in enumerate(probe.names)}

@@ -65,11 +65,15 @@ def evaluate_in_imagination(
     frames = torch.from_numpy(np.stack([e.frames[:k] for e in episodes]))
     actions = torch.from_numpy(np.stack([e.actions[:steps] for e in episodes]))
     real = np.stack([e.rewards[k - 1 : steps].sum() for e in episodes]).reshape(p, -1)
+    states = None
+    if world_model.state_shape is not None:
+        states = torch.from_numpy(np.stack([np.concatenate([e.qpos[:k], e.qvel[:k]], -1) for e in episodes]).astype(np.float32))
     generator = torch.Generator().manual_seed(seed)
     rewards = []
     for start in progress(range(0, len(episodes), batch_size)):
         rows = slice(start, start + batch_size)
-        rewards.append(world_model.imagine(frames[rows], actions[rows, : k - 1], actions[rows, k - 1 :], generator).rewards.numpy())
+        rewards.append(world_model.imagine(frames[rows], actions[rows, : k - 1], actions[rows, k - 1 :], generator,
+                                           None if states is None else states[rows]).rewards.numpy())
     rewards = np.concatenate(rewards)  # (P*M, steps-K+1)
     imagined = rewards.sum(1).reshape(p, -1)
     stats = policy_statistics(names, real, imagined)

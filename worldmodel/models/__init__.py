@@ -15,6 +15,7 @@ from worldmodel.models.framestack import FrameStackUNet
 from worldmodel.models.registry import DENOISERS, build_denoiser
 from worldmodel.models.reward_head import RewardTerminationHead
 from worldmodel.models.spacetime import SpaceTimeUNet
+from worldmodel.models.state_dynamics import StateDynamics, build_dynamics
 from worldmodel.registry import import_submodules
 
 import_submodules(__name__, __path__)
@@ -27,4 +28,5 @@ def build_networks(denoiser: dict[str, Any], reward_head: dict[str, Any], action
     return build_denoiser(denoiser["architecture"], action_space, context, target, **kwargs), RewardTerminationHead(action_space, **reward_head)
 
 
-__all__ = ["DENOISERS", "FrameStackUNet", "RewardTerminationHead", "SpaceTimeUNet", "build_denoiser", "build_networks"]
+__all__ = ["DENOISERS", "FrameStackUNet", "RewardTerminationHead", "SpaceTimeUNet", "StateDynamics", "build_denoiser", "build_dynamics",
+           "build_networks"]

@@ -33,20 +33,36 @@ class ActionEncoder(nn.Module):
         return self.embed((actions.float() - self.center) / self.half_range)
 
 
+def state_encoder(state_dim: int, dim: int) -> nn.Module | None:
+    """Embeds standardised state features (`StateDynamics.features`) of the frames a denoiser
+    draws; None for a model without a state track (state_dim 0)."""
+    return nn.Sequential(nn.Linear(state_dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if state_dim else None
+
+
+def check_states(encoder: nn.Module | None, states: Tensor | None) -> None:
+    if (encoder is None) != (states is None):
+        raise ValueError("states must be given exactly when the denoiser was built with state_dim > 0 (a model with a state track).")
+
+
 class FrameConditioning(nn.Module):
-    """cond[b, t] = MLP(noise level of frame t) + embedding of the action that led to frame t.
+    """cond[b, t] = MLP(noise level of frame t) + embedding of the action that led to frame t
+    (+ embedding of frame t's state, for a model with a state track: state_dim > 0).
 
     The first frame of a window has no action inside the window and gets a learned vector.
-    c_noise: (B, T); actions: (B, T-1, A) -> (B*T, dim).
+    c_noise: (B, T); actions: (B, T-1, A); states: (B, T, state_dim) or None -> (B*T, dim).
     """
 
-    def __init__(self, action_space: dict[str, Any], dim: int):
+    def __init__(self, action_space: dict[str, Any], dim: int, state_dim: int = 0):
         super().__init__()
         self.noise = nn.Sequential(FourierFeatures(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.action = ActionEncoder(action_space, dim)
         self.no_action = nn.Parameter(torch.zeros(dim))
+        self.state = state_encoder(state_dim, dim)
 
-    def forward(self, c_noise: Tensor, actions: Tensor) -> Tensor:
+    def forward(self, c_noise: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+        check_states(self.state, states)
         b = c_noise.shape[0]
-        previous = torch.cat([self.no_action.expand(b, 1, -1), self.action(actions)], dim=1)
-        return rearrange(self.noise(c_noise) + previous, "b t d -> (b t) d")
+        cond = self.noise(c_noise) + torch.cat([self.no_action.expand(b, 1, -1), self.action(actions)], dim=1)
+        if states is not None:
+            cond = cond + self.state(states)
+        return rearrange(cond, "b t d -> (b t) d")

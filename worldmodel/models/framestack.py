@@ -10,18 +10,22 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from worldmodel.models.blocks import Downsample, FourierFeatures, ResBlock, SpatialAttention, Upsample, group_norm
-from worldmodel.models.conditioning import ActionEncoder
+from worldmodel.models.conditioning import ActionEncoder, check_states, state_encoder
 from worldmodel.models.registry import DENOISERS
+from worldmodel.models.state_renderer import StateRenderer
 
 
 class FrameStackUNet(nn.Module):
     """Predicts the last frame of a window of `context + 1` frames; context frames are input only.
 
     Conditioning (adaptive GroupNorm): the target's noise level, the context frames' (augmentation)
-    noise level, and the `context` actions of the window, each embedded and summed.
+    noise level, the `context` actions of the window and, with a state track (state_dim > 0), the
+    states of the last context frame and of the target, each embedded and summed. With a state
+    track the target's state is also drawn by a `StateRenderer` (state_render_channels maps, 0:
+    none) and enters as input channels next to the frames, aligned with the frame being denoised.
 
-    forward(x: (B, K+1, C, H, W), c_noise: (B, K+1), actions: (B, K, A)) -> (B, K+1, C, H, W),
-    zeros for the context frames.
+    forward(x: (B, K+1, C, H, W), c_noise: (B, K+1), actions: (B, K, A), states: (B, K+1, state_dim)
+    standardised state features or None) -> (B, K+1, C, H, W), zeros for the context frames.
     """
 
     def __init__(
@@ -33,6 +37,8 @@ class FrameStackUNet(nn.Module):
         blocks: int = 2,
         cond_dim: int = 256,
         gradient_checkpointing: bool = False,
+        state_dim: int = 0,
+        state_render_channels: int = 0,
     ):
         super().__init__()
         self.context = context
@@ -41,7 +47,10 @@ class FrameStackUNet(nn.Module):
         self.context_noise = nn.Sequential(FourierFeatures(cond_dim), nn.Linear(cond_dim, cond_dim))
         self.action = ActionEncoder(action_space, cond_dim)
         self.action_mix = nn.Linear(context * cond_dim, cond_dim)
-        self.stem = nn.Conv2d((context + 1) * image_channels, channels[0], 3, padding=1)
+        self.state = state_encoder(2 * state_dim, cond_dim)
+        self.renderer = StateRenderer(state_dim, state_render_channels) if state_dim and state_render_channels else None
+        rendered = state_render_channels if self.renderer is not None else 0
+        self.stem = nn.Conv2d((context + 1) * image_channels + rendered, channels[0], 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         skips, ch = [channels[0]], channels[0]
         for level, out_ch in enumerate(channels):
@@ -70,17 +79,23 @@ class FrameStackUNet(nn.Module):
             return checkpoint(layer, h, cond, use_reentrant=False)
         return layer(h, cond)
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0) -> Tensor:
+    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None) -> Tensor:
         """outputs_from: accepted for the shared interface; the output is always the last frame's."""
         b, t = x.shape[:2]
         if t != self.context + 1:
             raise ValueError(f"framestack predicts one frame from {self.context} context frames: got a window of {t}.")
+        check_states(self.state, states)
         cond = (
             self.noise(c_noise[:, -1])
             + self.context_noise(c_noise[:, :-1].mean(dim=1))
             + self.action_mix(rearrange(self.action(actions), "b k d -> b (k d)"))
         )
-        h = self.stem(rearrange(x, "b t c h w -> b (t c) h w"))
+        if states is not None:  # where the arm was and where it must be drawn
+            cond = cond + self.state(rearrange(states[:, -2:], "b t s -> b (t s)"))
+        stacked = rearrange(x, "b t c h w -> b (t c) h w")
+        if self.renderer is not None:
+            stacked = torch.cat([stacked, self.renderer(states[:, -1], tuple(x.shape[-2:])).to(stacked.dtype)], dim=1)
+        h = self.stem(stacked)
         skips = [h]
         for layer in self.down:
             h = self._run_layer(layer, h, cond)

@@ -1,4 +1,5 @@
-"""Reward and termination of a transition, predicted from its two frames and its action."""
+"""Reward and termination of a transition, predicted from its two frames and its action (and, for a
+model with a state track, the two states)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmodel.models.conditioning import ActionEncoder
+from worldmodel.models.conditioning import ActionEncoder, check_states, state_encoder
 
 
 class RewardTerminationHead(nn.Module):
-    """A small CNN over (frame_t, frame_t+1) stacked as channels, with the action added to its features.
+    """A small CNN over (frame_t, frame_t+1) stacked as channels, with the action (and with state_dim
+    > 0 the embedded state features of both frames: a task's reward is mostly a function of its
+    state, which pixels of a thin arm give only roughly) added to its features.
 
-    forward(frames: (B, T+1, C, H, W) in [-1, 1], actions: (B, T, A)) ->
-    reward (B, T) in units of the training data (de-normalised), termination logit (B, T).
+    forward(frames: (B, T+1, C, H, W) in [-1, 1], actions: (B, T, A), states: (B, T+1, state_dim)
+    standardised state features or None) -> reward (B, T) in units of the training data
+    (de-normalised), termination logit (B, T).
     """
 
-    def __init__(self, action_space: dict[str, Any], image_channels: int = 3, channels: int = 32, dim: int = 128):
+    def __init__(self, action_space: dict[str, Any], image_channels: int = 3, channels: int = 32, dim: int = 128, state_dim: int = 0):
         super().__init__()
         c = channels
         self.encoder = nn.Sequential(
@@ -30,21 +34,25 @@ class RewardTerminationHead(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.action = ActionEncoder(action_space, dim)
+        self.state = state_encoder(2 * state_dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 2))
         # Reward normalisation, set from the training data before training (and saved with it).
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))
 
-    def forward(self, frames: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, frames: Tensor, actions: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        check_states(self.state, states)
         b, t = actions.shape[:2]
         pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2)
-        features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w"))
-        out = self.mlp(features + rearrange(self.action(actions), "b t d -> (b t) d"))
+        features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w")) + rearrange(self.action(actions), "b t d -> (b t) d")
+        if states is not None:
+            features = features + rearrange(self.state(torch.cat([states[:, :-1], states[:, 1:]], dim=-1)), "b t d -> (b t) d")
+        out = self.mlp(features)
         reward_z, logit = rearrange(out, "(b t) two -> two b t", b=b).float()
         return reward_z * self.reward_std + self.reward_mean, logit
 
-    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor) -> tuple[Tensor, Tensor]:
+    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Normalised-reward MSE and termination binary cross-entropy."""
-        reward, logit = self(frames, actions)
+        reward, logit = self(frames, actions, states)
         reward_loss = F.mse_loss((reward - self.reward_mean) / self.reward_std, (rewards - self.reward_mean) / self.reward_std)
         return reward_loss, F.binary_cross_entropy_with_logits(logit, terminated.float())

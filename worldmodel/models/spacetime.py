@@ -23,7 +23,8 @@ class SpaceTimeUNet(nn.Module):
     attention cost more than all convolutions on CPU); spatial self-attention at the lowest
     resolution.
 
-    forward(x: (B, T, C, H, W) preconditioned frames, c_noise: (B, T), actions: (B, T-1, A))
+    forward(x: (B, T, C, H, W) preconditioned frames, c_noise: (B, T), actions: (B, T-1, A),
+    states: (B, T, state_dim) standardised state features of every frame (state_dim > 0 only))
     -> (B, T, C, H, W), the network output F of every frame (the EDM wrapper keeps the targets').
     """
 
@@ -37,11 +38,12 @@ class SpaceTimeUNet(nn.Module):
         cond_dim: int = 256,
         temporal_from_level: int = 1,
         gradient_checkpointing: bool = False,
+        state_dim: int = 0,
     ):
         super().__init__()
         self.max_frames = max_frames
         self.gradient_checkpointing = gradient_checkpointing
-        self.cond = FrameConditioning(action_space, cond_dim)
+        self.cond = FrameConditioning(action_space, cond_dim, state_dim)
         self.stem = nn.Conv2d(image_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         skips = [channels[0]]
@@ -82,14 +84,14 @@ class SpaceTimeUNet(nn.Module):
             return layer(h, frames)
         return layer(h)
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0) -> Tensor:
+    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None) -> Tensor:
         """outputs_from: frames before it (context) get a zero output. Past the last temporal
         attention, a frame's features no longer reach other frames, so the rest of the decoder runs
         on the output frames only (at K=4, F=1 this skips ~40 % of the work)."""
         b, t = x.shape[:2]
         if t > self.max_frames:
             raise ValueError(f"window of {t} frames, the model was built for at most {self.max_frames}.")
-        cond = self.cond(c_noise, actions)
+        cond = self.cond(c_noise, actions, states)
         h = self.stem(rearrange(x, "b t c h w -> (b t) c h w"))
         skips = [h]
         for layer in self.down:

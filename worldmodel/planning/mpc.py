@@ -13,8 +13,9 @@ import numpy as np
 
 from worldmodel.planning.optimizers import Score
 
-# (last K frames (K, H, W, 3) uint8, the K-1 actions between them) -> a score for the planner
-MakeScore = Callable[[np.ndarray, np.ndarray], Score]
+# (last K frames (K, H, W, 3) uint8, the K-1 actions between them, their states (K, nq+nv) or None)
+# -> a score for the planner
+MakeScore = Callable[[np.ndarray, np.ndarray, np.ndarray | None], Score]
 
 
 @dataclass
@@ -40,15 +41,18 @@ def run_mpc(
     rng: np.random.Generator,
     success: Callable[[dict], bool],
     stop_on_success: bool = False,
+    context_states: np.ndarray | None = None,
 ) -> EpisodeResult:
     """Runs `steps` real steps from the env's current state.
 
     context_frames (K, H, W, 3) / context_actions (K-1, A): how the env got here (the world model's
     start window). make_score None: uniformly random actions (the baseline), no planning.
     success(info) is checked after every step; the episode's success is the last check, or the
-    first success when stop_on_success.
+    first success when stop_on_success. context_states (K, nq+nv): the frames' [qpos, qvel], for a
+    world model with a state track (then read from each step's info["qpos"], info["qvel"]), else None.
     """
     frames = deque(context_frames, maxlen=len(context_frames))
+    states = None if context_states is None else deque(context_states, maxlen=len(context_states))
     actions = deque(context_actions, maxlen=len(context_actions))
     space = env.action_space
     if planner is not None:
@@ -60,12 +64,14 @@ def run_mpc(
         else:
             start = time.perf_counter()
             window_actions = np.asarray(actions, np.float32).reshape(len(actions), *space.shape)
-            chunk = planner.plan(make_score(np.stack(frames), window_actions), rng)[:replan_every]
+            chunk = planner.plan(make_score(np.stack(frames), window_actions, None if states is None else np.stack(states)), rng)[:replan_every]
             plan_seconds += time.perf_counter() - start
         for action in chunk:
             frame, reward, terminated, truncated, info = env.step(action)
             frames.append(frame)
             actions.append(action)
+            if states is not None:
+                states.append(np.concatenate([info["qpos"], info["qvel"]]).astype(np.float32))
             total += reward
             t += 1
             ok = success(info)

@@ -16,8 +16,8 @@ def _imagine(wm: WorldModel, window: Window, actions: np.ndarray, generator: tor
     if len(window) != 1:
         raise ValueError(f"plan from one world's window, got a batch of {len(window)}.")
     n = len(actions)
-    frames, context_actions = window.frames.expand(n, *window.frames.shape[1:]), window.actions.expand(n, *window.actions.shape[1:])
-    return wm.imagine(frames.cpu(), context_actions.cpu(), torch.from_numpy(actions), generator)
+    frames, context_actions, states = (None if v is None else v.expand(n, *v.shape[1:]).cpu() for v in (window.frames, window.actions, window.states))
+    return wm.imagine(frames, context_actions, torch.from_numpy(actions), generator, states)
 
 
 def predicted_return(wm: WorldModel, window: Window, generator: torch.Generator):

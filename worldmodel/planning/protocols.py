@@ -46,7 +46,8 @@ class GoalProtocol:
 @dataclass
 class EpisodeStart:
     """Where an episode starts: the context (K, H, W, 3) frames and (K-1, A) actions that led there,
-    the step budget, the goal frame (goal protocol) and the success test on a step's info."""
+    the step budget, the goal frame (goal protocol), the success test on a step's info and the
+    context's states (K, nq+nv) [qpos, qvel]."""
 
     frames: np.ndarray
     actions: np.ndarray
@@ -54,14 +55,17 @@ class EpisodeStart:
     goal_frame: np.ndarray | None
     success: Callable[[dict], bool]
     stop_on_success: bool
+    states: np.ndarray
 
 
 @dataclass
 class GoalStart:
-    """A recorded start state and the state `offset` steps later, with frames and actions."""
+    """A recorded start state and the state `offset` steps later, with the context's frames, actions
+    and states (K, nq+nv)."""
 
     frames: np.ndarray
     actions: np.ndarray
+    states: np.ndarray
     qpos: np.ndarray
     qvel: np.ndarray
     goal_frame: np.ndarray
@@ -106,6 +110,7 @@ def goal_starts(sim: Simulator, goal: GoalProtocol, task: str, context: int, cou
                 continue
             starts.append(GoalStart(
                 frames=reader.frames(e, t0 - k + 1, t0 + 1), actions=reader.steps("actions", e, t0 - k + 1, t0),
+                states=np.concatenate([reader.frames(e, t0 - k + 1, t0 + 1, name=q) for q in ("qpos", "qvel")], -1).astype(np.float32),
                 qpos=state(t0, "qpos"), qvel=state(t0, "qvel"), goal_frame=reader.frames(e, t0 + offset, t0 + offset + 1)[0],
                 goal_qpos=state(t0 + offset, "qpos"), goal_qvel=state(t0 + offset, "qvel"),
             ))
@@ -117,12 +122,16 @@ def goal_starts(sim: Simulator, goal: GoalProtocol, task: str, context: int, cou
 
 def reward_start(sim: Simulator, context: int, seed: int) -> EpisodeStart:
     """The reward protocol's start: reset(seed), then K-1 zero actions build the first context."""
-    frames, actions = [sim.reset(seed=seed)[0]], []
+    frame, info = sim.reset(seed=seed)
+    frames, actions, states = [frame], [], [np.concatenate([info["qpos"], info["qvel"]])]
     for _ in range(context - 1):
         actions.append(np.zeros(sim.action_space.shape, np.float32))
-        frames.append(sim.step(actions[-1])[0])
+        frame, _, _, _, info = sim.step(actions[-1])
+        frames.append(frame)
+        states.append(np.concatenate([info["qpos"], info["qvel"]]))
     return EpisodeStart(np.stack(frames), np.asarray(actions, np.float32).reshape(context - 1, *sim.action_space.shape),
-                        sim.episode_steps - (context - 1), None, lambda info: bool(info["success"]), False)
+                        sim.episode_steps - (context - 1), None, lambda info: bool(info["success"]), False,
+                        np.stack(states).astype(np.float32))
 
 
 def goal_start(sim: Simulator, start: GoalStart, budget: int, seed: int) -> EpisodeStart:
@@ -133,7 +142,7 @@ def goal_start(sim: Simulator, start: GoalStart, budget: int, seed: int) -> Epis
     goal_point = sim.goal_point()
     sim.set_state(qpos=start.qpos, qvel=start.qvel)
     return EpisodeStart(start.frames, start.actions, budget, start.goal_frame,
-                        lambda info: bool(np.linalg.norm(sim.goal_point() - goal_point) < sim.success_distance), True)
+                        lambda info: bool(np.linalg.norm(sim.goal_point() - goal_point) < sim.success_distance), True, start.states)
 
 
 def score_maker(model: str, wm: WorldModel, sim: Simulator, goal_frame: np.ndarray | None, generator: torch.Generator,
@@ -143,10 +152,11 @@ def score_maker(model: str, wm: WorldModel, sim: Simulator, goal_frame: np.ndarr
     if model == "random":
         return None
     if model == "oracle":
-        return lambda frames, actions: simulator_return(sim) if goal_frame is None else simulator_goal_distance(sim, goal_frame, blur)
+        return lambda frames, actions, states: simulator_return(sim) if goal_frame is None else simulator_goal_distance(sim, goal_frame, blur)
 
-    def make_score(frames: np.ndarray, actions: np.ndarray):
-        window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None])
+    def make_score(frames: np.ndarray, actions: np.ndarray, states: np.ndarray | None):
+        window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None],
+                           None if states is None else torch.from_numpy(states)[None])
         return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator, blur)
 
     return make_score
@@ -169,7 +179,8 @@ def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str
             start = reward_start(sim, wm.context, seed + i) if starts is None else goal_start(sim, starts[i], goal.budget, seed + i)
             make_score = score_maker(model, wm, sim, start.goal_frame, torch.Generator().manual_seed(seed * 100_003 + i), blur)
             runs.append(run_mpc(sim, planner, make_score, start.frames, start.actions, start.steps, replan_every,
-                                np.random.default_rng([seed, i]), start.success, start.stop_on_success))
+                                np.random.default_rng([seed, i]), start.success, start.stop_on_success,
+                                start.states if wm.state_shape is not None else None))
         results[model] = {
             "success_rate": float(np.mean([e.success for e in runs])),
             "mean_return": float(np.mean([e.episode_return for e in runs])),

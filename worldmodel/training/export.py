@@ -16,20 +16,29 @@ EDM_KEYS = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
 
 
 def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tuple[int, int, int],
-                     action_space: dict[str, Any], frame_change_std: float | None = None) -> ModelSpec:
+                     action_space: dict[str, Any], frame_change_std: float | None = None,
+                     state_size: tuple[int, int] | None = None) -> ModelSpec:
     """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`.
 
     frame_change_std: the data's (`data.stats.frame_change_std`); needed when the config diffuses
-    residuals (`diffusion.residual`), which are scaled by sigma_data / frame_change_std."""
+    residuals (`diffusion.residual`), which are scaled by sigma_data / frame_change_std.
+    state_size: the data's (nq, nv); needed with a state track (`dynamics=...`)."""
     residual_scale = 0.0
     if cfg["diffusion"].get("residual"):
         if frame_change_std is None:
             raise ValueError("diffusion.residual needs the data's frame_change_std to scale the residuals.")
         residual_scale = float(cfg["diffusion"]["sigma_data"]) / frame_change_std
-    model = cfg["model"]
+    model, dynamics = cfg["model"], {}
+    denoiser = {k: v for k, v in model.items() if k != "reward_channels"}
+    if cfg.get("dynamics"):
+        if state_size is None:
+            raise ValueError("a state track (dynamics=...) needs the data's state size (nq, nv).")
+        nq, nv = state_size
+        dynamics = {"nq": int(nq), "nv": int(nv), "hidden": int(cfg["dynamics"]["hidden"]), "layers": int(cfg["dynamics"]["layers"])}
+        denoiser["state_dim"] = 2 * dynamics["nq"] + dynamics["nv"]
     return ModelSpec(
-        denoiser={k: v for k, v in model.items() if k != "reward_channels"},
-        reward_head={"channels": int(model["reward_channels"])},
+        denoiser=denoiser,
+        reward_head={"channels": int(model["reward_channels"])} | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
         context=int(cfg["window"]["context"]),
         target=int(cfg["window"]["target"]),
         edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}, residual_scale=residual_scale),
@@ -38,14 +47,16 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
         frame_shape=tuple(frame_shape),
         task=task,
         split={"val_fraction": cfg["window"]["val_fraction"], "split_seed": cfg["window"]["split_seed"]},
+        dynamics=dynamics,
     )
 
 
 def export_model(path: Path, spec: ModelSpec, shadow, train_set, data_path: Path, reward_stats: dict[str, float],
                  cfg: dict[str, Any], steps: int) -> Path:
     """Writes the self-contained checkpoint: `shadow`'s (EMA) denoiser and reward head, a bank of
-    `cfg["start_bank_size"]` real start contexts from `train_set`, and provenance."""
-    return save_checkpoint(path, spec, {
+    `cfg["start_bank_size"]` real start contexts from `train_set`, the state track, and provenance."""
+    extra = {"dynamics": shadow.dynamics.state_dict()} if spec.has_state else {}
+    return save_checkpoint(path, spec, extra | {
         "denoiser": shadow.denoiser.state_dict(),
         "reward_head": shadow.reward_head.state_dict(),
         "reward_stats": reward_stats,

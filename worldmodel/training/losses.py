@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from worldmodel.diffusion import EDM, SamplerConfig, sample
 from worldmodel.frames import to_model, to_uint8
+from worldmodel.models.state_dynamics import StateDynamics
 from worldmodel.training.state_head import StateHead, bottleneck_features
 
 
@@ -30,6 +31,7 @@ class WindowLossConfig:
     unroll_sampler: SamplerConfig = SamplerConfig(steps=1)
     motion_weight: float = 0.0
     state_weight: float = 0.0
+    render_weight: float = 1.0
 
 
 def motion_weights(frames: Tensor, context: int, weight: float, threshold: float = 0.1) -> Tensor:
@@ -50,16 +52,21 @@ class WindowLoss(nn.Module):
     """The trained modules and their objective; forward(batch, generator, unroll) -> dict of scalar losses.
 
     One module, so that distributed wrappers (DDP) see the whole forward pass. state_head: the
-    training-only auxiliary head (`cfg.state_weight > 0`), None otherwise.
+    training-only auxiliary head (`cfg.state_weight > 0`), None otherwise; dynamics: the state
+    track (trained before, frozen here: the denoiser is conditioned on its features of the
+    recorded states), None for a model without one.
     """
 
     def __init__(self, denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig,
-                 state_head: StateHead | None = None):
+                 state_head: StateHead | None = None, dynamics: StateDynamics | None = None, background: Tensor | None = None):
         super().__init__()
         self.denoiser, self.reward_head, self.edm, self.cfg, self.state_head = denoiser, reward_head, edm, cfg, state_head
+        self.dynamics = dynamics
+        self.register_buffer("background", background)
 
     def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None, unroll: int = 0) -> dict[str, Tensor]:
-        return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll, self.state_head)
+        return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll, self.state_head,
+                             self.dynamics, self.background)
 
 
 def _context_sigma(edm: EDM, cfg: WindowLossConfig, b: int, generator: torch.Generator | None, device) -> Tensor:
@@ -69,12 +76,13 @@ def _context_sigma(edm: EDM, cfg: WindowLossConfig, b: int, generator: torch.Gen
 
 @torch.no_grad()
 def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames: Tensor, actions: Tensor, unroll: int,
-                    generator: torch.Generator | None = None) -> Tensor:
+                    generator: torch.Generator | None = None, states: Tensor | None = None) -> Tensor:
     """The window the model would see after imagining `unroll` frames itself (Self Forcing /
     scheduled sampling): frames (B, K+U+F, C, H, W) real, actions (B, K+U+F-1, A) ->
     (B, K+U+F, C, H, W) where frames K..K+unroll-1 are the model's own samples, each generated from
     the K frames before it (real or generated) under the recorded actions; the rest stay real.
-    Frames enter the next window after the same uint8 rounding as at imagination time."""
+    Frames enter the next window after the same uint8 rounding as at imagination time. states:
+    (B, K+U+F, S) state features of every frame (a model with a state track), else None."""
     k = cfg.context
     out = frames.clone()
     for i in range(unroll):
@@ -85,8 +93,9 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             sig = torch.cat([context_sigma.expand(b, k), sigma.reshape(1, 1).expand(b, 1).to(context_sigma)], dim=1)
+            conditioning = {} if states is None else {"states": states[:, i : i + k + 1]}
             return edm.denoise(denoiser, torch.cat([noisy_context, x], dim=1), sig, actions=actions[:, i : i + k],
-                               outputs_from=k)[:, -1:].float()
+                               outputs_from=k, **conditioning)[:, -1:].float()
 
         noise = torch.randn((b, 1, *frames.shape[2:]), generator=generator).to(frames)
         new = edm.decode_target(sample(denoise, noise, cfg.unroll_sampler), window[:, k - 1 : k]).clamp(-1, 1)
@@ -97,6 +106,7 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
 def window_losses(
     denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig, batch: dict[str, Tensor],
     generator: torch.Generator | None = None, unroll: int = 0, state_head: StateHead | None = None,
+    dynamics: StateDynamics | None = None, background: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Losses of a batch from `RolloutWindows` (frames (B, K+U+F, H, W, 3) uint8, actions (B, K+U+F-1, A), ...).
 
@@ -105,16 +115,23 @@ def window_losses(
     unroll U > 0 (rollout training): the model first imagines U frames from the first K real ones
     under the recorded actions, then learns to denoise the real frame K+U from that self-generated
     context, so it learns to steer back onto the recorded trajectory. Windows longer than K+U+F
-    frames use their first K+U+F. The reward head always learns on real frames.
+    frames use their first K+U+F. The reward head always learns on real frames. With `dynamics` (a
+    state track) the denoiser draws every frame given the recorded state's features (the batch's
+    qpos, qvel), and its state renderer (if any) learns to draw the real target frames (background:
+    the data's mean frame (3, H, W), against which the renderer's loss weighs the foreground).
     """
     k, f = cfg.context, cfg.target
     real = to_model(batch["frames"])
     pixel_weight = motion_weights(real[:, unroll : unroll + k + f], k, cfg.motion_weight) if cfg.motion_weight else None
     frames = real[:, : k + unroll + f]
     actions = batch["actions"][:, : k + unroll + f - 1]
+    recorded = None if dynamics is None else dynamics.features(torch.cat([batch["qpos"], batch["qvel"]], dim=-1))
+    states = None if recorded is None else recorded[:, : k + unroll + f].to(frames.dtype)
     if unroll:
-        frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator)[:, unroll:]
+        frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator, states)[:, unroll:]
         actions = actions[:, unroll:]
+        states = None if states is None else states[:, unroll:]
+    conditioning = {} if states is None else {"states": states}
     frames = torch.cat([frames[:, :k], edm.encode_target(frames[:, k:], frames[:, k - 1 : k])], dim=1)
     b, t = frames.shape[:2]
     device = frames.device
@@ -126,7 +143,7 @@ def window_losses(
     loss_mask[:, k:] = True
     losses = {}
     with bottleneck_features(denoiser) if state_head is not None else nullcontext([]) as captured:
-        diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k)
+        diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k, **conditioning)
     if state_head is not None:
         features = captured[0]
         if features.shape[0] != b:  # one feature map per window frame: keep the targets'
@@ -135,8 +152,14 @@ def window_losses(
         losses["state"] = state_head.loss(features, batch["qpos"][:, targets], batch["qvel"][:, targets])
     n = k + f  # the reward head's transitions: those of the real window's first K+F frames
     reward_loss, termination_loss = reward_head.loss(real[:, :n], batch["actions"][:, : n - 1], batch["rewards"][:, : n - 1],
-                                                     batch["terminated"][:, : n - 1])
+                                                     batch["terminated"][:, : n - 1], None if recorded is None else recorded[:, :n])
+    renderer = getattr(denoiser, "renderer", None)
+    if renderer is not None and states is not None:  # the state renderer's RGB guess of the real target frames
+        targets = slice(unroll + k, unroll + k + f)
+        losses["render"] = renderer.render_loss(states[:, k:].flatten(0, 1), real[:, targets].flatten(0, 1), background)
     total = diffusion + cfg.reward_weight * reward_loss + cfg.termination_weight * termination_loss
     if "state" in losses:
         total = total + cfg.state_weight * losses["state"]
+    if "render" in losses:
+        total = total + cfg.render_weight * losses["render"]
     return {"loss": total, "diffusion": diffusion, "reward": reward_loss, "termination": termination_loss} | losses

@@ -16,8 +16,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmodel.data.stats import state_features
 from worldmodel.models.blocks import group_norm
+from worldmodel.states import state_features
 
 
 class StateHead(nn.Module):

@@ -16,18 +16,21 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from einops import rearrange
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from worldmodel.checks import whole_number
-from worldmodel.data.stats import action_space_of, dataset_fingerprint, frame_change_std, reward_stats, state_stats, task_of
+from worldmodel.data.stats import action_space_of, dataset_fingerprint, frame_change_std, mean_frame, reward_stats, state_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
-from worldmodel.models import build_networks
+from worldmodel.models import build_dynamics, build_networks
+from worldmodel.models.state_dynamics import StateDynamics
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
+from worldmodel.training.dynamics import train_dynamics
 from worldmodel.training.ema import EMA
 from worldmodel.training.export import export_model, spec_from_config
 from worldmodel.training.losses import WindowLoss, WindowLossConfig
@@ -119,15 +122,18 @@ def train(cfg: dict[str, Any]) -> Path:
     # Rollout training needs the U real frames that the model replaces with its own, and their actions.
     extra = int(cfg["rollout"]["max_unroll"])
     train_set = RolloutWindows(data_path, w["context"], w["target"] + extra, w["stride"], "train", w["val_fraction"], w["split_seed"],
-                               cache=w["cache"], states=float(cfg.get("state_weight", 0)) > 0)
+                               cache=w["cache"], states=float(cfg.get("state_weight", 0)) > 0 or bool(cfg.get("dynamics")))
     val_set = RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"]) if w["val_fraction"] > 0 else None
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
     run_files.prepare(run_dir, cfg, dataset_fingerprint(data_path), accelerator)
 
     change_std = frame_change_std(data_path) if cfg["diffusion"].get("residual") else None
-    spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata), change_std)
+    spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata), change_std,
+                            (train_set.metadata["nq"], train_set.metadata["nv"]))
     stats = reward_stats(data_path)
     model = _objective(spec, cfg, stats, data_path)
+    if model.dynamics is not None:
+        _state_track(model.dynamics, cfg, data_path, train_set.episodes, run_dir, accelerator)
     optimizer, scheduler = _optimiser(model, cfg)
     sampler = EpochSampler(len(train_set), cfg["seed"])
     loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=w["num_workers"],
@@ -160,27 +166,54 @@ def train(cfg: dict[str, Any]) -> Path:
     return path
 
 
+def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, episodes, run_dir: Path, accelerator) -> None:
+    """Trains the state track before the denoiser, or loads it from the run (resume). Every
+    process trains its own copy from the same seed; only the main process's is exported."""
+    path = run_dir / "state_dynamics.pt"
+    if cfg.get("resume") and path.exists():
+        dynamics.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        dynamics.eval().requires_grad_(False)
+        logger.info("state dynamics loaded from %s", path)
+    else:
+        train_dynamics(dynamics, data_path, episodes, cfg["dynamics"], cfg["seed"], accelerator.device, accelerator.is_main_process)
+        if accelerator.is_main_process:
+            torch.save(dynamics.state_dict(), path)
+    dynamics.to(accelerator.device)
+
+
 def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path) -> WindowLoss:
     """The trained modules (denoiser, reward head with the data's reward statistics, the optional
-    state head) and their loss."""
+    state head and state track) and their loss."""
     denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
     loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
                                 cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
-                                float(cfg["diffusion"]["motion_weight"]), float(cfg.get("state_weight", 0)))
+                                float(cfg["diffusion"]["motion_weight"]), float(cfg.get("state_weight", 0)), float(cfg.get("render_weight", 1.0)))
     state_head = None
     if loss_cfg.state_weight > 0:
         channels = list(spec.denoiser.get("channels", [64]))
         resolution = spec.frame_shape[0] // 2 ** (len(channels) - 1)
-        state_head = StateHead(channels[-1], resolution, **state_stats(data_path))
-    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head)
+        state = state_stats(data_path)
+        state_head = StateHead(channels[-1], resolution, state["mean"], state["std"])
+    dynamics, background = build_dynamics(spec.dynamics, spec.action_space), None
+    if dynamics is not None:
+        state = state_stats(data_path)
+        dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])
+    if getattr(denoiser, "renderer", None) is not None:
+        background = rearrange(torch.from_numpy(mean_frame(data_path)), "h w c -> c h w")
+    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background)
 
 
 def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
     """AdamW with linear warm-up and cosine decay (`lr_factor`) over cfg["steps"]."""
     o, steps = cfg["optim"], int(cfg["steps"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
+    # The state track is trained before (its own stage); the state renderer at a higher rate: drawing a thin arm's pose from a few
+    # numbers is learned from a few pixels per frame (measured: at the denoiser's rate, 800 steps drew a blob).
+    renderer = [p for name, p in model.named_parameters() if name.startswith("denoiser.renderer.")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "denoiser.renderer."))]
+    groups = [{"params": rest}] + ([{"params": renderer, "lr": o["lr"] * float(o.get("render_lr_scale", 1.0))}] if renderer else [])
+    optimizer = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, int(o["warmup_steps"]), float(o["min_lr_ratio"])))
     return optimizer, scheduler
 
@@ -244,7 +277,8 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
 
 def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:
     """Imagined vs real rollouts on held-out episodes: PSNR at a few horizons, a side-by-side video."""
-    wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, spec, device=accelerator.device, bf16=cfg["mixed_precision"] == "bf16")
+    wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, spec, device=accelerator.device, bf16=cfg["mixed_precision"] == "bf16",
+                    dynamics=ema.shadow.dynamics)
     result = rollout_fidelity(wm, val_set.path, val_set.episodes, cfg["val_horizons"], cfg["val_episodes"],
                               video=run_dir / "validation" / f"step{step:07d}.mp4", seed=cfg["seed"])
     logs = {f"val/psnr_h{h}": v for h, v in result["psnr"].items()} | {f"val/copy_last_h{h}": v for h, v in result["copy_last_psnr"].items()}

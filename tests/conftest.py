@@ -35,7 +35,10 @@ def tiny_config(data, run_dir, **overrides):
     defaults = {"steps": 6, "batch_size": 4, "model.channels": "[8,16]", "model.blocks": 1, "model.cond_dim": 32,
                 "model.reward_channels": 8, "log_every": 2, "save_every": 3, "val_every": 0, "start_bank_size": 4,
                 "window.val_fraction": 0.25, "window.context": 4, "mixed_precision": "no", "device": "cpu"}
-    group = [f"{g}={overrides.pop(g)}" for g in ("model", "dynamics") if g in overrides]
+    dynamics = overrides.pop("dynamics", "state_mlp")
+    if dynamics != "none":  # the state track's own stage, kept short
+        defaults |= {"dynamics.steps": 40, "dynamics.batch_size": 16, "dynamics.horizon": 6}
+    group = [f"dynamics={dynamics}"] + ([f"model={overrides.pop('model')}"] if "model" in overrides else [])
     args = [f"data={data}", f"run_dir={run_dir}", *group] + [f"{k}={v}" for k, v in {**defaults, **overrides}.items()]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
         cfg = compose("train", overrides=args)
@@ -67,12 +70,13 @@ def rng():
 
 @pytest.fixture(scope="session")
 def checkpoint(reacher_file, tmp_path_factory):
-    """A tiny framestack model trained briefly on `reacher_file`: real weights, fast to sample."""
+    """A tiny framestack model without a state track trained briefly on `reacher_file`: real weights, fast to sample."""
     from accelerate.state import AcceleratorState
 
     from worldmodel.training.trainer import train
 
-    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "tiny", model="framestack", steps=20, save_every=20, start_bank_size=8)
+    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "tiny", model="framestack", steps=20, save_every=20, start_bank_size=8,
+                         dynamics="none")
     path = train(config)
     AcceleratorState._reset_state()
     return path
@@ -80,13 +84,12 @@ def checkpoint(reacher_file, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def state_checkpoint(reacher_file, tmp_path_factory):
-    """The same tiny model with a state track (dynamics=state_mlp): frames drawn from a learned state."""
+    """The same tiny model with the default state track: frames drawn from a learned state."""
     from accelerate.state import AcceleratorState
 
     from worldmodel.training.trainer import train
 
-    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "state", model="framestack", steps=20, save_every=20,
-                         start_bank_size=8, dynamics="state_mlp", **{"dynamics.steps": 40, "dynamics.batch_size": 16, "dynamics.horizon": 6})
+    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "state", model="framestack", steps=20, save_every=20, start_bank_size=8)
     path = train(config)
     AcceleratorState._reset_state()
     return path

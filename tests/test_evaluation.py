@@ -117,9 +117,9 @@ def test_a_success_correlation_that_cannot_be_computed_says_why():
     from worldmodel.data.format import Episode
 
     class Still:  # imagines zero reward whatever happens
-        context = 2
+        context, state_shape = 2, None
 
-        def imagine(self, frames, context_actions, actions, generator=None):
+        def imagine(self, frames, context_actions, actions, generator=None, context_states=None):
             return type("Imagined", (), {"rewards": torch.zeros(actions.shape[:2])})()
 
     def episode(success):
@@ -140,11 +140,11 @@ def test_fidelity_scores_the_frames_from_first_frame_on(reacher_file, first_fram
     from worldmodel.evaluation.fidelity import rollout_fidelity
 
     class CopyWorld:
-        context = 2
+        context, state_shape = 2, None
 
-        def imagine(self, frames, context_actions, actions, generator=None):
+        def imagine(self, frames, context_actions, actions, generator=None, context_states=None):
             assert frames.shape[1] == 2 and context_actions.shape[1] == 1
-            return type("Imagined", (), {"frames": frames[:, -1:].expand(-1, actions.shape[1], -1, -1, -1)})()
+            return type("Imagined", (), {"frames": frames[:, -1:].expand(-1, actions.shape[1], -1, -1, -1), "states": None})()
 
     result = rollout_fidelity(CopyWorld(), reacher_file, [0, 1], [1, 3], 2, first_frame=first_frame)
     first = 2 if first_frame is None else first_frame

@@ -45,7 +45,7 @@ def test_a_new_denoiser_is_one_registered_builder(reacher_file, tmp_path, monkey
     from worldmodel.training.trainer import train
 
     monkeypatch.setitem(DENOISERS._items, "toy", ToyDenoiser)
-    path = train(tiny_config(reacher_file, tmp_path / "toy", **{"model.architecture": "toy", "steps": 2}))
+    path = train(tiny_config(reacher_file, tmp_path / "toy", dynamics="none", **{"model.architecture": "toy", "steps": 2}))
     wm = WorldModel.load(path, bf16=False)
     assert isinstance(wm.denoiser, ToyDenoiser) and wm.spec.denoiser["architecture"] == "toy"
     frames, actions, _ = wm.random_start(2, np.random.default_rng(0))

@@ -164,7 +164,8 @@ def env_checkpoint(task: str, tmp: Path) -> Path:
         pass
     # Inside this hydra app, compose reads configs/ as the app does.
     cfg = compose("train", overrides=[f"data={data}", f"run_dir={tmp / 'env_bench'}", "steps=1", "batch_size=2", "val_every=0",
-                                      "mixed_precision=no", "device=cpu", "start_bank_size=16"])
+                                      "mixed_precision=no", "device=cpu", "start_bank_size=16",
+                                      "dynamics.steps=10"])
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("task", None)
     plain["expect"] = {}

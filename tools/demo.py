@@ -43,8 +43,8 @@ def main(cfg: DictConfig) -> None:
     if checkpoint.exists():
         print(f"\n== train: reusing {checkpoint} (delete {run_dir} to retrain)")
     else:
-        run("train", "train.py", f"data={data}", f"run_dir={run_dir}", f"steps={cfg.steps}", "optim.lr=5e-4",
-            "optim.warmup_steps=50", "val_every=0", "save_every=100", timings=timings)
+        run("train", "train.py", f"data={data}", f"run_dir={run_dir}", f"steps={cfg.steps}", f"dynamics.steps={cfg.dynamics_steps}",
+            "optim.lr=5e-4", "optim.warmup_steps=50", "val_every=0", "save_every=100", timings=timings)
     run("evaluate fidelity", "evaluate.py", f"checkpoint={checkpoint}", f"data={val}", f"out={out / 'eval'}",
         "episodes=8", "videos=4", timings=timings)
     run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", "planner=cem", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}", timings=timings)

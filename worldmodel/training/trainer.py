@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +177,9 @@ def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, 
         logger.info("state dynamics loaded from %s", path)
     else:
         train_dynamics(dynamics, data_path, episodes, cfg["dynamics"], cfg["seed"], accelerator.device, accelerator.is_main_process)
-        if accelerator.is_main_process:
-            torch.save(dynamics.state_dict(), path)
+        if accelerator.is_main_process:  # atomically: a run killed while saving leaves no half-written file to resume from
+            torch.save(dynamics.state_dict(), path.with_name(path.name + ".tmp"))
+            os.replace(path.with_name(path.name + ".tmp"), path)
     dynamics.to(accelerator.device)
 
 

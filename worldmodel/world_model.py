@@ -200,10 +200,11 @@ class WorldModel:
             if context_states is None:
                 raise ValueError(f"this model draws its frames from the simulator state: give context_states {want}, the [qpos, qvel] "
                                  "of each context frame (recorded files hold them; a MuJoCo env has them in env.unwrapped.data).")
-            if tuple(context_states.shape) != want or not torch.isfinite(torch.as_tensor(context_states, dtype=torch.float32)).all():
+            states = torch.as_tensor(context_states, dtype=torch.float32)
+            if tuple(states.shape) != want or not torch.isfinite(states).all():
                 raise ValueError(f"context_states must be finite and of shape {want} ([qpos, qvel] of each context frame), got "
-                                 f"{tuple(context_states.shape)}.")
-            states = torch.as_tensor(context_states, dtype=torch.float32).to(self.device)
+                                 f"{tuple(states.shape)}.")
+            states = states.to(self.device)
         return Window(context_frames.to(self.device), self._as_actions(context_actions), states)
 
     def _as_actions(self, actions: Tensor) -> Tensor:

@@ -176,6 +176,10 @@ class RolloutReader:
         stop = T + 1 if stop is None else stop
         return self.file[name][base + start : base + stop]
 
+    def states(self, episode: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The simulator state [qpos, qvel] of frames [start, stop) of an episode, (n, nq+nv) float32."""
+        return np.concatenate([self.frames(episode, start, stop, name=q) for q in ("qpos", "qvel")], -1).astype(np.float32)
+
     def _check_episode(self, i: int) -> None:
         if not 0 <= i < self.num_episodes:
             raise IndexError(f"episode {i} out of range: {self.path} has {self.num_episodes} episodes.")

@@ -85,8 +85,7 @@ def rollout_fidelity(
         actions = torch.from_numpy(np.stack([reader.steps("actions", e, s, first - 1 + n) for e in chosen]))
         states = None
         if world_model.state_shape is not None:  # the state track starts from the recorded state of the context frames
-            states = torch.from_numpy(np.stack([np.concatenate([reader.frames(e, s, first, name=q) for q in ("qpos", "qvel")], -1)
-                                                for e in chosen]).astype(np.float32))
+            states = torch.from_numpy(np.stack([reader.states(e, s, first) for e in chosen]))
         if probe is not None:
             true = np.stack([positions(reader.frames(e, first, first + n, name="qpos"), reader.frames(e, first, first + n, name="qvel"))
                              for e in chosen])

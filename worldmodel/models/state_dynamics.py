@@ -42,10 +42,6 @@ class StateDynamics(nn.Module):
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 
-    @property
-    def feature_dim(self) -> int:
-        return len(self.feature_mean)
-
     def set_statistics(self, feature_mean: Sequence[float], feature_std: Sequence[float], delta_std: Sequence[float]) -> None:
         """From the training data (`data.stats.state_stats`)."""
         for name, value in (("feature_mean", feature_mean), ("feature_std", feature_std), ("delta_std", delta_std)):

@@ -110,7 +110,7 @@ def goal_starts(sim: Simulator, goal: GoalProtocol, task: str, context: int, cou
                 continue
             starts.append(GoalStart(
                 frames=reader.frames(e, t0 - k + 1, t0 + 1), actions=reader.steps("actions", e, t0 - k + 1, t0),
-                states=np.concatenate([reader.frames(e, t0 - k + 1, t0 + 1, name=q) for q in ("qpos", "qvel")], -1).astype(np.float32),
+                states=reader.states(e, t0 - k + 1, t0 + 1),
                 qpos=state(t0, "qpos"), qvel=state(t0, "qvel"), goal_frame=reader.frames(e, t0 + offset, t0 + offset + 1)[0],
                 goal_qpos=state(t0 + offset, "qpos"), goal_qvel=state(t0 + offset, "qvel"),
             ))

@@ -28,7 +28,7 @@ def load_transitions(path: str | Path, episodes: Sequence[int]) -> tuple[list[np
     states, actions = [], []
     with RolloutReader(path) as reader:
         for e in episodes:
-            states.append(np.concatenate([reader.frames(e, name="qpos"), reader.frames(e, name="qvel")], -1).astype(np.float32))
+            states.append(reader.states(e))
             actions.append(reader.steps("actions", e).reshape(int(reader.lengths[e]), -1).astype(np.float32))
     return states, actions
 

@@ -192,15 +192,13 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
     loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
                                 cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
                                 float(cfg["diffusion"]["motion_weight"]), float(cfg.get("state_weight", 0)), float(cfg.get("render_weight", 1.0)))
-    state_head = None
+    state_head, dynamics, background = None, build_dynamics(spec.dynamics, spec.action_space), None
+    state = state_stats(data_path) if loss_cfg.state_weight > 0 or dynamics is not None else None
     if loss_cfg.state_weight > 0:
         channels = list(spec.denoiser.get("channels", [64]))
         resolution = spec.frame_shape[0] // 2 ** (len(channels) - 1)
-        state = state_stats(data_path)
         state_head = StateHead(channels[-1], resolution, state["mean"], state["std"])
-    dynamics, background = build_dynamics(spec.dynamics, spec.action_space), None
     if dynamics is not None:
-        state = state_stats(data_path)
         dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])
     if getattr(denoiser, "renderer", None) is not None:
         background = rearrange(torch.from_numpy(mean_frame(data_path)), "h w c -> c h w")

@@ -201,9 +201,17 @@ class DiffusionWorldEnv(gym.Env):
         return upscale(self._observation(), self.render_scale)
 
 
-def state_info(out: Step, row: int) -> dict[str, np.ndarray]:
-    """{"state": (nq+nv,) float32 imagined [qpos, qvel]} of one world for a model with a state track, else {}."""
-    return {} if out.state is None else {"state": out.state[row].cpu().numpy()}
+def state_info(out: Step, row: int) -> dict[str, Any]:
+    """What the model imagines of one world beyond frame and reward: "state", (nq+nv,) float32
+    [qpos, qvel] (a model with a state track), and "success_prob" and "success" (a model with a
+    success head: the task's success test after the step, as `PixelTaskEnv` reports it)."""
+    info: dict[str, Any] = {}
+    if out.state is not None:
+        info["state"] = out.state[row].cpu().numpy()
+    if out.success_prob is not None:
+        prob = float(out.success_prob[row])
+        info |= {"success_prob": prob, "success": prob > 0.5}
+    return info
 
 
 def upscale(frame: np.ndarray, scale: int) -> np.ndarray:

@@ -84,10 +84,14 @@ def test_reward_head_shapes_and_loss():
     head = RewardTerminationHead(BOX, channels=8, dim=32)
     frames = torch.rand(2, 5, 3, 64, 64) * 2 - 1
     actions = torch.rand(2, 4, 2) * 2 - 1
-    reward, logit = head(frames, actions)
-    assert reward.shape == logit.shape == (2, 4)
-    reward_loss, term_loss = head.loss(frames, actions, torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.bool))
-    assert reward_loss.ndim == term_loss.ndim == 0
+    reward, logit, success = head(frames, actions)
+    assert reward.shape == logit.shape == (2, 4) and success is None
+    losses = head.loss(frames, actions, torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.bool))
+    assert set(losses) == {"reward", "termination"} and all(v.ndim == 0 for v in losses.values())
+    head = RewardTerminationHead(BOX, channels=8, dim=32, success=True)
+    assert head(frames, actions)[2].shape == (2, 4)
+    flags = torch.zeros(2, 4, dtype=torch.bool)
+    assert set(head.loss(frames, actions, torch.zeros(2, 4), flags, success=flags)) == {"reward", "termination", "success"}
 
 
 def test_spacetime_skips_decoding_context_frames_without_changing_targets():

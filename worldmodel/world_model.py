@@ -65,23 +65,27 @@ class Window:
 @dataclass
 class Step:
     """One imagined step of B worlds: frame (B, H, W, 3) uint8, reward (B,), termination_prob (B,),
-    state (B, nq+nv) [qpos, qvel] (a model with a state track; else None)."""
+    state (B, nq+nv) [qpos, qvel] (a model with a state track; else None), success_prob (B,) of the
+    task's success test after the step (a model with a success head; else None)."""
 
     frame: Tensor
     reward: Tensor
     termination_prob: Tensor
     state: Tensor | None = None
+    success_prob: Tensor | None = None
 
 
 @dataclass
 class Imagined:
     """frames: (B, N, H, W, 3) uint8; rewards: (B, N) float32; termination_prob: (B, N) in [0, 1];
-    states: (B, N, nq+nv) (a model with a state track; else None)."""
+    states: (B, N, nq+nv) (a model with a state track; else None); success_prob: (B, N) in [0, 1]
+    (a model with a success head; else None)."""
 
     frames: Tensor
     rewards: Tensor
     termination_prob: Tensor
     states: Tensor | None = None
+    success_prob: Tensor | None = None
 
 
 class WorldModel:
@@ -243,11 +247,12 @@ class WorldModel:
 
         new = self.edm.decode_target(sample(denoise, target_noise, self.sampler, generator), frames[:, -1:]).clamp(-1, 1)
         with self._autocast():
-            reward, logit = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:],
-                                             conditioning["states"][:, -2:] if self.reward_head.state is not None else None)
+            reward, logit, success = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:],
+                                                      conditioning["states"][:, -2:] if self.reward_head.state is not None else None)
         # The window slides on the sampled frame rounded to uint8, as an env would see it.
         frame = to_uint8(new)[:, 0]
-        return window.slide(frame, step_actions[:, -1], state), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), state)
+        success = None if success is None else torch.sigmoid(success[:, 0].float())
+        return window.slide(frame, step_actions[:, -1], state), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), state, success)
 
     def imagine(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor, generator: Generators = None,
                 context_states: Tensor | None = None) -> Imagined:
@@ -270,6 +275,7 @@ class WorldModel:
             torch.stack([s.reward for s in steps], 1).cpu(),
             torch.stack([s.termination_prob for s in steps], 1).cpu(),
             None if self.dynamics is None else torch.stack([s.state for s in steps], 1).cpu(),
+            None if steps[0].success_prob is None else torch.stack([s.success_prob for s in steps], 1).cpu(),
         )
 
     def random_start(self, batch: int, generator: np.random.Generator) -> tuple[Tensor, Tensor, Tensor | None]:

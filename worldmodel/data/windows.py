@@ -24,6 +24,7 @@ from worldmodel.data.format import RolloutFormatError
 from worldmodel.data.reader import RolloutReader
 
 SPLITS = ("train", "val", "all")
+STEPS = ("actions", "rewards", "terminated", "success")  # per-step datasets a window carries
 
 
 def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -54,7 +55,7 @@ class RolloutWindows(Dataset):
     Item (a dict of tensors):
         frames: (K+F, H, W, 3) uint8
         actions: (K+F-1, A) float32, actions[t] leads from frames[t] to frames[t+1]
-        rewards: (K+F-1,) float32; terminated: (K+F-1,) bool
+        rewards: (K+F-1,) float32; terminated, success: (K+F-1,) bool
         episode, start: int64, where the window comes from
         qpos: (K+F, nq), qvel: (K+F, nv) float32, the simulator state of each frame (`states=True`)
     """
@@ -110,7 +111,7 @@ class RolloutWindows(Dataset):
     @staticmethod
     def _load_all(reader: RolloutReader) -> dict[str, np.ndarray]:
         """The whole file in memory (opt-in, for small data): one read per dataset."""
-        return {name: reader.file[name][:] for name in ("frames", "qpos", "qvel", "actions", "rewards", "terminated")} | {
+        return {name: reader.file[name][:] for name in ("frames", "qpos", "qvel", *STEPS)} | {
             "frame_start": reader.frame_start,
             "step_start": reader.step_start,
         }
@@ -133,17 +134,18 @@ class RolloutWindows(Dataset):
             f0, s0 = int(c["frame_start"][episode]) + start, int(c["step_start"][episode]) + start
             frames = c["frames"][f0 : f0 + n]
             state = {k: c[k][f0 : f0 + n] for k in ("qpos", "qvel")} if self.states else {}
-            steps = {k: c[k][s0 : s0 + n - 1] for k in ("actions", "rewards", "terminated")}
+            steps = {k: c[k][s0 : s0 + n - 1] for k in STEPS}
         else:
             reader = self._open()
             frames = reader.frames(episode, start, start + n)
             state = {k: reader.frames(episode, start, start + n, name=k) for k in ("qpos", "qvel")} if self.states else {}
-            steps = {k: reader.steps(k, episode, start, start + n - 1) for k in ("actions", "rewards", "terminated")}
+            steps = {k: reader.steps(k, episode, start, start + n - 1) for k in STEPS}
         return {k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()} | {
             "frames": torch.from_numpy(np.ascontiguousarray(frames)),
             "actions": torch.from_numpy(steps["actions"].astype(np.float32)),
             "rewards": torch.from_numpy(steps["rewards"].astype(np.float32)),
             "terminated": torch.from_numpy(steps["terminated"].astype(bool)),
+            "success": torch.from_numpy(steps["success"].astype(bool)),
             "episode": torch.tensor(episode),
             "start": torch.tensor(start),
         }

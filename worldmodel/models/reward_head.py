@@ -1,5 +1,5 @@
-"""Reward and termination of a transition, predicted from its two frames and its action (and, for a
-model with a state track, the two states)."""
+"""Reward, termination and (optionally) task success of a transition, predicted from its two frames
+and its action (and, for a model with a state track, the two states)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ class RewardTerminationHead(nn.Module):
 
     forward(frames: (B, T+1, C, H, W) in [-1, 1], actions: (B, T, A), states: (B, T+1, state_dim)
     standardised state features or None) -> reward (B, T) in units of the training data
-    (de-normalised), termination logit (B, T).
+    (de-normalised), termination logit (B, T), success logit (B, T) (None without `success`: the
+    task's success test after the step, learned from the recorded flags).
     """
 
-    def __init__(self, action_space: dict[str, Any], image_channels: int = 3, channels: int = 32, dim: int = 128, state_dim: int = 0):
+    def __init__(self, action_space: dict[str, Any], image_channels: int = 3, channels: int = 32, dim: int = 128, state_dim: int = 0,
+                 success: bool = False):
         super().__init__()
         c = channels
         self.encoder = nn.Sequential(
@@ -35,24 +37,29 @@ class RewardTerminationHead(nn.Module):
         )
         self.action = ActionEncoder(action_space, dim)
         self.state = state_encoder(2 * state_dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 2))
+        self.success = success
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 3 if success else 2))
         # Reward normalisation, set from the training data before training (and saved with it).
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))
 
-    def forward(self, frames: Tensor, actions: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, frames: Tensor, actions: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         check_states(self.state, states)
         b, t = actions.shape[:2]
         pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2)
         features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w")) + rearrange(self.action(actions), "b t d -> (b t) d")
         if states is not None:
             features = features + rearrange(self.state(torch.cat([states[:, :-1], states[:, 1:]], dim=-1)), "b t d -> (b t) d")
-        out = self.mlp(features)
-        reward_z, logit = rearrange(out, "(b t) two -> two b t", b=b).float()
-        return reward_z * self.reward_std + self.reward_mean, logit
+        out = rearrange(self.mlp(features), "(b t) n -> n b t", b=b).float()
+        return out[0] * self.reward_std + self.reward_mean, out[1], out[2] if self.success else None
 
-    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor, states: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Normalised-reward MSE and termination binary cross-entropy."""
-        reward, logit = self(frames, actions, states)
-        reward_loss = F.mse_loss((reward - self.reward_mean) / self.reward_std, (rewards - self.reward_mean) / self.reward_std)
-        return reward_loss, F.binary_cross_entropy_with_logits(logit, terminated.float())
+    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor, states: Tensor | None = None,
+             success: Tensor | None = None) -> dict[str, Tensor]:
+        """Normalised-reward MSE, termination and (with a success output and `success` flags (B, T))
+        success binary cross-entropies."""
+        reward, termination_logit, success_logit = self(frames, actions, states)
+        losses = {"reward": F.mse_loss((reward - self.reward_mean) / self.reward_std, (rewards - self.reward_mean) / self.reward_std),
+                  "termination": F.binary_cross_entropy_with_logits(termination_logit, terminated.float())}
+        if success_logit is not None and success is not None:
+            losses["success"] = F.binary_cross_entropy_with_logits(success_logit, success.float())
+        return losses

@@ -38,7 +38,7 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
         denoiser["state_dim"] = 2 * dynamics["nq"] + dynamics["nv"]
     return ModelSpec(
         denoiser=denoiser,
-        reward_head={"channels": int(model["reward_channels"])} | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
+        reward_head={"channels": int(model["reward_channels"]), "success": True} | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
         context=int(cfg["window"]["context"]),
         target=int(cfg["window"]["target"]),
         edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}, residual_scale=residual_scale),

@@ -32,6 +32,7 @@ class WindowLossConfig:
     motion_weight: float = 0.0
     state_weight: float = 0.0
     render_weight: float = 1.0
+    success_weight: float = 0.1
 
 
 def motion_weights(frames: Tensor, context: int, weight: float, threshold: float = 0.1) -> Tensor:
@@ -151,15 +152,17 @@ def window_losses(
         targets = slice(unroll + k, unroll + k + f)
         losses["state"] = state_head.loss(features, batch["qpos"][:, targets], batch["qvel"][:, targets])
     n = k + f  # the reward head's transitions: those of the real window's first K+F frames
-    reward_loss, termination_loss = reward_head.loss(real[:, :n], batch["actions"][:, : n - 1], batch["rewards"][:, : n - 1],
-                                                     batch["terminated"][:, : n - 1], None if recorded is None else recorded[:, :n])
+    head = reward_head.loss(real[:, :n], batch["actions"][:, : n - 1], batch["rewards"][:, : n - 1], batch["terminated"][:, : n - 1],
+                            None if recorded is None else recorded[:, :n], batch["success"][:, : n - 1] if "success" in batch else None)
     renderer = getattr(denoiser, "renderer", None)
     if renderer is not None and states is not None:  # the state renderer's RGB guess of the real target frames
         targets = slice(unroll + k, unroll + k + f)
         losses["render"] = renderer.render_loss(states[:, k:].flatten(0, 1), real[:, targets].flatten(0, 1), background)
-    total = diffusion + cfg.reward_weight * reward_loss + cfg.termination_weight * termination_loss
+    total = diffusion + cfg.reward_weight * head["reward"] + cfg.termination_weight * head["termination"]
+    if "success" in head:
+        total = total + cfg.success_weight * head["success"]
     if "state" in losses:
         total = total + cfg.state_weight * losses["state"]
     if "render" in losses:
         total = total + cfg.render_weight * losses["render"]
-    return {"loss": total, "diffusion": diffusion, "reward": reward_loss, "termination": termination_loss} | losses
+    return {"loss": total, "diffusion": diffusion} | head | losses

@@ -191,7 +191,8 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
     reward_head.reward_std.fill_(stats["std"])
     loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
                                 cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
-                                float(cfg["diffusion"]["motion_weight"]), float(cfg.get("state_weight", 0)), float(cfg.get("render_weight", 1.0)))
+                                float(cfg["diffusion"]["motion_weight"]), float(cfg.get("state_weight", 0)), float(cfg.get("render_weight", 1.0)),
+                                float(cfg.get("success_weight", 0.1)))
     state_head, dynamics, background = None, build_dynamics(spec.dynamics, spec.action_space), None
     state = state_stats(data_path) if loss_cfg.state_weight > 0 or dynamics is not None else None
     if loss_cfg.state_weight > 0:

@@ -9,7 +9,7 @@ import torch
 from conftest import record, run_tool
 from worldmodel.data import RolloutReader, RolloutWriter
 from worldmodel.evaluation.metrics import flicker, mmrv, pearson, psnr, ranks, spearman, ssim
-from worldmodel.evaluation.policy_eval import policy_statistics
+from worldmodel.evaluation.policy_eval import bootstrap_interval, policy_statistics
 
 
 def frames(seed, shape=(2, 3, 32, 32, 3)):
@@ -58,10 +58,26 @@ def test_rank_statistics_on_hand_made_cases():
 def test_policy_statistics_pairs_policies_and_checks_shapes():
     real = np.array([[1.0, 3.0], [5.0, 7.0]])
     stats = policy_statistics(["a", "b"], real, real + 1)
-    assert stats["policies"]["a"] == {"real_return": 2.0, "imagined_return": 3.0, "return_error": 1.0, "abs_episode_error": 1.0}
-    assert stats["mmrv"] == 0.0
+    # two episodes per policy: resampled means are the min, the mean or the max, so the 95 % interval spans min..max
+    assert stats["policies"]["a"] == {"real_return": 2.0, "imagined_return": 3.0, "return_error": 1.0, "abs_episode_error": 1.0,
+                                      "real_return_ci": [1.0, 3.0], "imagined_return_ci": [2.0, 4.0]}
+    assert stats["mmrv"] == 0.0 and stats["normalized_mmrv"] == 0.0
+    # reversed order over a real range of 2: MMRV (2 + 1 + 2) / 3 in return units, 5/6 of the range
+    real = np.array([[1.0], [2.0], [3.0]])
+    stats = policy_statistics(["a", "b", "c"], real, real[::-1])
+    assert stats["mmrv"] == pytest.approx(5 / 3) and stats["normalized_mmrv"] == pytest.approx(5 / 6)
     with pytest.raises(ValueError, match="policies"):
         policy_statistics(["a"], real, real)
+
+
+def test_bootstrap_interval_holds_the_mean_and_narrows_with_episodes():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(5.0, 1.0, (1, 10)), rng.normal(5.0, 1.0, (1, 1000))
+    (lo_few, hi_few), (lo_many, hi_many) = bootstrap_interval(few, rng)[0], bootstrap_interval(many, rng)[0]
+    assert lo_few < few.mean() < hi_few and lo_many < many.mean() < hi_many
+    assert hi_many - lo_many < (hi_few - lo_few) / 4  # ~1/sqrt(100) as wide
+    assert 4.8 < lo_many and hi_many < 5.2
+    assert bootstrap_interval(np.full((2, 5), 3.0), rng).tolist() == [[3.0, 3.0], [3.0, 3.0]]
 
 
 def evaluate(*args, check=True):
@@ -130,7 +146,7 @@ def test_a_success_correlation_that_cannot_be_computed_says_why():
     stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, lambda r, a: r > 1)
     assert stats["success_pearson_r"] is None and stats["success_pearson_r_missing"] == "imagined success is the same for every policy"
     stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, None)
-    assert stats["success_pearson_r_missing"] == "the task's reward does not tell success in imagination"
+    assert stats["success_pearson_r_missing"] == "the model has no success head and the task's reward does not tell success"
 
 
 @pytest.mark.parametrize("first_frame", [None, 6])

@@ -1,20 +1,20 @@
 import numpy as np
 import pytest
 
-from envs import make_task_env
+from envs import get_task, make_task_env
 from envs.mujoco.policies import make_policy
 
 
 def run_episodes(task, policy_name, seeds, eps=None, **task_kw):
     env = make_task_env(task, frame_size=(16, 16), **task_kw)
-    policy = make_policy(policy_name, task, eps)
+    policy = make_policy(policy_name, env, eps)
     successes = []
     for seed in seeds:
-        env.reset(seed=seed)
-        policy.reset(env, np.random.default_rng(seed))
+        _, info = env.reset(seed=seed)
+        policy.reset(np.random.default_rng(seed))
         done = False
         while not done:
-            _, _, terminated, truncated, info = env.step(policy.act(env))
+            _, _, terminated, truncated, info = env.step(policy.act(info["state"], info))
             done = terminated or truncated
         successes.append(info["success"])
     return np.mean(successes)
@@ -42,27 +42,30 @@ def test_noisy_expert_degrades_with_eps():
 @pytest.mark.parametrize("task", ["reacher", "pusher"])
 def test_policies_are_deterministic_given_their_generator(task):
     env = make_task_env(task, frame_size=(16, 16))
-    policy = make_policy("noisy_expert", task, eps=0.5)
+    policy = make_policy("noisy_expert", env, eps=0.5)
     runs = []
     for _ in range(2):
-        env.reset(seed=3)
-        policy.reset(env, np.random.default_rng(3))
+        _, info = env.reset(seed=3)
+        policy.reset(np.random.default_rng(3))
         actions = []
         for _ in range(5):
-            action = policy.act(env)
+            action = policy.act(info["state"], info)
             assert env.action_space.contains(action)
             actions.append(action)
-            env.step(action)
+            info = env.step(action)[-1]
         runs.append(np.stack(actions))
     assert np.array_equal(*runs)
 
 
 def test_bad_policy_requests_are_named():
+    env = make_task_env("reacher", frame_size=(16, 16))
     with pytest.raises(ValueError, match="Unknown policy 'greedy'"):
-        make_policy("greedy", "reacher")
+        make_policy("greedy", env)
     with pytest.raises(ValueError, match="eps in \\[0, 1\\]"):
-        make_policy("noisy_expert", "reacher", eps=1.5)
+        make_policy("noisy_expert", env, eps=1.5)
     with pytest.raises(ValueError, match="needs eps"):
-        make_policy("noisy_expert", "reacher")
-    with pytest.raises(ValueError, match="No expert for task"):
-        make_policy("expert", "walker")
+        make_policy("noisy_expert", env)
+    pendulum = make_task_env(get_task({"name": "pendulum", "env_id": "InvertedPendulum-v5", "episode_steps": 10, "frame_size": [16, 16],
+                                       "camera": {"distance": 1.6, "elevation": 0.0, "azimuth": 90.0}}))
+    with pytest.raises(ValueError, match="No expert for task 'pendulum'"):
+        make_policy("expert", pendulum)

@@ -208,8 +208,9 @@ def test_every_policy_config_builds(policy):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
         cfg = compose("record", overrides=[f"policy={policy}", "out=x.h5"])
     specs = [PolicySpec(**c) for c in cfg.policy.components]
+    env = make_task_env("pusher", frame_size=(16, 16))
     for spec in specs:
-        spec.build("pusher")
+        spec.build(env)
     if policy == "noisy_expert":
         assert specs[0].eps == 0.3
 

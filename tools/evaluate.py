@@ -2,6 +2,8 @@
 
     python tools/evaluate.py checkpoint=runs/reacher/model.pt data=data/reacher_val.h5 out=eval/reacher
     python tools/evaluate.py mode=policies checkpoint=runs/reacher/model.pt out=eval/reacher_policies policy_episodes=10
+    python tools/evaluate.py mode=policies checkpoint=runs/reacher/model.pt out=eval/zoo \
+        'policies=[expert,random,"sb3:PPO:zoo/reacher/ppo_state_50000.zip","mypackage.policies:MyPolicy"]'
 
 Writes out/metrics.json, plots and (fidelity) a side-by-side video, and prints a summary table.
 """
@@ -64,15 +66,26 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
 
 
+def policy_specs(entries) -> list:
+    """`policies=[...]` entries: a name (`expert`, `pkg.module:attr`, `sb3:PPO:path.zip`) or a dict
+    {name, eps, label}."""
+    from envs.mujoco.recording import PolicySpec
+
+    return [PolicySpec(entry) if isinstance(entry, str) else PolicySpec(**entry) for entry in entries]
+
+
 def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
-    from envs.mujoco.recording import PolicySpec, record_episode
+    from envs.mujoco.recording import record_episode
+    from envs.policy_zoo import read_index
 
     # The task exactly as the model's data was recorded (episode length, action repeat, camera).
     preset = get_task(wm.spec.task, **({"episode_steps": cfg.policy_episode_steps} if cfg.policy_episode_steps else {}))
-    specs = [PolicySpec(**p) for p in cfg.policies]
-    policies = [s.build(preset.name) for s in specs]  # unknown names raise here, before any work
-    names = [s.name if s.eps is None else f"{s.name}(eps={s.eps})" for s in specs]
+    specs = policy_specs([*cfg.policies, *(read_index(cfg.zoo) if cfg.zoo else [])])
+    names = [str(s) for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"policies must have distinct names (give a label): {names}.")
     env = make_task_env(preset)
+    policies = [s.build(env) for s in specs]  # unknown names raise here, before any work
     episodes = []
     with tqdm(total=len(specs) * cfg.policy_episodes, unit="ep", desc="real MuJoCo episodes") as bar:
         for policy in policies:
@@ -81,17 +94,25 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
                 bar.update(1)
     env.close()
     stats = evaluate_in_imagination(wm, names, episodes, cfg.batch_size, cfg.seed, preset.success_from_reward,
-                                    lambda batches: tqdm(batches, unit="batch", desc="imagined episodes"))
+                                    lambda batches: tqdm(batches, unit="batch", desc="imagined episodes"), policies)
     plot_returns(names, np.asarray(stats["real_returns"]), np.asarray(stats["imagined_returns"]), out / "returns.png",
-                 f"r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f}")
+                 f"r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f} "
+                 f"({stats['normalized_mmrv']:.3f} of the range)",
+                 np.asarray([p["real_return_ci"] for p in stats["policies"].values()]),
+                 np.asarray([p["imagined_return_ci"] for p in stats["policies"].values()]))
     first, last = stats["scored_steps"]
     success_r = (f"{stats['success_pearson_r']:.3f}" if stats["success_pearson_r"] is not None
                  else f"n/a ({stats['success_pearson_r_missing']})")
-    rows = [f"| {n} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
-            f"| {p['real_return']:.2f} | {p['imagined_return']:.2f} | {p['return_error']:+.2f} |" for n, p in stats["policies"].items()]
-    table = "\n".join(["| policy | real success | imagined success | real return | imagined return | error |", "|---|---|---|---|---|---|", *rows,
-                       f"\nPearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV {stats['mmrv']:.3f}, "
-                       f"success Pearson r {success_r} "
+
+    def ci(p, key):
+        return f"{p[key]:.2f} [{p[key + '_ci'][0]:.2f}, {p[key + '_ci'][1]:.2f}]"
+
+    rows = [f"| {n} | {p['loop']} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
+            f"| {ci(p, 'real_return')} | {ci(p, 'imagined_return')} | {p['return_error']:+.2f} |" for n, p in stats["policies"].items()]
+    table = "\n".join(["| policy | loop | real success | imagined success | real return [95% CI] | imagined return [95% CI] | error |",
+                       "|---|---|---|---|---|---|---|", *rows,
+                       f"\nPearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV {stats['mmrv']:.3f} "
+                       f"(normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r} "
                        f"(returns over steps {first}..{last - 1}, {cfg.policy_episodes} episodes per policy)"])
     return {"mode": "policies", "task": preset.name, "episodes_per_policy": cfg.policy_episodes, **stats, "table": table}
 

@@ -1,4 +1,4 @@
-"""Record scripted-policy rollouts of a MuJoCo task preset into an HDF5 file.
+"""Record policy rollouts (scripted, module:attr or sb3:ALGO:path.zip) of a MuJoCo task preset into an HDF5 file.
 
     python tools/record_rollouts.py task=reacher policy=expert episodes=200 seed=0 out=data/reacher.h5
     python tools/record_rollouts.py task=pusher policy=noisy_expert policy.eps=0.5 workers=2 out=data/pusher.h5

@@ -1,50 +1,49 @@
 """Scripted policies for the task presets: random, zero, expert and noisy_expert.
 
-Experts are privileged: they read simulator state (`env.data`) and drive the arm with
-operational-space control (Jacobian transpose of a PD force on the end effector).
+They implement `worldmodel.policy.Policy` for the env they are built for. Experts are privileged:
+they read that env's simulator state (`env.data`) rather than their observation, and drive the arm
+with operational-space control. `build_policy` also takes policies by reference (`module:attr`,
+`sb3:ALGO:path.zip`) and checks that they fit the env.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import mujoco
 import numpy as np
 
 from envs.mujoco.tasks import PixelTaskEnv
+from worldmodel.policy import Policy, SB3Policy, is_reference, load_policy
 
 
-class Policy:
-    """Maps the current env state to an action; randomness comes from the generator given at reset."""
+class ScriptedPolicy(Policy):
+    """A policy that reads the simulator of the env it is built for; obs and info go unused."""
 
-    name = "policy"
+    def __init__(self, env: PixelTaskEnv):
+        self.env = env
 
-    def reset(self, env: PixelTaskEnv, rng: np.random.Generator) -> None:
-        self.rng = rng
-
-    def act(self, env: PixelTaskEnv) -> np.ndarray:
-        raise NotImplementedError
-
-    def describe(self) -> dict[str, Any]:
+    def describe(self):
         return {"name": self.name}
 
 
-class RandomPolicy(Policy):
+class RandomPolicy(ScriptedPolicy):
     name = "random"
 
-    def act(self, env):
-        space = env.action_space
+    def act(self, obs, info):
+        space = self.env.action_space
         return self.rng.uniform(space.low, space.high).astype(space.dtype)
 
 
-class ZeroPolicy(Policy):
+class ZeroPolicy(ScriptedPolicy):
     name = "zero"
 
-    def act(self, env):
-        return np.zeros(env.action_space.shape, env.action_space.dtype)
+    def act(self, obs, info):
+        space = self.env.action_space
+        return np.zeros(space.shape, space.dtype)
 
 
-class ReacherExpert(Policy):
+class ReacherExpert(ScriptedPolicy):
     """Two-link inverse kinematics to the target, tracked by a joint-space PD controller.
 
     Of the two IK solutions (elbow left/right) it keeps the one closer to the current pose.
@@ -54,8 +53,8 @@ class ReacherExpert(Policy):
     link1, link2 = 0.1, 0.11  # m, from Reacher's model
     kp, kd = 2.0, 0.15  # action units per rad and per rad/s (the motors' gear is 200)
 
-    def act(self, env):
-        data = env.data
+    def act(self, obs, info):
+        data = self.env.data
         q, qd = data.qpos[:2], data.qvel[:2]
         x, y = data.body("target").xpos[:2] - data.body("body0").xpos[:2]
         reach = np.clip(np.hypot(x, y), 1e-3, self.link1 + self.link2 - 1e-6)
@@ -77,7 +76,7 @@ def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
     return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
 
-class PusherExpert(Policy):
+class PusherExpert(ScriptedPolicy):
     """Pushes the object to the goal with the inner corner of the gripper's U.
 
     Pusher-v5's contacts with the object are very soft (its 8e-6 kg mass sets the constraint's
@@ -121,9 +120,9 @@ class PusherExpert(Policy):
     ik_damping, ik_iterations, ik_max_step = 0.03, 15, 0.2  # -, -, rad per iteration
     ik_starts = 24  # random restarts of the first solve of an episode
 
-    def reset(self, env, rng):
-        super().reset(env, rng)
-        model, data = env.unwrapped.model, env.data
+    def reset(self, rng):
+        super().reset(rng)
+        model, data = self.env.unwrapped.model, self.env.data
         self._scratch = mujoco.MjData(model)
         self._low, self._high = model.jnt_range[:7, 0], model.jnt_range[:7, 1]
         # The first solve starts from many postures to find a good branch; the starts come from a
@@ -215,8 +214,8 @@ class PusherExpert(Policy):
             scratch.qpos[:7] = np.clip(q + step, self._low, self._high)
         return scratch.qpos[:7].copy(), float(np.linalg.norm(residual))
 
-    def act(self, env):
-        model, data = env.unwrapped.model, env.data
+    def act(self, obs, info):
+        model, data = self.env.unwrapped.model, self.env.data
         point, target, heading = self._goal_for(data, self._phase(data))
         self._q, _ = self._solve(model, self._q, point, target, heading, self.ik_iterations)
         accel = self.kp * (self._q - data.qpos[:7]) - self.kd * data.qvel[:7]
@@ -227,47 +226,68 @@ class PusherExpert(Policy):
         return np.clip(torque, -2.0, 2.0).astype(np.float32)
 
 
-class NoisyExpert(Policy):
+class NoisyExpert(ScriptedPolicy):
     """The expert, replaced by a uniform random action with probability `eps` at each step."""
 
     name = "noisy_expert"
 
-    def __init__(self, expert: Policy, eps: float):
+    def __init__(self, env: PixelTaskEnv, expert: Policy, eps: float):
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"noisy_expert needs eps in [0, 1], got {eps}.")
-        self.expert, self.eps, self.random = expert, float(eps), RandomPolicy()
+        super().__init__(env)
+        self.expert, self.eps, self.random = expert, float(eps), RandomPolicy(env)
 
-    def reset(self, env, rng):
-        super().reset(env, rng)
-        self.expert.reset(env, rng)
-        self.random.reset(env, rng)
+    def reset(self, rng):
+        super().reset(rng)
+        self.expert.reset(rng)
+        self.random.reset(rng)
 
-    def act(self, env):
-        expert_action = self.expert.act(env)  # always computed, so the stream of rng draws is fixed
-        random_action = self.random.act(env)
+    def act(self, obs, info):
+        expert_action = self.expert.act(obs, info)  # always computed, so the stream of rng draws is fixed
+        random_action = self.random.act(obs, info)
         return random_action if self.rng.random() < self.eps else expert_action
 
     def describe(self):
         return {"name": self.name, "eps": self.eps}
 
 
-EXPERTS: dict[str, Callable[[], Policy]] = {"reacher": ReacherExpert, "pusher": PusherExpert}
+EXPERTS: dict[str, Callable[[PixelTaskEnv], Policy]] = {"reacher": ReacherExpert, "pusher": PusherExpert}
 POLICIES = ("random", "zero", "expert", "noisy_expert")
 
 
-def make_policy(name: str, task: str, eps: float | None = None) -> Policy:
-    """A scripted policy by name for a task preset; `eps` is noisy_expert's noise level."""
+def make_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Policy:
+    """A scripted policy by name for the env's task; `eps` is noisy_expert's noise level."""
+    task = env.preset.name
     if name not in POLICIES:
-        raise ValueError(f"Unknown policy {name!r}. Known policies: {list(POLICIES)} (or a mixture of them).")
+        raise ValueError(f"Unknown policy {name!r}. Known policies: {list(POLICIES)}, a mixture of them, package.module:attribute "
+                         "or sb3:ALGO:path.zip.")
     if name in ("expert", "noisy_expert") and task not in EXPERTS:
         raise ValueError(f"No expert for task {task!r}. Experts exist for {sorted(EXPERTS)}; record other tasks with "
                          "policy=random or policy=zero.")
     if name == "random":
-        return RandomPolicy()
+        return RandomPolicy(env)
     if name == "zero":
-        return ZeroPolicy()
+        return ZeroPolicy(env)
     if name == "expert":
-        return EXPERTS[task]()
+        return EXPERTS[task](env)
     if eps is None:
         raise ValueError("noisy_expert needs eps in [0, 1], e.g. policy.eps=0.3.")
-    return NoisyExpert(EXPERTS[task](), eps)
+    return NoisyExpert(env, EXPERTS[task](env), eps)
+
+
+def build_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Policy:
+    """A scripted policy by name, or one by reference checked against what the env gives: the
+    source env's state vector for a state policy, the rendered frame for a pixel policy."""
+    if not is_reference(name):
+        return make_policy(name, env, eps)
+    if eps is not None:
+        raise ValueError(f"{name!r}: eps applies to noisy_expert only.")
+    policy = load_policy(name)
+    if isinstance(policy, SB3Policy):
+        frame = env.observation_space.shape
+        want = [frame, (frame[2], *frame[:2])] if policy.observes == "pixels" else [env.env.observation_space.shape]
+        if policy.observation_shape not in want:
+            raise ValueError(f"{name!r} was trained on {policy.observes} observations of shape {policy.observation_shape}, but "
+                             f"task {env.preset.name!r} gives {want[0]}: train it on this task's "
+                             f"{'frames (frame_size)' if policy.observes == 'pixels' else 'state'}.")
+    return policy

@@ -1,4 +1,4 @@
-"""Recording scripted-policy rollouts of a task preset into an HDF5 rollout file."""
+"""Recording policy rollouts of a task preset into an HDF5 rollout file."""
 
 from __future__ import annotations
 
@@ -15,37 +15,45 @@ import mujoco
 import numpy as np
 
 import worldmodel
-from envs.mujoco.policies import Policy, make_policy
+from envs.mujoco.policies import build_policy
 from envs.mujoco.tasks import PixelTaskEnv, TaskPreset, make_task_env
 from worldmodel.checks import whole_number
 from worldmodel.data import Episode, RolloutWriter
+from worldmodel.policy import Policy, policy_action
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """One scripted policy of a mixture: `name`, noise `eps` (noisy_expert) and mixture `weight`."""
+    """One policy of a mixture or an evaluation: `name` (scripted, `module:attr` or
+    `sb3:ALGO:path.zip`), noise `eps` (noisy_expert), mixture `weight`, and a `label` for tables."""
 
     name: str
     eps: float | None = None
     weight: float = 1.0
+    label: str | None = None
 
-    def build(self, task: str) -> Policy:
-        return make_policy(self.name, task, self.eps)
+    def build(self, env: PixelTaskEnv) -> Policy:
+        return build_policy(self.name, env, self.eps)
+
+    def __str__(self) -> str:
+        return self.label or (self.name if self.eps is None else f"{self.name}(eps={self.eps})")
 
 
 def record_episode(env: PixelTaskEnv, policy: Policy, seed: int) -> Episode:
-    """Runs one episode from `env.reset(seed=seed)` until it terminates or truncates."""
+    """Runs one episode from `env.reset(seed=seed)` until it terminates or truncates; the policy
+    sees the frame or the source env's state vector, as it declares (`policy.observes`)."""
     rng = np.random.default_rng(seed)
     frame, info = env.reset(seed=seed)
     env.action_space.seed(seed)
-    policy.reset(env, rng)
+    policy.reset(rng)
     frames, qpos, qvel = [frame], [info["qpos"]], [info["qvel"]]
     actions, rewards, terminated, truncated, success = [], [], [], [], []
     done = False
     while not done:
-        action = np.clip(policy.act(env), env.action_space.low, env.action_space.high).astype(np.float32)
+        obs = frame if policy.observes == "pixels" else info["state"]
+        action = np.clip(policy_action(policy, obs, info, env.action_space.shape), env.action_space.low, env.action_space.high)
         frame, reward, term, trunc, info = env.step(action)
         for store, value in ((frames, frame), (qpos, info["qpos"]), (qvel, info["qvel"]), (actions, action),
                              (rewards, reward), (terminated, term), (truncated, trunc), (success, info["success"])):
@@ -114,7 +122,7 @@ _worker: dict[str, Any] = {}
 
 def _init_worker(preset: TaskPreset, policies: Sequence[PolicySpec]) -> None:
     _worker["env"] = make_task_env(preset)
-    _worker["policies"] = [p.build(preset.name) for p in policies]
+    _worker["policies"] = [p.build(_worker["env"]) for p in policies]
 
 
 def _record_planned(job: tuple[int, int]) -> Episode:
@@ -138,14 +146,12 @@ def record_rollouts(
     """
     episodes, workers = whole_number(episodes, "episodes", 1), whole_number(workers, "workers", 1)
     seed = whole_number(seed, "seed", 0)
-    for spec in policies:
-        spec.build(preset.name)  # unknown policy or bad eps: fail before creating any file
     env = make_task_env(preset)
     try:
+        built = [p.build(env) for p in policies]  # unknown policy or bad eps: fail before creating any file
         with RolloutWriter(out, file_metadata(env, policies, seed), append=append) as writer:
             plan = episode_plan(seed, writer.num_episodes, episodes, policies)
             if workers == 1:
-                built = [p.build(preset.name) for p in policies]
                 results = (record_episode(env, built[i], s) for s, i in plan)
                 for episode in results:
                     writer.add_episode(episode)

@@ -42,18 +42,25 @@ def plot_fidelity(curves: dict, path: str | os.PathLike, title: str = "") -> Pat
     return _save(fig, path)
 
 
-def plot_returns(names: Sequence[str], real: np.ndarray, imagined: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
-    """Imagined vs real return: one point per episode, policy means as large markers, y = x dashed."""
+def plot_returns(names: Sequence[str], real: np.ndarray, imagined: np.ndarray, path: str | os.PathLike, title: str = "",
+                 real_ci: np.ndarray | None = None, imagined_ci: np.ndarray | None = None) -> Path:
+    """Imagined vs real return: one point per episode, policy means as large markers (with error
+    bars where intervals (P, 2) are given), y = x dashed."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for p, name in enumerate(names):
         points = ax.scatter(real[p], imagined[p], s=10, alpha=0.4)
-        ax.scatter(real[p].mean(), imagined[p].mean(), s=90, marker="D", color=points.get_facecolor()[0], edgecolor="k", label=name)
+        color = points.get_facecolor()[0]
+        x, y = real[p].mean(), imagined[p].mean()
+        if real_ci is not None and imagined_ci is not None:
+            ax.errorbar(x, y, xerr=[[x - real_ci[p][0]], [real_ci[p][1] - x]], yerr=[[y - imagined_ci[p][0]], [imagined_ci[p][1] - y]],
+                        color=color, capsize=3, lw=1)
+        ax.scatter(x, y, s=90, marker="D", color=color, edgecolor="k", label=name, zorder=3)
     lo, hi = min(real.min(), imagined.min()), max(real.max(), imagined.max())
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set_xlabel("real return (MuJoCo)")
     ax.set_ylabel("imagined return (DiffusionWorld)")
     ax.legend(fontsize=7)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -39,7 +39,8 @@ class Policy:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "observes": self.observes}
+        """What a recorded file stores about the policy (compact: the file's index has 128 bytes per episode)."""
+        return {"name": self.name if len(self.name) <= 96 else "..." + self.name[-93:]}
 
 
 class FunctionPolicy(Policy):
@@ -80,9 +81,6 @@ class SB3Policy(Policy):
 
     def act(self, obs, info):
         return self.model.predict(obs, deterministic=True)[0]
-
-    def describe(self):
-        return {**super().describe(), "observation_shape": list(self.observation_shape)}
 
 
 def policy_action(policy: Policy, obs: np.ndarray, info: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
@@ -126,7 +124,10 @@ def load_policy(reference: str) -> Policy:
 
 def _as_policy(target: Any, reference: str) -> Policy:
     if inspect.isclass(target) or (callable(target) and not hasattr(target, "act") and _takes_no_arguments(target)):
-        target = target()  # a class or factory
+        try:
+            target = target()  # a class or factory
+        except TypeError as error:
+            raise ValueError(f"{reference!r}: a policy class or factory is built without arguments, which failed: {error}") from error
     if hasattr(target, "act") and hasattr(target, "reset"):
         if getattr(target, "name", "policy") == "policy":
             target.name = reference

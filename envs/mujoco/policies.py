@@ -23,9 +23,6 @@ class ScriptedPolicy(Policy):
     def __init__(self, env: PixelTaskEnv):
         self.env = env
 
-    def describe(self):
-        return {"name": self.name}
-
 
 class RandomPolicy(ScriptedPolicy):
     name = "random"

@@ -150,8 +150,8 @@ class RolloutWriter:
             for key, value in md.items():
                 f.attrs[key] = json.dumps(value)
             f.create_dataset("frames", (0, h, w, c), np.uint8, maxshape=(None, h, w, c), chunks=(chunk_frames, h, w, c), **frame_opts)
-            f.create_dataset("qpos", (0, md["nq"]), np.float64, maxshape=(None, md["nq"]), chunks=(rows, md["nq"]))
-            f.create_dataset("qvel", (0, md["nv"]), np.float64, maxshape=(None, md["nv"]), chunks=(rows, md["nv"]))
+            for name, width in (("qpos", md["nq"]), ("qvel", md["nv"])):  # width 0: data without simulator state
+                f.create_dataset(name, (0, width), np.float64, maxshape=(None, width), chunks=(rows, width) if width else True)
             f.create_dataset("actions", (0, a), np.float32, maxshape=(None, a), chunks=(rows, a))
             f.create_dataset("rewards", (0,), np.float32, maxshape=(None,), chunks=(rows,))
             for name in ("terminated", "truncated", "success"):

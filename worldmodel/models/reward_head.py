@@ -13,6 +13,18 @@ from torch import Tensor, nn
 from worldmodel.models.conditioning import ActionEncoder, check_states, state_encoder
 
 
+def frame_encoder(in_channels: int, channels: int, dim: int) -> nn.Module:
+    """(N, in_channels, H, W) -> (N, dim): four stride-2 convolutions, global average pooled."""
+    c = channels
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c, 4, stride=2, padding=1), nn.SiLU(),
+        nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),
+        nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),
+        nn.Conv2d(4 * c, dim, 4, stride=2, padding=1), nn.SiLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )
+
+
 class RewardTerminationHead(nn.Module):
     """A small CNN over (frame_t, frame_t+1) stacked as channels, with the action (and with state_dim
     > 0 the embedded state features of both frames: a task's reward is mostly a function of its
@@ -22,23 +34,23 @@ class RewardTerminationHead(nn.Module):
     standardised state features or None) -> reward (B, T) in units of the training data
     (de-normalised), termination logit (B, T), success logit (B, T) (None without `success`: the
     task's success test after the step, learned from the recorded flags).
+
+    Success is read from the state after the step alone (its state features with a state track,
+    else its frame): given the action or the motion, the head learned from expert data that small
+    actions mean "at the target" and called standing still a success.
     """
 
     def __init__(self, action_space: dict[str, Any], image_channels: int = 3, channels: int = 32, dim: int = 128, state_dim: int = 0,
                  success: bool = False):
         super().__init__()
-        c = channels
-        self.encoder = nn.Sequential(
-            nn.Conv2d(2 * image_channels, c, 4, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(4 * c, dim, 4, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
+        self.encoder = frame_encoder(2 * image_channels, channels, dim)
         self.action = ActionEncoder(action_space, dim)
         self.state = state_encoder(2 * state_dim, dim)
-        self.success = success
-        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 3 if success else 2))
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 2))
+        self.success = None
+        if success:
+            reader = nn.Sequential(nn.Linear(state_dim, dim), nn.SiLU()) if state_dim else frame_encoder(image_channels, channels, dim)
+            self.success = nn.Sequential(reader, nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 1))
         # Reward normalisation, set from the training data before training (and saved with it).
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))
@@ -50,8 +62,12 @@ class RewardTerminationHead(nn.Module):
         features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w")) + rearrange(self.action(actions), "b t d -> (b t) d")
         if states is not None:
             features = features + rearrange(self.state(torch.cat([states[:, :-1], states[:, 1:]], dim=-1)), "b t d -> (b t) d")
-        out = rearrange(self.mlp(features), "(b t) n -> n b t", b=b).float()
-        return out[0] * self.reward_std + self.reward_mean, out[1], out[2] if self.success else None
+        reward_z, logit = rearrange(self.mlp(features), "(b t) two -> two b t", b=b).float()
+        success = None
+        if self.success is not None:
+            after = states[:, 1:] if states is not None else frames[:, 1:]
+            success = rearrange(self.success(after.flatten(0, 1)), "(b t) 1 -> b t", b=b).float()
+        return reward_z * self.reward_std + self.reward_mean, logit, success
 
     def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor, states: Tensor | None = None,
              success: Tensor | None = None) -> dict[str, Tensor]:

@@ -126,6 +126,9 @@ def train(cfg: dict[str, Any]) -> Path:
                                cache=w["cache"], states=float(cfg.get("state_weight", 0)) > 0 or bool(cfg.get("dynamics")))
     val_set = RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"]) if w["val_fraction"] > 0 else None
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
+    if cfg.get("dynamics") and train_set.metadata["nq"] + train_set.metadata["nv"] == 0:
+        raise ValueError(f"{data_path} holds no simulator state (nq = nv = 0: data imported from images alone), which the state track "
+                         "learns from: train it with dynamics=none.")
     run_files.prepare(run_dir, cfg, dataset_fingerprint(data_path), accelerator)
 
     change_std = frame_change_std(data_path) if cfg["diffusion"].get("residual") else None

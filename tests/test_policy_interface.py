@@ -39,6 +39,16 @@ USER_POLICIES = textwrap.dedent('''
 
     def wrong_shape(obs, info):
         return np.zeros(3)
+
+    class Duck:
+        """Not a Policy subclass: reset, act and observes are enough."""
+        observes = "pixels"
+
+        def reset(self, rng):
+            pass
+
+        def act(self, obs, info):
+            return np.zeros(2, np.float32)
 ''')
 
 
@@ -63,7 +73,9 @@ def test_module_attribute_policies_load_as_functions_classes_and_factories(user_
     expected = np.stack([[f.mean() / 127.5 - 1.0, 0.0] for f in episode.frames[:-1]]).astype(np.float32)
     np.testing.assert_allclose(episode.actions, expected, rtol=1e-6)
     episode = record_episode(env, load_policy(f"{user_module}:push"), seed=0)
-    assert (episode.actions == [1.0, -1.0]).all()
+    assert (episode.actions == [1.0, -1.0]).all() and episode.policy == {"name": f"{user_module}:push"}
+    duck = load_policy(f"{user_module}:Duck")
+    assert duck.observes == "pixels" and record_episode(env, duck, seed=0).policy == {"name": f"{user_module}:Duck"}
 
 
 def test_bad_policy_references_are_refused_clearly(user_module):

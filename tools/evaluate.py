@@ -119,7 +119,9 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     table = "\n".join(["| policy | loop | real success | imagined success | real return [95% CI] | imagined return [95% CI] | error |",
                        "|---|---|---|---|---|---|---|", *rows,
                        f"\nPearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV {stats['mmrv']:.3f} "
-                       f"(normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r} "
+                       f"(normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r}"
+                       + ("" if stats["success_max_abs_error"] is None else
+                          f", max |imagined - real success| {stats['success_max_abs_error']:.2f} ({stats['success_source']})") + " "
                        f"(returns over steps {first}..{last - 1}, {cfg.policy_episodes} episodes per policy)"])
     return {"mode": "policies", "task": preset.name, "episodes_per_policy": cfg.policy_episodes, **stats, "table": table}
 

@@ -39,8 +39,7 @@ class Policy:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        """What a recorded file stores about the policy (compact: the file's index has 128 bytes per episode)."""
-        return {"name": self.name if len(self.name) <= 96 else "..." + self.name[-93:]}
+        return {"name": self.name}
 
 
 class FunctionPolicy(Policy):
@@ -90,6 +89,14 @@ def policy_action(policy: Policy, obs: np.ndarray, info: dict[str, Any], shape: 
         raise ValueError(f"policy {policy.name!r} returned {action.shape} action {action.ravel()[:8]}; the task takes finite actions of "
                          f"shape {tuple(shape)}.")
     return action
+
+
+def describe_policy(policy: Policy) -> dict[str, Any]:
+    """What a recorded file stores about a policy (any object with `act`): its `describe()`, or its
+    name; compact, as the file's index has 128 bytes per episode."""
+    description = policy.describe() if hasattr(policy, "describe") else {"name": str(getattr(policy, "name", type(policy).__name__))}
+    name = str(description.get("name", ""))
+    return description if len(name) <= 96 else {**description, "name": "..." + name[-93:]}
 
 
 def is_reference(name: str) -> bool:

@@ -19,7 +19,7 @@ from envs.mujoco.policies import build_policy
 from envs.mujoco.tasks import PixelTaskEnv, TaskPreset, make_task_env
 from worldmodel.checks import whole_number
 from worldmodel.data import Episode, RolloutWriter
-from worldmodel.policy import Policy, policy_action
+from worldmodel.policy import Policy, describe_policy, policy_action
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def record_episode(env: PixelTaskEnv, policy: Policy, seed: int) -> Episode:
         qpos=np.stack(qpos),
         qvel=np.stack(qvel),
         seed=seed,
-        policy=policy.describe(),
+        policy=describe_policy(policy),
     )
 
 

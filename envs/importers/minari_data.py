@@ -48,7 +48,7 @@ def import_minari(dataset_id: str, frames: str = "render", task: str | dict[str,
     first = next(dataset.iterate_episodes(episodes[:1]))
     source = {"minari": dataset_id, "env_id": None if spec is None else spec.id}
     if frames == "render":
-        preset = _render_preset(task, dataset, frame_size)
+        preset = _render_preset(task, spec, frame_size)
         env = make_task_env(preset)
         model = env.unwrapped.model
         metadata = imported_metadata(preset.name, preset.frame_size, np.asarray(first.actions), model.nq, model.nv, source,
@@ -63,8 +63,8 @@ def import_minari(dataset_id: str, frames: str = "render", task: str | dict[str,
     return ImportedData(metadata, _from_images(dataset, episodes, seeds, frames, frame_size), len(episodes))
 
 
-def _render_preset(task, dataset, frame_size) -> TaskPreset:
-    spec = dataset.spec.env_spec
+def _render_preset(task: str | dict[str, Any] | None, spec, frame_size) -> TaskPreset:
+    """The task to replay and render with; spec: the dataset's gymnasium EnvSpec (or None)."""
     env_id = None if spec is None else spec.id
     if task is None:
         known = [name for name, preset in TASKS.items() if preset.env_id == env_id]

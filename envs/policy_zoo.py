@@ -10,7 +10,6 @@ first by SB3 itself). Each snapshot is scored on real episodes, and the zoo's in
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -23,7 +22,6 @@ from envs.mujoco.recording import record_episode
 from envs.mujoco.tasks import TaskPreset, make_task_env
 from worldmodel.policy import SB3Policy
 
-logger = logging.getLogger(__name__)
 INDEX = "policies.yaml"
 
 
@@ -42,7 +40,8 @@ class ZooMember:
 
     @property
     def label(self) -> str:
-        return f"{self.algo.lower()}_{self.observes}_{self.steps // 1000}k" if self.steps >= 1000 else f"{self.algo.lower()}_{self.observes}_{self.steps}"
+        steps = f"{self.steps // 1000}k" if self.steps % 1000 == 0 else str(self.steps)
+        return f"{self.algo.lower()}_{self.observes}_{steps}"
 
 
 def training_env(preset: TaskPreset, observes: str) -> gym.Env:

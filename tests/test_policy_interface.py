@@ -13,7 +13,7 @@ import torch
 from conftest import run_tool
 from envs import get_task, make_task_env
 from envs.mujoco.policies import build_policy
-from envs.mujoco.recording import PolicySpec, record_episode
+from envs.mujoco.recording import record_episode
 from envs.policy_zoo import read_index, score_members, train_snapshots, write_index
 from worldmodel.data import RolloutReader
 from worldmodel.evaluation.policy_eval import imagine_closed_loop

@@ -75,19 +75,19 @@ def policy_specs(entries) -> list:
 
 
 def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
-    from envs.mujoco.policies import EXPERTS
+    from envs.mujoco.policies import lacks_expert
     from envs.mujoco.recording import record_episode
     from envs.policy_zoo import read_index
 
     # The task exactly as the model's data was recorded (episode length, action repeat, camera).
     preset = get_task(wm.spec.task, **({"episode_steps": cfg.policy_episode_steps} if cfg.policy_episode_steps else {}))
     specs = policy_specs([*cfg.policies, *(read_index(cfg.zoo) if cfg.zoo else [])])
-    if preset.name not in EXPERTS:  # the default list leans on the expert: score the rest
-        skipped = [str(s) for s in specs if s.name in ("expert", "noisy_expert")]
-        specs = [s for s in specs if s.name not in ("expert", "noisy_expert")]
-        if skipped:
-            logger.warning("task %s has no scripted expert: skipping %s (add learned policies with zoo=... or policies=[...])",
-                           preset.name, skipped)
+    # The default list leans on the expert: without one, score the rest.
+    skipped = [str(s) for s in specs if lacks_expert(s.name, preset.name)]
+    specs = [s for s in specs if not lacks_expert(s.name, preset.name)]
+    if skipped:
+        logger.warning("task %s has no scripted expert: skipping %s (add learned policies with zoo=... or policies=[...])",
+                       preset.name, skipped)
     names = [str(s) for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"policies must have distinct names (give a label): {names}.")

@@ -82,13 +82,14 @@ class SB3Policy(Policy):
         return self.model.predict(obs, deterministic=True)[0]
 
 
-def policy_action(policy: Policy, obs: np.ndarray, info: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
-    """policy.act(obs, info) as a float32 action of `shape`; ValueError naming the policy otherwise."""
+def policy_action(policy: Policy, obs: np.ndarray, info: dict[str, Any], low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """policy.act(obs, info) as a float32 action clipped to the box [low, high], as MuJoCo clips
+    controls to their range; ValueError naming the policy for a wrong shape or NaN/inf."""
     action = np.asarray(policy.act(obs, info), np.float32)
-    if action.shape != tuple(shape) or not np.isfinite(action).all():
+    if action.shape != np.shape(low) or not np.isfinite(action).all():
         raise ValueError(f"policy {policy.name!r} returned {action.shape} action {action.ravel()[:8]}; the task takes finite actions of "
-                         f"shape {tuple(shape)}.")
-    return action
+                         f"shape {np.shape(low)}.")
+    return np.clip(action, low, high)
 
 
 def describe_policy(policy: Policy) -> dict[str, Any]:

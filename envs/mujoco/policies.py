@@ -250,6 +250,12 @@ class NoisyExpert(ScriptedPolicy):
 
 EXPERTS: dict[str, Callable[[PixelTaskEnv], Policy]] = {"reacher": ReacherExpert, "pusher": PusherExpert}
 POLICIES = ("random", "zero", "expert", "noisy_expert")
+EXPERT_BASED = ("expert", "noisy_expert")
+
+
+def lacks_expert(name: str, task: str) -> bool:
+    """Whether scripted policy `name` needs an expert that `task` has not."""
+    return name in EXPERT_BASED and task not in EXPERTS
 
 
 def make_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Policy:
@@ -258,7 +264,7 @@ def make_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Polic
     if name not in POLICIES:
         raise ValueError(f"Unknown policy {name!r}. Known policies: {list(POLICIES)}, a mixture of them, package.module:attribute "
                          "or sb3:ALGO:path.zip.")
-    if name in ("expert", "noisy_expert") and task not in EXPERTS:
+    if lacks_expert(name, task):
         raise ValueError(f"No expert for task {task!r}. Experts exist for {sorted(EXPERTS)}; record other tasks with "
                          "policy=random or policy=zero.")
     if name == "random":

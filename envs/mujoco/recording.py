@@ -53,7 +53,7 @@ def record_episode(env: PixelTaskEnv, policy: Policy, seed: int) -> Episode:
     done = False
     while not done:
         obs = frame if policy.observes == "pixels" else info["state"]
-        action = np.clip(policy_action(policy, obs, info, env.action_space.shape), env.action_space.low, env.action_space.high)
+        action = policy_action(policy, obs, info, env.action_space.low, env.action_space.high)
         frame, reward, term, trunc, info = env.step(action)
         for store, value in ((frames, frame), (qpos, info["qpos"]), (qvel, info["qvel"]), (actions, action),
                              (rewards, reward), (terminated, term), (truncated, trunc), (success, info["success"])):

@@ -74,8 +74,7 @@ def imagine_closed_loop(world_model, policies: Sequence[Policy], episodes: Seque
     rewards, actions, success = [], [], []
     for t in range(k - 1, steps):
         frames = window.last_frame.cpu().numpy()
-        action = np.stack([np.clip(policy_action(policy, frame, {"step": t}, low.shape), low, high)
-                           for policy, frame in zip(policies, frames)])
+        action = np.stack([policy_action(policy, frame, {"step": t}, low, high) for policy, frame in zip(policies, frames)])
         window, out = world_model.step(window, torch.from_numpy(action), generator)
         rewards.append(out.reward.cpu().numpy())
         actions.append(action)

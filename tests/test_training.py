@@ -255,19 +255,22 @@ def test_two_process_cpu_training_keeps_ranks_in_sync(small_data, tmp_path):
 
 @pytest.mark.slow
 def test_a_short_training_beats_copying_the_last_frame(tmp_path):
-    """~1 minute: a small framestack model on 32x32 reacher data, held-out one-step PSNR."""
+    """~1 minute: a small framestack model (the default state track and pose maps) on 32x32 reacher
+    data, held-out PSNR one and five steps ahead. Measured: 34.1 / 33.2 dB against copy-last's
+    26.7 / 23.3 (without pose maps: 30.0 / 24.1)."""
     from worldmodel.evaluation.fidelity import rollout_fidelity
     from worldmodel.data.windows import RolloutWindows
 
     data = record(tmp_path / "learn.h5", policy="mixture", episodes=60, episode_steps=30, frame_size=(32, 32))
     cfg = tiny_config(data, tmp_path / "run", steps=400, batch_size=16, mixed_precision="bf16",
                       **{"model": "framestack", "model.channels": "[32,32,32]", "model.cond_dim": 64,
-                         "optim.lr": 1e-3, "optim.warmup_steps": 20, "window.val_fraction": 0.1, "save_every": 1000})
+                         "optim.lr": 1e-3, "optim.warmup_steps": 20, "window.val_fraction": 0.1, "save_every": 1000,
+                         "dynamics.steps": 1000, "dynamics.horizon": 12, "dynamics.batch_size": 64})  # frames follow the state: train it
     wm = WorldModel.load(train(cfg))
     held_out = RolloutWindows(data, split="val", val_fraction=0.1).episodes
     result = rollout_fidelity(wm, data, held_out, horizons=[1, 5], max_episodes=6)
-    assert result["psnr"][1] > result["copy_last_psnr"][1] + 1.0, result
-    assert result["psnr"][5] > result["copy_last_psnr"][5], result
+    assert result["psnr"][1] > result["copy_last_psnr"][1] + 3.0, result
+    assert result["psnr"][5] > result["copy_last_psnr"][5] + 3.0, result
 
     # 1,000 imagined steps under random actions stay inside the real frames' statistics: no drift to
     # a blank, saturated or noisy picture (the real frames' per-frame mean, std and pixel-to-pixel

@@ -30,7 +30,8 @@ class ModelSpec:
     was recorded with (`TaskPreset.describe()`: name, env id, camera, episode_steps, action_repeat,
     ...); split: {"val_fraction", "split_seed"} of the training file's episodes; dynamics: the
     state track's network ({"nq", "nv", "hidden", "layers"}, `models.state_dynamics`), {} for a
-    model that draws frames from frames and actions alone."""
+    model that draws frames from frames and actions alone; pose: the pose maps the denoiser reads
+    ({"bodies": [names], "sigma": pixels}, `worldmodel.pose`; needs a state track), {} for none."""
 
     denoiser: dict[str, Any]
     reward_head: dict[str, Any]
@@ -43,6 +44,7 @@ class ModelSpec:
     task: dict[str, Any]
     split: dict[str, Any] = field(default_factory=lambda: {"val_fraction": 0.1, "split_seed": 0})
     dynamics: dict[str, Any] = field(default_factory=dict)
+    pose: dict[str, Any] = field(default_factory=dict)
 
     @property
     def task_name(self) -> str:
@@ -70,7 +72,7 @@ class ModelSpec:
             raise SpecError(f"model spec version {version}; this code reads version {SPEC_VERSION}. Re-export the model with this "
                             "version: python tools/train.py ... resume=true on its run_dir (the weights are kept).")
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(d) - {"dynamics"})  # models written before the state track have none
+        missing = sorted(names - set(d) - {"dynamics", "pose"})  # models written before the state track / pose maps have none
         if missing:
             raise SpecError(f"model spec lacks {missing}; the checkpoint is damaged or was written by another tool.")
         kwargs = {k: d[k] for k in names if k in d}

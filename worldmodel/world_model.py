@@ -22,6 +22,7 @@ from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_dynamics, build_networks
+from worldmodel.pose import PoseMaps
 from worldmodel.spec import ModelSpec
 
 
@@ -103,10 +104,12 @@ class WorldModel:
         bf16: bool = False,
         compile: bool = False,
         dynamics: nn.Module | None = None,
+        pose_maps: PoseMaps | None = None,
     ):
         """sampler: default the spec's; start_bank: {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A),
         "states": (N, K, nq+nv) with a state track} real start contexts for `random_start`;
-        dynamics: the state track (`StateDynamics`) when the spec has one;
+        dynamics: the state track (`StateDynamics`) when the spec has one; pose_maps: draws the
+        states' pose maps when the spec has them (default: built from the spec's task);
         provenance: where the weights came from (data, steps);
         compile: `torch.compile` the denoiser (fuses the norm and activation chains around each
         convolution; the first step of each new batch size compiles, ~35 s on a 2-core CPU)."""
@@ -116,6 +119,9 @@ class WorldModel:
         if spec.has_state and dynamics is None:
             raise ValueError("this spec has a state track: pass its `dynamics` network.")
         self.dynamics = dynamics.to(self.device).eval() if spec.has_state else None
+        if spec.pose and pose_maps is None:
+            pose_maps = PoseMaps.from_spec(spec.task, spec.frame_shape, spec.pose)
+        self.pose_maps = pose_maps if spec.pose else None
         self.spec = spec
         self.edm, self.context, self.sampler = spec.edm, spec.context, sampler or spec.sampler
         self.frame_shape = tuple(spec.frame_shape)
@@ -125,6 +131,7 @@ class WorldModel:
         self.bf16 = bf16
         if self.device.type == "cpu":
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
+        self.denoiser_pose_frames = getattr(denoiser, "pose_frames", None)
         if compile:
             self.denoiser = torch.compile(self.denoiser, dynamic=False)
 
@@ -231,7 +238,10 @@ class WorldModel:
         state, conditioning = None, {}
         if self.dynamics is not None:
             state = self.dynamics(window.states[:, -1], step_actions[:, -1])
-            conditioning["states"] = self.dynamics.features(torch.cat([window.states, state[:, None]], dim=1))
+            states = torch.cat([window.states, state[:, None]], dim=1)
+            conditioning["states"] = self.dynamics.features(states)
+            if self.pose_maps is not None:  # where the imagined state puts the bodies: the frame is drawn there
+                conditioning["pose"] = self.pose_maps.window(states[..., : self.spec.dynamics["nq"]], self.denoiser_pose_frames)
         context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
         context = frames + context_sigma * randn(frames.shape, generator, dev)
         target_noise = randn((b, 1, *frames.shape[2:]), generator, dev)

@@ -17,6 +17,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from worldmodel.pose import task_camera
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -185,15 +187,7 @@ class PixelTaskEnv(gym.Wrapper):
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, w)
         model.vis.global_.offheight = max(model.vis.global_.offheight, h)
         self._renderer = mujoco.Renderer(model, h, w)
-        self._camera = mujoco.MjvCamera()
-        self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        if preset.camera.track_body is not None:
-            self._camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-            self._camera.trackbodyid = model.body(preset.camera.track_body).id
-        self._camera.distance = preset.camera.distance
-        self._camera.elevation = preset.camera.elevation
-        self._camera.azimuth = preset.camera.azimuth
-        self._camera.lookat[:] = preset.camera.lookat
+        self._camera = task_camera(model, dataclasses.asdict(preset.camera))
         self._frame: np.ndarray | None = None
 
     @property

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from worldmodel.models.blocks import Downsample, FourierFeatures, ResBlock, SpatialAttention, Upsample, group_norm
-from worldmodel.models.conditioning import ActionEncoder, check_states, state_encoder
+from worldmodel.models.conditioning import ActionEncoder, check_pose, check_states, state_encoder
 from worldmodel.models.registry import DENOISERS
 from worldmodel.models.state_renderer import StateRenderer
 
@@ -22,10 +22,13 @@ class FrameStackUNet(nn.Module):
     noise level, the `context` actions of the window and, with a state track (state_dim > 0), the
     states of the last context frame and of the target, each embedded and summed. With a state
     track the target's state is also drawn by a `StateRenderer` (state_render_channels maps, 0:
-    none) and enters as input channels next to the frames, aligned with the frame being denoised.
+    none) and enters as input channels next to the frames, aligned with the frame being denoised;
+    so do pose maps (`worldmodel.pose`: the state's bodies drawn where the camera sees them,
+    pose_channels per frame, 0: none) of the last context frame and the target (`pose_frames`).
 
     forward(x: (B, K+1, C, H, W), c_noise: (B, K+1), actions: (B, K, A), states: (B, K+1, state_dim)
-    standardised state features or None) -> (B, K+1, C, H, W), zeros for the context frames.
+    standardised state features or None, pose: (B, 2, pose_channels, H, W) in [0, 1] or None)
+    -> (B, K+1, C, H, W), zeros for the context frames.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class FrameStackUNet(nn.Module):
         gradient_checkpointing: bool = False,
         state_dim: int = 0,
         state_render_channels: int = 0,
+        pose_channels: int = 0,
     ):
         super().__init__()
         self.context = context
@@ -50,7 +54,8 @@ class FrameStackUNet(nn.Module):
         self.state = state_encoder(2 * state_dim, cond_dim)
         self.renderer = StateRenderer(state_dim, state_render_channels) if state_dim and state_render_channels else None
         rendered = state_render_channels if self.renderer is not None else 0
-        self.stem = nn.Conv2d((context + 1) * image_channels + rendered, channels[0], 3, padding=1)
+        self.pose_channels = pose_channels
+        self.stem = nn.Conv2d((context + 1) * image_channels + rendered + self.pose_frames * pose_channels, channels[0], 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         skips, ch = [channels[0]], channels[0]
         for level, out_ch in enumerate(channels):
@@ -72,6 +77,8 @@ class FrameStackUNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
+    pose_frames = 2  # the window's last frames whose pose maps it reads: the last context frame and the target
+
     def _run_layer(self, layer: nn.Module, h: Tensor, cond: Tensor) -> Tensor:
         if not isinstance(layer, ResBlock):
             return layer(h)
@@ -79,12 +86,14 @@ class FrameStackUNet(nn.Module):
             return checkpoint(layer, h, cond, use_reentrant=False)
         return layer(h, cond)
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None,
+                pose: Tensor | None = None) -> Tensor:
         """outputs_from: accepted for the shared interface; the output is always the last frame's."""
         b, t = x.shape[:2]
         if t != self.context + 1:
             raise ValueError(f"framestack predicts one frame from {self.context} context frames: got a window of {t}.")
         check_states(self.state, states)
+        check_pose(self.pose_channels, pose, self.pose_frames)
         cond = (
             self.noise(c_noise[:, -1])
             + self.context_noise(c_noise[:, :-1].mean(dim=1))
@@ -95,6 +104,8 @@ class FrameStackUNet(nn.Module):
         stacked = rearrange(x, "b t c h w -> b (t c) h w")
         if self.renderer is not None:
             stacked = torch.cat([stacked, self.renderer(states[:, -1], tuple(x.shape[-2:])).to(stacked.dtype)], dim=1)
+        if pose is not None:
+            stacked = torch.cat([stacked, rearrange(pose, "b t p h w -> b (t p) h w").to(stacked.dtype)], dim=1)
         h = self.stem(stacked)
         skips = [h]
         for layer in self.down:

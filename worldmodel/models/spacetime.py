@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from worldmodel.models.blocks import Downsample, ResBlock, SpatialAttention, TemporalAttention, Upsample, group_norm
-from worldmodel.models.conditioning import FrameConditioning
+from worldmodel.models.conditioning import FrameConditioning, check_pose
 from worldmodel.models.registry import DENOISERS
 
 
@@ -24,8 +24,9 @@ class SpaceTimeUNet(nn.Module):
     resolution.
 
     forward(x: (B, T, C, H, W) preconditioned frames, c_noise: (B, T), actions: (B, T-1, A),
-    states: (B, T, state_dim) standardised state features of every frame (state_dim > 0 only))
-    -> (B, T, C, H, W), the network output F of every frame (the EDM wrapper keeps the targets').
+    states: (B, T, state_dim) standardised state features of every frame (state_dim > 0 only),
+    pose: (B, T, pose_channels, H, W) pose maps of every frame (`worldmodel.pose`; input channels
+    next to each frame; pose_channels > 0 only)) -> (B, T, C, H, W), the network output F of every frame (the EDM wrapper keeps the targets').
     """
 
     def __init__(
@@ -39,12 +40,14 @@ class SpaceTimeUNet(nn.Module):
         temporal_from_level: int = 1,
         gradient_checkpointing: bool = False,
         state_dim: int = 0,
+        pose_channels: int = 0,
     ):
         super().__init__()
         self.max_frames = max_frames
+        self.pose_channels = pose_channels
         self.gradient_checkpointing = gradient_checkpointing
         self.cond = FrameConditioning(action_space, cond_dim, state_dim)
-        self.stem = nn.Conv2d(image_channels, channels[0], 3, padding=1)
+        self.stem = nn.Conv2d(image_channels + pose_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         skips = [channels[0]]
         ch = channels[0]
@@ -84,7 +87,10 @@ class SpaceTimeUNet(nn.Module):
             return layer(h, frames)
         return layer(h)
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None) -> Tensor:
+    pose_frames = None  # pose maps of every window frame
+
+    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None,
+                pose: Tensor | None = None) -> Tensor:
         """outputs_from: frames before it (context) get a zero output. Past the last temporal
         attention, a frame's features no longer reach other frames, so the rest of the decoder runs
         on the output frames only (at K=4, F=1 this skips ~40 % of the work)."""
@@ -92,6 +98,9 @@ class SpaceTimeUNet(nn.Module):
         if t > self.max_frames:
             raise ValueError(f"window of {t} frames, the model was built for at most {self.max_frames}.")
         cond = self.cond(c_noise, actions, states)
+        check_pose(self.pose_channels, pose, t)
+        if pose is not None:
+            x = torch.cat([x, pose.to(x.dtype)], dim=2)
         h = self.stem(rearrange(x, "b t c h w -> (b t) c h w"))
         skips = [h]
         for layer in self.down:

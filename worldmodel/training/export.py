@@ -17,12 +17,14 @@ EDM_KEYS = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
 
 def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tuple[int, int, int],
                      action_space: dict[str, Any], frame_change_std: float | None = None,
-                     state_size: tuple[int, int] | None = None) -> ModelSpec:
+                     state_size: tuple[int, int] | None = None, pose_bodies: list[str] | None = None) -> ModelSpec:
     """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`.
 
     frame_change_std: the data's (`data.stats.frame_change_std`); needed when the config diffuses
     residuals (`diffusion.residual`), which are scaled by sigma_data / frame_change_std.
-    state_size: the data's (nq, nv); needed with a state track (`dynamics=...`)."""
+    state_size: the data's (nq, nv); needed with a state track (`dynamics=...`); pose_bodies: the
+    bodies the pose maps draw (`worldmodel.pose`), resolved from the task's model; with a state track
+    and `pose.maps`, else no pose maps."""
     residual_scale = 0.0
     if cfg["diffusion"].get("residual"):
         if frame_change_std is None:
@@ -36,6 +38,12 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
         nq, nv = state_size
         dynamics = {"nq": int(nq), "nv": int(nv), "hidden": int(cfg["dynamics"]["hidden"]), "layers": int(cfg["dynamics"]["layers"])}
         denoiser["state_dim"] = 2 * dynamics["nq"] + dynamics["nv"]
+    pose = {}
+    if dynamics and (cfg.get("pose") or {}).get("maps"):
+        if not pose_bodies:
+            raise ValueError("pose maps (pose.maps=true) need the bodies to draw, resolved from the task's model.")
+        pose = {"bodies": list(pose_bodies), "sigma": float(cfg["pose"]["sigma"])}
+        denoiser["pose_channels"] = len(pose_bodies)
     return ModelSpec(
         denoiser=denoiser,
         reward_head={"channels": int(model["reward_channels"]), "success": True} | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
@@ -48,6 +56,7 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
         task=task,
         split={"val_fraction": cfg["window"]["val_fraction"], "split_seed": cfg["window"]["split_seed"]},
         dynamics=dynamics,
+        pose=pose,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from einops import rearrange
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from worldmodel.diffusion import EDM, SamplerConfig, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models.state_dynamics import StateDynamics
+from worldmodel.pose import PoseMaps
 from worldmodel.training.state_head import StateHead, bottleneck_features
 
 
@@ -59,15 +61,16 @@ class WindowLoss(nn.Module):
     """
 
     def __init__(self, denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig,
-                 state_head: StateHead | None = None, dynamics: StateDynamics | None = None, background: Tensor | None = None):
+                 state_head: StateHead | None = None, dynamics: StateDynamics | None = None, background: Tensor | None = None,
+                 pose_maps: PoseMaps | None = None):
         super().__init__()
         self.denoiser, self.reward_head, self.edm, self.cfg, self.state_head = denoiser, reward_head, edm, cfg, state_head
-        self.dynamics = dynamics
+        self.dynamics, self.pose_maps = dynamics, pose_maps
         self.register_buffer("background", background)
 
     def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None, unroll: int = 0) -> dict[str, Tensor]:
         return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll, self.state_head,
-                             self.dynamics, self.background)
+                             self.dynamics, self.background, self.pose_maps)
 
 
 def _context_sigma(edm: EDM, cfg: WindowLossConfig, b: int, generator: torch.Generator | None, device) -> Tensor:
@@ -75,15 +78,22 @@ def _context_sigma(edm: EDM, cfg: WindowLossConfig, b: int, generator: torch.Gen
     return (torch.rand(b, 1, generator=generator) * cfg.max_context_sigma).to(device).clamp_min(edm.sigma_min)
 
 
+Conditioning = Callable[[int, int], dict[str, Tensor]]
+
+
+def no_conditioning(start: int, stop: int) -> dict[str, Tensor]:
+    return {}
+
+
 @torch.no_grad()
 def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames: Tensor, actions: Tensor, unroll: int,
-                    generator: torch.Generator | None = None, states: Tensor | None = None) -> Tensor:
+                    generator: torch.Generator | None = None, conditioning: Conditioning = no_conditioning) -> Tensor:
     """The window the model would see after imagining `unroll` frames itself (Self Forcing /
     scheduled sampling): frames (B, K+U+F, C, H, W) real, actions (B, K+U+F-1, A) ->
     (B, K+U+F, C, H, W) where frames K..K+unroll-1 are the model's own samples, each generated from
     the K frames before it (real or generated) under the recorded actions; the rest stay real.
-    Frames enter the next window after the same uint8 rounding as at imagination time. states:
-    (B, K+U+F, S) state features of every frame (a model with a state track), else None."""
+    Frames enter the next window after the same uint8 rounding as at imagination time.
+    conditioning(start, stop): the denoiser's state and pose inputs for window frames start..stop-1."""
     k = cfg.context
     out = frames.clone()
     for i in range(unroll):
@@ -94,9 +104,8 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             sig = torch.cat([context_sigma.expand(b, k), sigma.reshape(1, 1).expand(b, 1).to(context_sigma)], dim=1)
-            conditioning = {} if states is None else {"states": states[:, i : i + k + 1]}
             return edm.denoise(denoiser, torch.cat([noisy_context, x], dim=1), sig, actions=actions[:, i : i + k],
-                               outputs_from=k, **conditioning)[:, -1:].float()
+                               outputs_from=k, **conditioning(i, i + k + 1))[:, -1:].float()
 
         noise = torch.randn((b, 1, *frames.shape[2:]), generator=generator).to(frames)
         new = edm.decode_target(sample(denoise, noise, cfg.unroll_sampler), window[:, k - 1 : k]).clamp(-1, 1)
@@ -107,7 +116,7 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
 def window_losses(
     denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig, batch: dict[str, Tensor],
     generator: torch.Generator | None = None, unroll: int = 0, state_head: StateHead | None = None,
-    dynamics: StateDynamics | None = None, background: Tensor | None = None,
+    dynamics: StateDynamics | None = None, background: Tensor | None = None, pose_maps: PoseMaps | None = None,
 ) -> dict[str, Tensor]:
     """Losses of a batch from `RolloutWindows` (frames (B, K+U+F, H, W, 3) uint8, actions (B, K+U+F-1, A), ...).
 
@@ -119,7 +128,9 @@ def window_losses(
     frames use their first K+U+F. The reward head always learns on real frames. With `dynamics` (a
     state track) the denoiser draws every frame given the recorded state's features (the batch's
     qpos, qvel), and its state renderer (if any) learns to draw the real target frames (background:
-    the data's mean frame (3, H, W), against which the renderer's loss weighs the foreground).
+    the data's mean frame (3, H, W), against which the renderer's loss weighs the foreground); with
+    `pose_maps` it also reads the recorded states' pose maps (in rollout training too: the recorded
+    pose is the anchor its self-generated context must return to).
     """
     k, f = cfg.context, cfg.target
     real = to_model(batch["frames"])
@@ -128,11 +139,17 @@ def window_losses(
     actions = batch["actions"][:, : k + unroll + f - 1]
     recorded = None if dynamics is None else dynamics.features(torch.cat([batch["qpos"], batch["qvel"]], dim=-1))
     states = None if recorded is None else recorded[:, : k + unroll + f].to(frames.dtype)
+    qpos = batch["qpos"][:, : k + unroll + f] if pose_maps is not None else None
+
+    def conditioning(start: int, stop: int) -> dict[str, Tensor]:
+        given = {} if states is None else {"states": states[:, start:stop]}
+        if pose_maps is not None:
+            given["pose"] = pose_maps.window(qpos[:, start:stop], denoiser.pose_frames).to(frames.dtype)
+        return given
+
     if unroll:
-        frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator, states)[:, unroll:]
+        frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator, conditioning)[:, unroll:]
         actions = actions[:, unroll:]
-        states = None if states is None else states[:, unroll:]
-    conditioning = {} if states is None else {"states": states}
     frames = torch.cat([frames[:, :k], edm.encode_target(frames[:, k:], frames[:, k - 1 : k])], dim=1)
     b, t = frames.shape[:2]
     device = frames.device
@@ -144,7 +161,8 @@ def window_losses(
     loss_mask[:, k:] = True
     losses = {}
     with bottleneck_features(denoiser) if state_head is not None else nullcontext([]) as captured:
-        diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k, **conditioning)
+        diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k,
+                             **conditioning(unroll, unroll + k + f))
     if state_head is not None:
         features = captured[0]
         if features.shape[0] != b:  # one feature map per window frame: keep the targets'
@@ -157,7 +175,7 @@ def window_losses(
     renderer = getattr(denoiser, "renderer", None)
     if renderer is not None and states is not None:  # the state renderer's RGB guess of the real target frames
         targets = slice(unroll + k, unroll + k + f)
-        losses["render"] = renderer.render_loss(states[:, k:].flatten(0, 1), real[:, targets].flatten(0, 1), background)
+        losses["render"] = renderer.render_loss(states[:, unroll + k :].flatten(0, 1), real[:, targets].flatten(0, 1), background)
     total = diffusion + cfg.reward_weight * head["reward"] + cfg.termination_weight * head["termination"]
     if "success" in head:
         total = total + cfg.success_weight * head["success"]

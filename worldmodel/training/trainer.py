@@ -29,6 +29,7 @@ from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
 from worldmodel.models import build_dynamics, build_networks
 from worldmodel.models.state_dynamics import StateDynamics
+from worldmodel.pose import PoseMaps
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
 from worldmodel.training.dynamics import train_dynamics
@@ -132,10 +133,14 @@ def train(cfg: dict[str, Any]) -> Path:
     run_files.prepare(run_dir, cfg, dataset_fingerprint(data_path), accelerator)
 
     change_std = frame_change_std(data_path) if cfg["diffusion"].get("residual") else None
-    spec = spec_from_config(cfg, task_of(data_path), train_set.frame_shape, action_space_of(train_set.metadata), change_std,
-                            (train_set.metadata["nq"], train_set.metadata["nv"]))
+    task = task_of(data_path)
+    pose_maps = None
+    if cfg.get("dynamics") and (cfg.get("pose") or {}).get("maps"):
+        pose_maps = PoseMaps.from_spec(task, train_set.frame_shape, {"bodies": cfg["pose"].get("bodies"), "sigma": cfg["pose"]["sigma"]})
+    spec = spec_from_config(cfg, task, train_set.frame_shape, action_space_of(train_set.metadata), change_std,
+                            (train_set.metadata["nq"], train_set.metadata["nv"]), None if pose_maps is None else pose_maps.projector.bodies)
     stats = reward_stats(data_path)
-    model = _objective(spec, cfg, stats, data_path)
+    model = _objective(spec, cfg, stats, data_path, pose_maps)
     if model.dynamics is not None:
         _state_track(model.dynamics, cfg, data_path, train_set.episodes, run_dir, accelerator)
     optimizer, scheduler = _optimiser(model, cfg)
@@ -186,9 +191,9 @@ def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, 
     dynamics.to(accelerator.device)
 
 
-def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path) -> WindowLoss:
+def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None) -> WindowLoss:
     """The trained modules (denoiser, reward head with the data's reward statistics, the optional
-    state head and state track) and their loss."""
+    state head and state track) and their loss (with the pose maps the denoiser reads, if any)."""
     denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
@@ -206,7 +211,7 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
         dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])
     if getattr(denoiser, "renderer", None) is not None:
         background = rearrange(torch.from_numpy(mean_frame(data_path)), "h w c -> c h w")
-    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background)
+    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background, pose_maps)
 
 
 def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
@@ -282,7 +287,7 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
 def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:
     """Imagined vs real rollouts on held-out episodes: PSNR at a few horizons, a side-by-side video."""
     wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, spec, device=accelerator.device, bf16=cfg["mixed_precision"] == "bf16",
-                    dynamics=ema.shadow.dynamics)
+                    dynamics=ema.shadow.dynamics, pose_maps=ema.shadow.pose_maps)
     result = rollout_fidelity(wm, val_set.path, val_set.episodes, cfg["val_horizons"], cfg["val_episodes"],
                               video=run_dir / "validation" / f"step{step:07d}.mp4", seed=cfg["seed"])
     logs = {f"val/psnr_h{h}": v for h, v in result["psnr"].items()} | {f"val/copy_last_h{h}": v for h, v in result["copy_last_psnr"].items()}

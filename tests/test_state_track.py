@@ -41,6 +41,26 @@ def test_state_dynamics_learns_the_arm_and_beats_a_standing_state(reacher_file):
     assert error < 0.5 * standing, (float(error), float(standing))
 
 
+def test_rolled_out_state_stops_at_the_joint_limits():
+    """Reacher's elbow is limited to [-3, 3] rad (widened to what data showed), its base and the
+    state's velocities are free: a step that would run past the limit stops on it."""
+    from worldmodel.pose import qpos_limits, task_model
+
+    low, high = qpos_limits(task_model({"env_id": "Reacher-v5"}), [-9.0, -3.1, -0.1, -0.1], [9.0, 3.05, 0.1, 0.1])
+    np.testing.assert_allclose(low, [-np.inf, -3.1, -0.27, -0.27], atol=1e-6)
+    np.testing.assert_allclose(high, [np.inf, 3.05, 0.27, 0.27], atol=1e-6)
+    dynamics = StateDynamics({"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}, 4, 4, hidden=8, joint_limits=True)
+    dynamics.set_limits(low, high)
+    torch.nn.init.constant_(dynamics.body[-1].bias, 1.0)  # every coordinate moves up by one delta_std per step
+    dynamics.delta_std.fill_(0.5)
+    state = torch.tensor([[10.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    with torch.no_grad():
+        rolled = dynamics.rollout(state, torch.zeros(1, 3, 2))[0]
+    np.testing.assert_allclose(rolled[:, 0], [10.5, 11.0, 11.5])  # free: keeps turning
+    np.testing.assert_allclose(rolled[:, 1], [3.05, 3.05, 3.05])  # stops at the elbow's limit
+    np.testing.assert_allclose(rolled[:, 4], [0.5, 1.0, 1.5])  # velocities are not clamped
+
+
 @pytest.mark.parametrize("architecture", ["framestack", "spacetime"])
 def test_denoisers_draw_what_the_state_says_and_require_it(architecture):
     space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
@@ -115,7 +135,9 @@ def test_window_losses_condition_on_the_recorded_state_and_train_the_renderer_on
 
 def test_a_state_track_model_imagines_its_states_and_needs_a_start_state(state_checkpoint):
     saved = load_checkpoint(state_checkpoint)
-    assert saved["spec"].dynamics == {"nq": 4, "nv": 4, "hidden": 256, "layers": 3} and saved["spec"].denoiser["state_dim"] == 12
+    assert saved["spec"].dynamics == {"nq": 4, "nv": 4, "hidden": 256, "layers": 3, "joint_limits": True}
+    assert saved["spec"].denoiser["state_dim"] == 12
+    assert saved["dynamics"]["qpos_high"][1] >= 3.0 and saved["dynamics"]["qpos_high"][0] == torch.finfo(torch.float32).max  # elbow; free base
     assert saved["start_bank"]["states"].shape == (8, 4, 8)
     wm = WorldModel.load(state_checkpoint, bf16=False)
     frames, actions, states = wm.random_start(2, np.random.default_rng(0))
@@ -184,6 +206,11 @@ def test_state_track_model_is_evaluated_and_plans_end_to_end(state_checkpoint, r
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["position_cm"]["fingertip"]) == set(metrics["state_position_cm"]["fingertip"]) == {"1", "5"}
     assert "imagined state |" in metrics["table"]
+    run_tool("evaluate.py", f"checkpoint={state_checkpoint}", f"data={reacher_file}", f"out={tmp_path / 'eval_no_probe'}", "horizons=[1,5]",
+             "videos=1", "probe=false")  # the imagined state's error needs no probe: kinematics only
+    no_probe = json.loads((tmp_path / "eval_no_probe" / "metrics.json").read_text())
+    assert no_probe["state_position_cm"] == metrics["state_position_cm"] and "position_cm" not in no_probe
+    assert "| 5 | fingertip |" in no_probe["table"]
     run_tool("evaluate.py", "mode=policies", f"checkpoint={state_checkpoint}", f"out={tmp_path / 'policies'}", "policy_episodes=2",
              "policy_episode_steps=8", "policies=[{name: expert}, {name: random}]")
     for protocol in (["protocol=reward"], ["protocol=goal", f"goal.data={reacher_file}", "goal.offset=5", "goal.budget=4"]):

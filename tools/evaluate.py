@@ -36,13 +36,14 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     episodes, which = held_out_episodes(wm, cfg.data)
     probe, env = None, None
     preset = get_task(wm.spec.task)
-    if preset.key_bodies and cfg.probe:
+    if preset.key_bodies:
         env = make_task_env(preset)
-        probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.probe_data, cfg.probe_steps,
-                                    progress=lambda steps: tqdm(steps, unit="step", desc="position probe"))
+        if cfg.probe:
+            probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.probe_data, cfg.probe_steps,
+                                        progress=lambda steps: tqdm(steps, unit="step", desc="position probe"))
     logger.info("imagining %d episodes of %s (%s)", min(len(episodes), cfg.episodes), cfg.data, which)
     result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos,
-                              probe, env.key_positions if env else None, cfg.first_frame)
+                              probe, env.key_positions if env else None, cfg.first_frame, preset.key_bodies)
     if env:
         env.close()
     dropped = [h for h in cfg.horizons if h not in result["horizons"]]
@@ -55,14 +56,18 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
             for h in result["horizons"]]
     table = "\n".join(["| horizon | PSNR | copy-last PSNR | SSIM | copy-last SSIM | flicker | copy-last flicker |",
                        "|---|---|---|---|---|---|---|", *rows])
+    state = "state_position_cm" in result  # a state track: also the error of the state its frames are drawn from
     if probe is not None:
-        state = "state_position_cm" in result  # a state track: also the error of the state its frames are drawn from
         rows = [f"| {h} | {body} | {result['position_cm'][body][h]:.2f} | {result['position_floor_cm'][body][h]:.2f} | "
                 f"{result['copy_last_position_cm'][body][h]:.2f} |" + (f" {result['state_position_cm'][body][h]:.2f} |" if state else "")
                 for body in probe.names for h in result["horizons"]]
         table += "\n\nPosition error (cm) of the key bodies, read off the frames by the probe:\n\n" + "\n".join(
             ["| horizon | body | imagined | probe floor (real frames) | copy-last |" + (" imagined state |" if state else ""),
              "|---|---|---|---|---|" + ("---|" if state else ""), *rows])
+    elif state:
+        rows = [f"| {h} | {body} | {result['state_position_cm'][body][h]:.2f} |" for body in preset.key_bodies for h in result["horizons"]]
+        table += "\n\nPosition error (cm) of the key bodies in the imagined state (probe=false: the frames are not read):\n\n" + \
+            "\n".join(["| horizon | body | imagined state |", "|---|---|---|", *rows])
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
 
 

@@ -47,6 +47,18 @@ def task_model(task: dict[str, Any]) -> mujoco.MjModel:
         env.close()
 
 
+def qpos_limits(model: mujoco.MjModel, seen_low: Sequence[float], seen_high: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(nq,) bounds of qpos: the range of each limited hinge or slide joint, widened to what the
+    data shows (MuJoCo's limits are soft: a hard push overshoots them); -inf/inf elsewhere (free,
+    ball and unlimited joints)."""
+    low, high = np.full(model.nq, -np.inf), np.full(model.nq, np.inf)
+    for j in range(model.njnt):
+        if model.jnt_limited[j] and int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
+            a = model.jnt_qposadr[j]
+            low[a], high[a] = min(model.jnt_range[j, 0], seen_low[a]), max(model.jnt_range[j, 1], seen_high[a])
+    return low, high
+
+
 class PoseProjector:
     """Projects states of one MuJoCo model into pixel coordinates of a task camera's frames.
 

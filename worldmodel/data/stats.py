@@ -87,19 +87,23 @@ def mean_frame(path: str | os.PathLike, max_episodes: int = 64) -> np.ndarray:
 
 
 def state_stats(path: str | os.PathLike) -> dict[str, list[float]]:
-    """Mean and std (at least 1e-3) of `state_features` over every frame, and the std (at least
-    1e-3) of one step's change of the raw state [qpos, qvel] within episodes, in bounded memory."""
+    """Mean and std (at least 1e-3) of `state_features` over every frame, the std (at least 1e-3)
+    of one step's change of the raw state [qpos, qvel] within episodes, and the range of qpos
+    ("qpos_min", "qpos_max"), in bounded memory."""
     with RolloutReader(path) as reader:
         total, total_sq, count = 0.0, 0.0, 0
+        low, high = np.inf, -np.inf
         d_total, d_total_sq, d_count = 0.0, 0.0, 0
         for e in range(reader.num_episodes):
             qpos, qvel = (torch.from_numpy(reader.frames(e, name=k).astype(np.float64)) for k in ("qpos", "qvel"))
             s = state_features(qpos, qvel).numpy()
+            low, high = np.minimum(low, qpos.numpy().min(0)), np.maximum(high, qpos.numpy().max(0))
             total, total_sq, count = total + s.sum(0), total_sq + (s**2).sum(0), count + len(s)
             d = np.diff(torch.cat([qpos, qvel], -1).numpy(), axis=0)
             d_total, d_total_sq, d_count = d_total + d.sum(0), d_total_sq + (d**2).sum(0), d_count + len(d)
     mean, std = _mean_std(total, total_sq, count)
-    return {"mean": mean.tolist(), "std": std.tolist(), "delta_std": _mean_std(d_total, d_total_sq, d_count)[1].tolist()}
+    return {"mean": mean.tolist(), "std": std.tolist(), "delta_std": _mean_std(d_total, d_total_sq, d_count)[1].tolist(),
+            "qpos_min": np.atleast_1d(low).tolist(), "qpos_max": np.atleast_1d(high).tolist()}
 
 
 def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:

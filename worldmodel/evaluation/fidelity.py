@@ -53,6 +53,7 @@ def rollout_fidelity(
     probe: Probe | None = None,
     positions: Positions | None = None,
     first_frame: int | None = None,
+    position_names: Sequence[str] = (),
 ) -> dict:
     """PSNR (dB), SSIM and flicker at each horizon of imagined vs real frames, next to the
     copy-last-frame baseline, averaged over episodes.
@@ -62,7 +63,8 @@ def rollout_fidelity(
     to the probe's floor (its error on the real frames) and copy-last, per key body:
     {"position_cm" | "position_floor_cm" | "copy_last_position_cm": {body: {h: mean}}}; for a model
     with a state track also "state_position_cm": the key positions of its imagined states (through
-    `positions`), what its frames are drawn from.
+    `positions`), what its frames are drawn from; that one needs only `positions` (no probe).
+    position_names: the key bodies `positions` returns, in order (default: the probe's).
 
     Horizon h is the h-th imagined frame; the first is frame `first_frame` of the episode (default
     K: right after the first K real frames; one value for models of different K scores them on the
@@ -72,6 +74,9 @@ def rollout_fidelity(
     flicker and copy_last_* of each) and "curves": every horizon 1..n.
     """
     k = world_model.context
+    position_names = list(position_names or (probe.names if probe is not None else ()))
+    if positions is not None and not position_names:
+        raise ValueError("positions need position_names (the key bodies they return) or a probe that names them.")
     first = k if first_frame is None else int(first_frame)
     if first < k:
         raise ValueError(f"first_frame={first} leaves fewer real frames before it than the model's {k} context frames.")
@@ -86,7 +91,7 @@ def rollout_fidelity(
         states = None
         if world_model.state_shape is not None:  # the state track starts from the recorded state of the context frames
             states = torch.from_numpy(np.stack([reader.states(e, s, first) for e in chosen]))
-        if probe is not None:
+        if positions is not None:
             true = np.stack([positions(reader.frames(e, first, first + n, name="qpos"), reader.frames(e, first, first + n, name="qvel"))
                              for e in chosen])
     out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed),
@@ -105,20 +110,21 @@ def rollout_fidelity(
     used = [h for h in horizons if h <= n]
     result = {name: {h: float(v[:, h - 1].mean()) for h in used} for name, v in per_frame.items()}
     result |= {"horizons": used, "episodes": chosen, "curves": {name: v.mean(0).tolist() for name, v in per_frame.items()}}
+    errors = {}  # (episodes, n, P) cm each
     if probe is not None:
-        errors = {  # (episodes, n, P) cm each
+        errors = {
             "position_cm": position_errors(probe, out.frames, true),
             "position_floor_cm": position_errors(probe, real, true),
             "copy_last_position_cm": position_errors(probe, copy_last, true),
         }
-        if out.states is not None:  # the state track's own error: its imagined qpos through the simulator's kinematics
-            nq = world_model.spec.dynamics["nq"]
-            imagined = out.states.numpy().astype(np.float64)
-            flat = positions(imagined[..., :nq].reshape(-1, nq), imagined[..., nq:].reshape(-1, imagined.shape[-1] - nq))
-            errors["state_position_cm"] = np.linalg.norm(flat.reshape(true.shape) - true, axis=-1) * 100
-        for key, err in errors.items():
-            result[key] = {body: {h: float(err[:, h - 1, p].mean()) for h in used} for p, body in enumerate(probe.names)}
-            result["curves"][key] = {body: err[:, :, p].mean(0).tolist() for p, body in enumerate(probe.names)}
+    if positions is not None and out.states is not None:  # the state track's own error: its imagined qpos through the kinematics
+        nq = world_model.spec.dynamics["nq"]
+        imagined = out.states.numpy().astype(np.float64)
+        flat = positions(imagined[..., :nq].reshape(-1, nq), imagined[..., nq:].reshape(-1, imagined.shape[-1] - nq))
+        errors["state_position_cm"] = np.linalg.norm(flat.reshape(true.shape) - true, axis=-1) * 100
+    for key, err in errors.items():
+        result[key] = {body: {h: float(err[:, h - 1, p].mean()) for h in used} for p, body in enumerate(position_names)}
+        result["curves"][key] = {body: err[:, :, p].mean(0).tolist() for p, body in enumerate(position_names)}
     if video is not None:
         import imageio.v3 as iio
 

@@ -6,6 +6,8 @@ import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import worldmodel
 from worldmodel.checkpoint import save_checkpoint
 from worldmodel.data.stats import dataset_fingerprint, start_bank
@@ -37,6 +39,8 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
             raise ValueError("a state track (dynamics=...) needs the data's state size (nq, nv).")
         nq, nv = state_size
         dynamics = {"nq": int(nq), "nv": int(nv), "hidden": int(cfg["dynamics"]["hidden"]), "layers": int(cfg["dynamics"]["layers"])}
+        if cfg["dynamics"].get("joint_limits"):
+            dynamics["joint_limits"] = True
         denoiser["state_dim"] = 2 * dynamics["nq"] + dynamics["nv"]
     pose = {}
     if dynamics and (cfg.get("pose") or {}).get("maps"):
@@ -60,14 +64,23 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
     )
 
 
+def weights_as(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """module's state dict with its parameters in `dtype` (loading casts them back); buffers
+    (statistics such as the reward's mean and std) keep their precision."""
+    parameters = {name for name, _ in module.named_parameters()}
+    return {k: v.to(dtype) if k in parameters and v.is_floating_point() else v for k, v in module.state_dict().items()}
+
+
 def export_model(path: Path, spec: ModelSpec, shadow, train_set, data_path: Path, reward_stats: dict[str, float],
                  cfg: dict[str, Any], steps: int) -> Path:
-    """Writes the self-contained checkpoint: `shadow`'s (EMA) denoiser and reward head, a bank of
-    `cfg["start_bank_size"]` real start contexts from `train_set`, the state track, and provenance."""
+    """Writes the self-contained checkpoint: `shadow`'s (EMA) denoiser and reward head (parameters in
+    cfg["export_dtype"]), a bank of `cfg["start_bank_size"]` real start contexts from `train_set`,
+    the state track (float32: it is rolled forward for hundreds of steps), and provenance."""
     extra = {"dynamics": shadow.dynamics.state_dict()} if spec.has_state else {}
+    dtype = getattr(torch, cfg.get("export_dtype", "float32"))
     return save_checkpoint(path, spec, extra | {
-        "denoiser": shadow.denoiser.state_dict(),
-        "reward_head": shadow.reward_head.state_dict(),
+        "denoiser": weights_as(shadow.denoiser, dtype),
+        "reward_head": weights_as(shadow.reward_head, dtype),
         "reward_stats": reward_stats,
         "start_bank": start_bank(train_set, cfg["start_bank_size"], cfg["seed"]),
         "provenance": {

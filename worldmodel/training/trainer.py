@@ -29,7 +29,7 @@ from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
 from worldmodel.models import build_dynamics, build_networks
 from worldmodel.models.state_dynamics import StateDynamics
-from worldmodel.pose import PoseMaps
+from worldmodel.pose import PoseMaps, qpos_limits, task_model
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
 from worldmodel.training.dynamics import train_dynamics
@@ -209,6 +209,8 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
         state_head = StateHead(channels[-1], resolution, state["mean"], state["std"])
     if dynamics is not None:
         dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])
+        if dynamics.joint_limits:
+            dynamics.set_limits(*qpos_limits(task_model(spec.task), state["qpos_min"], state["qpos_max"]))
     if getattr(denoiser, "renderer", None) is not None:
         background = rearrange(torch.from_numpy(mean_frame(data_path)), "h w c -> c h w")
     return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background, pose_maps)

@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# make demo: the pretrained model (pretrained/reacher.pt); make demo TRAIN=1: record and train a small one first
 demo: setup
-	$(BIN)/python tools/demo.py
+	$(BIN)/python tools/demo.py $(if $(TRAIN),train=true)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,14 +1,29 @@
+from pathlib import Path
+
 import pytest
 
 from conftest import run_tool
 
+PRETRAINED = Path(__file__).parents[1] / "pretrained" / "reacher.pt"
+
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_pipeline_and_writes_a_summary(tmp_path):
-    """`make demo` at toy size (~1 minute): record, train, evaluate, plan, summarise."""
+def test_demo_shows_the_pretrained_model_and_writes_one_report(tmp_path):
+    """`make demo` at toy size: the pretrained model imagines held-out episodes and plans; one HTML page holds it all."""
     out = tmp_path / "demo"
-    result = run_tool("demo.py", f"out={out}", "steps=4", "dynamics_steps=10", "episodes=6", "held_out_episodes=2", "plan_episodes=1")
+    result = run_tool("demo.py", f"out={out}", "held_out_episodes=2", "plan_episodes=1")
     summary = (out / "summary.md").read_text()
-    assert "## Fidelity on 2 held-out episodes" in summary and "| world_model |" in summary and "- total:" in summary
+    assert f"Model: {PRETRAINED.relative_to(PRETRAINED.parents[1])}: framestack" in summary and "pose maps" in summary
+    assert "## Fidelity on 2 held-out episodes" in summary and "| world_model |" in summary and "imagined state" in summary
     assert summary.strip() in result.stdout
-    assert (out / "eval" / "side_by_side.mp4").exists() and (out / "plan" / "metrics.json").exists()
+    page = (out / "report.html").read_text()
+    assert "data:video/mp4;base64," in page and "data:image/png;base64," in page and "<td>world_model</td>" in page
+
+
+@pytest.mark.slow
+def test_demo_trains_its_own_model_on_request(tmp_path):
+    """`make demo TRAIN=1` at toy size (~1 minute): record, train, evaluate, plan, report."""
+    out = tmp_path / "demo"
+    run_tool("demo.py", f"out={out}", "train=true", "steps=4", "dynamics_steps=10", "episodes=6", "held_out_episodes=2", "plan_episodes=1")
+    assert f"Model: {out / 'run' / 'model.pt'}: framestack" in (out / "summary.md").read_text()
+    assert (out / "report.html").exists() and (out / "plan" / "metrics.json").exists()

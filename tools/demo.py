@@ -1,9 +1,11 @@
-"""The demo, end to end on a CPU in about 15 minutes: record reacher rollouts, train the default
-world model briefly (or reuse outputs/demo/run/model.pt), evaluate its fidelity on held-out
-episodes, plan with it in the real simulator, and summarise.
+"""The demo: the pretrained reacher world model shipped with the project imagines held-out episodes
+(fidelity against copy-last, a side-by-side video) and plans in the real simulator, in a few
+minutes on a CPU; with train=true it first records data and trains its own small model.
 
-    python tools/demo.py            (what `make demo` runs; writes outputs/demo/, prints summary.md)
-    python tools/demo.py steps=600  (train longer; delete outputs/demo/run to retrain)
+    python tools/demo.py                (what `make demo` runs: pretrained/reacher.pt)
+    python tools/demo.py train=true     (what `make demo TRAIN=1` runs: record, train, then the same)
+
+Writes out/report.html (one self-contained page: numbers, plots, video) and out/summary.md.
 """
 
 import json
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+
+from worldmodel.evaluation.report import write_report
 
 TOOLS = Path(__file__).parent
 
@@ -31,47 +35,35 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.out)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    data, val, run_dir = out / "reacher.h5", out / "reacher_val.h5", out / "run"
-    checkpoint = run_dir / "model.pt"
+    val = out / "reacher_val.h5"
     timings: dict[str, float] = {}
-    if not data.exists():
-        run("record training data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.episodes}", "seed=0",
-            "workers=2", f"out={data}", timings=timings)
-    if not val.exists():
-        run("record held-out data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.held_out_episodes}", "seed=1",
-            "task.episode_steps=60", "workers=2", f"out={val}", timings=timings)
-    if checkpoint.exists():
-        print(f"\n== train: reusing {checkpoint} (delete {run_dir} to retrain)")
+    if cfg.train:
+        data, run_dir = out / "reacher.h5", out / "run"
+        checkpoint = run_dir / "model.pt"
+        if not data.exists():
+            run("record training data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.episodes}", "seed=0",
+                "workers=2", f"out={data}", timings=timings)
+        if checkpoint.exists():
+            print(f"\n== train: reusing {checkpoint} (delete {run_dir} to retrain)")
+        else:
+            run("train", "train.py", f"data={data}", f"run_dir={run_dir}", f"steps={cfg.steps}", f"dynamics.steps={cfg.dynamics_steps}",
+                "optim.lr=5e-4", "optim.warmup_steps=50", "val_every=0", "save_every=100", timings=timings)
     else:
-        run("train", "train.py", f"data={data}", f"run_dir={run_dir}", f"steps={cfg.steps}", f"dynamics.steps={cfg.dynamics_steps}",
-            "optim.lr=5e-4", "optim.warmup_steps=50", "val_every=0", "save_every=100", timings=timings)
-    run("evaluate fidelity", "evaluate.py", f"checkpoint={checkpoint}", f"data={val}", f"out={out / 'eval'}",
-        "episodes=8", "videos=4", timings=timings)
-    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", "planner=cem", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}", timings=timings)
+        checkpoint = Path(cfg.checkpoint)
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"No pretrained model at {checkpoint}: restore it (git checkout {checkpoint}) or train one "
+                                    "with `make demo TRAIN=1` (python tools/demo.py train=true).")
+    if not val.exists():  # seed 7: episodes no training run here saw (the pretrained model's held-out set, README)
+        run("record held-out data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.held_out_episodes}", "seed=7",
+            "task.episode_steps=60", "workers=2", f"out={val}", timings=timings)
+    run("imagine and evaluate fidelity", "evaluate.py", f"checkpoint={checkpoint}", f"data={val}", f"out={out / 'eval'}",
+        f"episodes={cfg.held_out_episodes}", "videos=4", "probe=false", timings=timings)
+    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", "planner=cem", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}",
+        timings=timings)
     timings["total"] = round(time.perf_counter() - start, 1)
     fidelity = json.loads((out / "eval" / "metrics.json").read_text())
     planning = json.loads((out / "plan" / "metrics.json").read_text())
-    trained = json.loads((run_dir / "config.json").read_text())
-    summary = "\n".join([
-        "# DiffusionWorld demo",
-        "",
-        f"Model: {checkpoint} (framestack, trained {trained['steps']} steps on {data}).",
-        "",
-        f"## Fidelity on {len(fidelity['episodes'])} held-out episodes ({val}), from {trained['window']['context']} real frames under the recorded actions",
-        "",
-        fidelity["table"],
-        "",
-        f"Plots: {out / 'eval' / 'fidelity.png'}; video (real | imagined | |difference|): {out / 'eval' / 'side_by_side.mp4'}",
-        "",
-        "## MPC in the real MuJoCo reacher (CEM on the predicted reward; oracle: the same planner on MuJoCo)",
-        "",
-        planning["table"],
-        "",
-        "## Wall time (s)",
-        "",
-        *(f"- {stage}: {seconds}" for stage, seconds in timings.items()),
-    ])
-    (out / "summary.md").write_text(summary + "\n")
+    summary = write_report(out, checkpoint, fidelity, planning, timings)
     print("\n" + summary)
 
 

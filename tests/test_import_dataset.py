@@ -208,6 +208,26 @@ def test_lerobot_dataset_frames_actions_and_state(tmp_path, version):
     np.testing.assert_array_equal(first.frames[2], scene(0, 2)[::-1])  # PNG images: lossless
 
 
+def test_imported_state_trains_a_state_track_without_a_simulator(tmp_path):
+    """Data from elsewhere names no MuJoCo task: its state track trains on the recorded state, without
+    pose maps or joint limits (both need the task's MuJoCo model)."""
+    from accelerate.state import AcceleratorState
+
+    from conftest import tiny_config
+    from worldmodel.checkpoint import load_checkpoint
+    from worldmodel.training.trainer import train
+
+    root = write_lerobot(tmp_path / "so100_pick", "v2.1", lengths=[10, 10])
+    out = tmp_path / "lerobot.h5"
+    run_tool("import_dataset.py", "source=lerobot", f"dataset={root}", "frame_size=[32,32]", f"out={out}")
+    try:
+        path = train(tiny_config(out, tmp_path / "run", steps=2, save_every=2, **{"window.context": 2}))
+    finally:
+        AcceleratorState._reset_state()
+    spec = load_checkpoint(path)["spec"]
+    assert spec.has_state and spec.pose == {} and "joint_limits" not in spec.dynamics and "pose_channels" not in spec.denoiser
+
+
 def test_lerobot_bad_input_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no meta/info.json"):
         import_lerobot(tmp_path)

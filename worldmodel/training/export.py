@@ -19,14 +19,16 @@ EDM_KEYS = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
 
 def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tuple[int, int, int],
                      action_space: dict[str, Any], frame_change_std: float | None = None,
-                     state_size: tuple[int, int] | None = None, pose_bodies: list[str] | None = None) -> ModelSpec:
+                     state_size: tuple[int, int] | None = None, pose_bodies: list[str] | None = None,
+                     simulator: bool = True) -> ModelSpec:
     """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`.
 
     frame_change_std: the data's (`data.stats.frame_change_std`); needed when the config diffuses
     residuals (`diffusion.residual`), which are scaled by sigma_data / frame_change_std.
     state_size: the data's (nq, nv); needed with a state track (`dynamics=...`); pose_bodies: the
     bodies the pose maps draw (`worldmodel.pose`), resolved from the task's model; with a state track
-    and `pose.maps`, else no pose maps."""
+    and `pose.maps`, else no pose maps. simulator: whether the task names a MuJoCo env whose model
+    can be built (data imported without one has neither pose maps nor joint limits)."""
     residual_scale = 0.0
     if cfg["diffusion"].get("residual"):
         if frame_change_std is None:
@@ -39,11 +41,11 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
             raise ValueError("a state track (dynamics=...) needs the data's state size (nq, nv).")
         nq, nv = state_size
         dynamics = {"nq": int(nq), "nv": int(nv), "hidden": int(cfg["dynamics"]["hidden"]), "layers": int(cfg["dynamics"]["layers"])}
-        if cfg["dynamics"].get("joint_limits"):
+        if cfg["dynamics"].get("joint_limits") and simulator:
             dynamics["joint_limits"] = True
         denoiser["state_dim"] = 2 * dynamics["nq"] + dynamics["nv"]
     pose = {}
-    if dynamics and (cfg.get("pose") or {}).get("maps"):
+    if dynamics and simulator and (cfg.get("pose") or {}).get("maps"):
         if not pose_bodies:
             raise ValueError("pose maps (pose.maps=true) need the bodies to draw, resolved from the task's model.")
         pose = {"bodies": list(pose_bodies), "sigma": float(cfg["pose"]["sigma"])}

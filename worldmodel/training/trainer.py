@@ -134,11 +134,15 @@ def train(cfg: dict[str, Any]) -> Path:
 
     change_std = frame_change_std(data_path) if cfg["diffusion"].get("residual") else None
     task = task_of(data_path)
+    simulator = "env_id" in task and "camera" in task  # a MuJoCo model to draw pose maps with and read joint limits from
+    if cfg.get("dynamics") and not simulator:
+        logger.warning("%s names no MuJoCo task (imported data): the state track trains without pose maps and joint limits", data_path)
     pose_maps = None
-    if cfg.get("dynamics") and (cfg.get("pose") or {}).get("maps"):
+    if cfg.get("dynamics") and simulator and (cfg.get("pose") or {}).get("maps"):
         pose_maps = PoseMaps.from_spec(task, train_set.frame_shape, {"bodies": cfg["pose"].get("bodies"), "sigma": cfg["pose"]["sigma"]})
     spec = spec_from_config(cfg, task, train_set.frame_shape, action_space_of(train_set.metadata), change_std,
-                            (train_set.metadata["nq"], train_set.metadata["nv"]), None if pose_maps is None else pose_maps.projector.bodies)
+                            (train_set.metadata["nq"], train_set.metadata["nv"]), None if pose_maps is None else pose_maps.projector.bodies,
+                            simulator)
     stats = reward_stats(data_path)
     model = _objective(spec, cfg, stats, data_path, pose_maps)
     if model.dynamics is not None:

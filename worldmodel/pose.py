@@ -7,7 +7,7 @@ geometry needs no learning: forward kinematics places every body, the task's cam
 into the frame, and each body becomes one map channel — a soft line from its parent's origin to
 its own (a link of the robot), or a soft point for a body hanging from the world (the target, an
 object). Aligned with the frame being drawn, "draw the arm here" is a local copy a convolution
-learns at once.
+learns at once. The same model gives the state track its joint limits (`qpos_limits`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
 from worldmodel.models import build_dynamics, build_networks
 from worldmodel.models.state_dynamics import StateDynamics
-from worldmodel.pose import PoseMaps, qpos_limits, task_model
+from worldmodel.pose import PoseMaps, PoseProjector, qpos_limits, task_model
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
 from worldmodel.training.dynamics import train_dynamics
@@ -137,14 +137,16 @@ def train(cfg: dict[str, Any]) -> Path:
     simulator = "env_id" in task and "camera" in task  # a MuJoCo model to draw pose maps with and read joint limits from
     if cfg.get("dynamics") and not simulator:
         logger.warning("%s names no MuJoCo task (imported data): the state track trains without pose maps and joint limits", data_path)
+    mujoco_model = task_model(task) if cfg.get("dynamics") and simulator else None  # built once: pose maps and joint limits
     pose_maps = None
-    if cfg.get("dynamics") and simulator and (cfg.get("pose") or {}).get("maps"):
-        pose_maps = PoseMaps.from_spec(task, train_set.frame_shape, {"bodies": cfg["pose"].get("bodies"), "sigma": cfg["pose"]["sigma"]})
+    if mujoco_model is not None and (cfg.get("pose") or {}).get("maps"):
+        pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], train_set.frame_shape[:2], cfg["pose"].get("bodies")),
+                             cfg["pose"]["sigma"])
     spec = spec_from_config(cfg, task, train_set.frame_shape, action_space_of(train_set.metadata), change_std,
                             (train_set.metadata["nq"], train_set.metadata["nv"]), None if pose_maps is None else pose_maps.projector.bodies,
                             simulator)
     stats = reward_stats(data_path)
-    model = _objective(spec, cfg, stats, data_path, pose_maps)
+    model = _objective(spec, cfg, stats, data_path, pose_maps, mujoco_model)
     if model.dynamics is not None:
         _state_track(model.dynamics, cfg, data_path, train_set.episodes, run_dir, accelerator)
     optimizer, scheduler = _optimiser(model, cfg)
@@ -195,9 +197,11 @@ def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, 
     dynamics.to(accelerator.device)
 
 
-def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None) -> WindowLoss:
+def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None,
+               mujoco_model=None) -> WindowLoss:
     """The trained modules (denoiser, reward head with the data's reward statistics, the optional
-    state head and state track) and their loss (with the pose maps the denoiser reads, if any)."""
+    state head and state track, its joint limits read from `mujoco_model`, the task's) and their
+    loss (with the pose maps the denoiser reads, if any)."""
     denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
@@ -214,7 +218,7 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
     if dynamics is not None:
         dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])
         if dynamics.joint_limits:
-            dynamics.set_limits(*qpos_limits(task_model(spec.task), state["qpos_min"], state["qpos_max"]))
+            dynamics.set_limits(*qpos_limits(mujoco_model, state["qpos_min"], state["qpos_max"]))
     if getattr(denoiser, "renderer", None) is not None:
         background = rearrange(torch.from_numpy(mean_frame(data_path)), "h w c -> c h w")
     return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background, pose_maps)

@@ -64,6 +64,15 @@ def reacher_file(tmp_path_factory):
 
 
 @pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one process-global state (mixed precision included); tests train with several."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

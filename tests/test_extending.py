@@ -33,14 +33,6 @@ class ToyDenoiser(nn.Module):
         return out
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()
-
-
 def test_a_new_denoiser_is_one_registered_builder(reacher_file, tmp_path, monkeypatch, fresh_accelerate_state):
     from worldmodel.training.trainer import train
 

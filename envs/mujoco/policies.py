@@ -13,6 +13,7 @@ from typing import Callable
 import mujoco
 import numpy as np
 
+from envs.mujoco.fetch import FetchPickAndPlaceExpert, FetchPushExpert
 from envs.mujoco.tasks import PixelTaskEnv
 from worldmodel.policy import Policy, SB3Policy, is_reference, load_policy
 
@@ -248,7 +249,9 @@ class NoisyExpert(ScriptedPolicy):
         return {"name": self.name, "eps": self.eps}
 
 
-EXPERTS: dict[str, Callable[[PixelTaskEnv], Policy]] = {"reacher": ReacherExpert, "pusher": PusherExpert}
+EXPERTS: dict[str, Callable[[PixelTaskEnv], Policy]] = {
+    "reacher": ReacherExpert, "pusher": PusherExpert, "fetch_push": FetchPushExpert, "fetch_pick_and_place": FetchPickAndPlaceExpert,
+}
 POLICIES = ("random", "zero", "expert", "noisy_expert")
 EXPERT_BASED = ("expert", "noisy_expert")
 

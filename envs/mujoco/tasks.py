@@ -37,8 +37,9 @@ class TaskPreset:
     """Everything that defines a pixel task; `get_task(name, **overrides)` makes variants.
 
     Success (optional: None where the task has no goal): `goal_body` within `success_distance` (m)
-    of `success_target` in the table plane (x, y), checked after every step. Goal-conditioned
-    planning compares `goal_body`'s position with where it is in the goal state.
+    of `success_target` (a body or a site), in the table plane (x, y) or, with `success_dims=3`, in
+    space; checked after every step. Goal-conditioned planning compares `goal_body`'s position with
+    where it is in the goal state.
     reward_decode: for tasks whose reward is -distance_weight * distance - control_weight * |a|^2
     (reacher), those weights: success in imagination is then judged from predicted rewards.
     """
@@ -53,9 +54,13 @@ class TaskPreset:
     goal_body: str | None = None
     success_target: str | None = None
     success_distance: float | None = None
+    success_dims: int = 2  # 2: distance in the table plane (x, y); 3: in space (a goal in the air)
     reward_decode: dict[str, float] | None = None
     # Bodies whose table-plane positions measure a prediction in physical units (the position probe).
     key_bodies: tuple[str, ...] = ()
+    # Bodies the pose maps draw by default (empty: every body): a robot's cameras, sensors and
+    # cosmetic links add channels and nothing to learn.
+    pose_bodies: tuple[str, ...] = ()
     # Shadows and reflections cost 4-20x render time under software EGL and add nothing to learn.
     shadows: bool = False
 
@@ -64,10 +69,15 @@ class TaskPreset:
         return self.goal_body is not None and self.success_target is not None and self.success_distance is not None
 
     def distance(self, data: mujoco.MjData) -> float | None:
-        """`goal_body` to `success_target` in the table plane (m); None without a success test."""
+        """`goal_body` to `success_target` (m), in the table plane or in space (`success_dims`);
+        None without a success test."""
         if not self.has_success:
             return None
-        return float(np.linalg.norm(data.body(self.goal_body).xpos[:2] - data.body(self.success_target).xpos[:2]))
+        return float(np.linalg.norm(self.goal_position(data) - _position(data, self.success_target)[:self.success_dims]))
+
+    def goal_position(self, data: mujoco.MjData) -> np.ndarray:
+        """(success_dims,) position of `goal_body` (m): what the success test measures."""
+        return data.body(self.goal_body).xpos[:self.success_dims].copy()
 
     def success_from_reward(self, reward: np.ndarray, action: np.ndarray) -> np.ndarray | None:
         """reward: (...,) of one step, action: (..., *A) taken in it -> (...,) bool, the task's success
@@ -84,6 +94,7 @@ class TaskPreset:
         d["frame_size"] = list(self.frame_size)
         d["camera"]["lookat"] = list(self.camera.lookat)
         d["key_bodies"] = list(self.key_bodies)
+        d["pose_bodies"] = list(self.pose_bodies)
         return d
 
     @classmethod
@@ -102,17 +113,24 @@ class TaskPreset:
         preset = cls(**{**d, "camera": dataclasses.replace(camera, lookat=tuple(float(x) for x in camera.lookat)),
                         "frame_size": tuple(int(s) for s in d.get("frame_size", (64, 64))),
                         "key_bodies": tuple(d.get("key_bodies", ())),
+                        "pose_bodies": tuple(d.get("pose_bodies", ())),
                         "env_kwargs": dict(d.get("env_kwargs", {}))})
         h, w = preset.frame_size
         if min(h, w) < 8 or max(h, w) > 1024:
             raise ValueError(f"frame_size must be (H, W) between 8 and 1024 pixels, got {preset.frame_size}.")
         if preset.action_repeat < 1 or preset.episode_steps < 1:
             raise ValueError("action_repeat and episode_steps must be >= 1.")
+        if preset.success_dims not in (2, 3):
+            raise ValueError(f"success_dims must be 2 (table plane) or 3 (in space), got {preset.success_dims}.")
         success = (preset.goal_body, preset.success_target, preset.success_distance)
         if any(v is not None for v in success[1:]) and not all(v is not None for v in success):
             raise ValueError(f"Task {preset.name!r}: a success test needs goal_body, success_target and success_distance, got {success}.")
         return preset
 
+
+# The Fetch arm's moving links, shoulder to gripper (the head, cameras and base add nothing).
+FETCH_ARM = tuple(f"robot0:{link}_link" for link in ("shoulder_pan", "shoulder_lift", "upperarm_roll", "elbow_flex",
+                                                     "forearm_roll", "wrist_flex", "wrist_roll", "gripper"))
 
 TASKS: dict[str, TaskPreset] = {
     "reacher": TaskPreset(
@@ -139,7 +157,49 @@ TASKS: dict[str, TaskPreset] = {
         key_bodies=("object", "tips_arm", "goal"),
         episode_steps=100,
     ),
+    # Gymnasium-Robotics' Fetch: a 7-DoF arm moved in Cartesian steps (envs/mujoco/robotics.py makes
+    # it under this mujoco). The dense reward (-distance of block to goal) gives planners a slope;
+    # success is the env's own test: the block within 5 cm of the goal, in space.
+    "fetch_push": TaskPreset(
+        name="fetch_push",
+        env_id="envs.mujoco.robotics:FetchPushDense-v4",
+        # From the table's far corner, looking back at the arm: gripper, block and goal in view.
+        camera=Camera(distance=0.9, elevation=-35.0, azimuth=120.0, lookat=(1.3, 0.75, 0.5)),
+        goal_body="object0",
+        success_target="target0",
+        success_distance=0.05,
+        success_dims=3,
+        reward_decode={"distance_weight": 1.0, "control_weight": 0.0},
+        key_bodies=("object0", "robot0:gripper_link"),
+        pose_bodies=FETCH_ARM + ("object0",),
+        episode_steps=50,
+    ),
+    "fetch_pick_and_place": TaskPreset(
+        name="fetch_pick_and_place",
+        env_id="envs.mujoco.robotics:FetchPickAndPlaceDense-v4",
+        # Half the goals are up to 45 cm above the table: the view reaches higher.
+        camera=Camera(distance=1.0, elevation=-30.0, azimuth=120.0, lookat=(1.3, 0.75, 0.55)),
+        goal_body="object0",
+        success_target="target0",
+        success_distance=0.05,
+        success_dims=3,
+        reward_decode={"distance_weight": 1.0, "control_weight": 0.0},
+        key_bodies=("object0", "robot0:gripper_link"),
+        pose_bodies=FETCH_ARM + ("robot0:r_gripper_finger_link", "robot0:l_gripper_finger_link", "object0"),
+        episode_steps=50,
+    ),
 }
+
+
+def _position(data: mujoco.MjData, name: str) -> np.ndarray:
+    """(3,) world position of the body or, failing that, the site called `name`."""
+    try:
+        return data.body(name).xpos
+    except KeyError:
+        try:
+            return data.site(name).xpos
+        except KeyError:
+            raise ValueError(f"{name!r} is neither a body nor a site of the task's model.") from None
 
 
 def get_task(task: str | dict[str, Any], **overrides: Any) -> TaskPreset:
@@ -167,7 +227,8 @@ class PixelTaskEnv(gym.Wrapper):
     """A MuJoCo task seen through the preset's camera.
 
     Observation: the rendered frame, `Box(0, 255, (H, W, 3), uint8)`. The source env's state
-    observation, `qpos`, `qvel`, the success flag and the task distance go into `info`.
+    observation (flattened where it is a dict, as goal-based envs give it: achieved_goal,
+    desired_goal, observation), `qpos`, `qvel`, the success flag and the task distance go into `info`.
     A step repeats the action `action_repeat` times and sums the rewards; episodes truncate after
     `episode_steps` steps.
     """
@@ -188,7 +249,16 @@ class PixelTaskEnv(gym.Wrapper):
         model.vis.global_.offheight = max(model.vis.global_.offheight, h)
         self._renderer = mujoco.Renderer(model, h, w)
         self._camera = task_camera(model, dataclasses.asdict(preset.camera))
+        # A mocap body is a controller's handle (Fetch's gripper target), not part of the scene, and
+        # its position is not in qpos: drawn, it would make frames depend on more than the state.
+        model.geom_rgba[model.body_mocapid[model.geom_bodyid] >= 0, 3] = 0.0
         self._frame: np.ndarray | None = None
+        for name in (preset.goal_body, *preset.key_bodies, *preset.pose_bodies):
+            if name is not None and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) < 0:
+                raise ValueError(f"Task {preset.name!r} names body {name!r}, which {preset.env_id} does not have; its bodies: "
+                                 f"{[model.body(i).name for i in range(model.nbody)]}.")
+        if preset.has_success:
+            _position(self.data, preset.success_target)  # a clear error now rather than at the first step
 
     @property
     def data(self) -> mujoco.MjData:
@@ -211,10 +281,10 @@ class PixelTaskEnv(gym.Wrapper):
         return distance is not None and distance < self.preset.success_distance
 
     def goal_point(self) -> np.ndarray:
-        """(2,) table-plane position of the preset's goal body: what goal-conditioned success compares."""
+        """(success_dims,) position of the preset's goal body: what goal-conditioned success compares."""
         if self.preset.goal_body is None:
             raise ValueError(f"Task {self.preset.name!r} has no goal_body: goal-conditioned planning needs one.")
-        return self.data.body(self.preset.goal_body).xpos[:2].copy()
+        return self.preset.goal_position(self.data)
 
     def key_positions(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
         """Table-plane (x, y) positions (m) of the preset's key bodies at recorded states:
@@ -238,12 +308,16 @@ class PixelTaskEnv(gym.Wrapper):
 
     def set_state(self, state: np.ndarray | None = None, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None) -> np.ndarray:
         """Restores a `get_state()` state, or sets qpos/qvel (e.g. a recorded dataset state); returns the new frame.
-        The episode's step count is unchanged."""
+        The episode's step count is unchanged. The frame shows the bodies exactly at this state; a step's
+        frame shows them where its last physics substep began, as gymnasium's own rendering does."""
         if state is not None:
             mujoco.mj_setState(self.env.unwrapped.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
             mujoco.mj_forward(self.env.unwrapped.model, self.data)
         else:
-            self.env.unwrapped.set_state(np.asarray(qpos), np.asarray(qvel))
+            # gymnasium's MujocoEnv has set_state; goal-based robot envs (Fetch) do not.
+            model, data = self.env.unwrapped.model, self.data
+            data.qpos[:], data.qvel[:] = qpos, qvel
+            mujoco.mj_forward(model, data)
         return self._render_frame()
 
     def simulate(self, action: np.ndarray, render: bool = False) -> tuple[float, np.ndarray | None]:
@@ -262,7 +336,9 @@ class PixelTaskEnv(gym.Wrapper):
         self._frame = self._renderer.render().copy()
         return self._frame
 
-    def _info(self, state_obs: np.ndarray, info: dict) -> dict:
+    def _info(self, state_obs: np.ndarray | dict, info: dict) -> dict:
+        if isinstance(state_obs, dict):
+            state_obs = gym.spaces.flatten(self.env.observation_space, state_obs)
         return {
             **info,
             "state": state_obs,
@@ -274,6 +350,11 @@ class PixelTaskEnv(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         state_obs, info = self.env.reset(seed=seed, options=options)
+        # Goal-based robot envs move their goal marker (a model site) only when they render
+        # themselves; ours renders through its own camera, so ask for the move here.
+        move_goal_marker = getattr(self.env.unwrapped, "_render_callback", None)
+        if move_goal_marker is not None:
+            move_goal_marker()
         return self._render_frame(), self._info(state_obs, info)
 
     def step(self, action):

@@ -140,8 +140,8 @@ def train(cfg: dict[str, Any]) -> Path:
     mujoco_model = task_model(task) if cfg.get("dynamics") and simulator else None  # built once: pose maps and joint limits
     pose_maps = None
     if mujoco_model is not None and (cfg.get("pose") or {}).get("maps"):
-        pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], train_set.frame_shape[:2], cfg["pose"].get("bodies")),
-                             cfg["pose"]["sigma"])
+        bodies = cfg["pose"].get("bodies") or task.get("pose_bodies") or None  # the config's, else the task's choice, else all
+        pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], train_set.frame_shape[:2], bodies), cfg["pose"]["sigma"])
     spec = spec_from_config(cfg, task, train_set.frame_shape, action_space_of(train_set.metadata), change_std,
                             (train_set.metadata["nq"], train_set.metadata["nv"]), None if pose_maps is None else pose_maps.projector.bodies,
                             simulator)

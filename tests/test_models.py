@@ -60,6 +60,22 @@ def test_framestack_predicts_only_the_last_frame():
         build_denoiser("framestack", BOX, context=4, target=2)
 
 
+def test_framestack_patches_work_at_a_lower_resolution_and_keep_every_pixel():
+    model = randomized(build_denoiser("framestack", BOX, context=4, target=1, patch=4, **SMALL))
+    x, c_noise, actions = window()
+    out = model(x, c_noise, actions)
+    assert out.shape == x.shape and (out[:, :-1] == 0).all()
+    # Each output pixel depends on the input: a change in one pixel of one context frame reaches the whole block it sits in.
+    nudged = x.clone()
+    nudged[:, 0, :, 5, 9] += 1.0
+    changed = (model(nudged, c_noise, actions)[:, -1] - out[:, -1]).abs().amax(dim=(0, 1)) > 1e-5
+    assert changed[4:8, 8:12].all(), "the 4x4 block holding pixel (5, 9)"
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(x[..., :12, :12], c_noise, actions)
+    with pytest.raises(ValueError, match="patch must be >= 1"):
+        build_denoiser("framestack", BOX, context=4, target=1, patch=0)
+
+
 def test_unknown_architecture_and_action_space_are_refused():
     with pytest.raises(ValueError, match="Unknown denoiser architecture 'dit'. Known: \\['framestack', 'spacetime'\\]"):
         build_denoiser("dit", BOX, context=2, target=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -26,6 +27,11 @@ class FrameStackUNet(nn.Module):
     so do pose maps (`worldmodel.pose`: the state's bodies drawn where the camera sees them,
     pose_channels per frame, 0: none) of the last context frame and the target (`pose_frames`).
 
+    patch > 1 (space to depth): the stacked input's patch x patch pixel blocks become channels
+    (`pixel_unshuffle`) before the stem and the output's channels become blocks again, so the U-Net
+    runs at (H/patch, W/patch): patch**2 times fewer positions for its convolutions, nothing lost
+    on the way in or out (Simple Diffusion's and DiT's patching, without a learned codec).
+
     forward(x: (B, K+1, C, H, W), c_noise: (B, K+1), actions: (B, K, A), states: (B, K+1, state_dim)
     standardised state features or None, pose: (B, 2, pose_channels, H, W) in [0, 1] or None)
     -> (B, K+1, C, H, W), zeros for the context frames.
@@ -43,9 +49,12 @@ class FrameStackUNet(nn.Module):
         state_dim: int = 0,
         state_render_channels: int = 0,
         pose_channels: int = 0,
+        patch: int = 1,
     ):
         super().__init__()
-        self.context = context
+        if patch < 1:
+            raise ValueError(f"patch must be >= 1 (1: the U-Net runs at full resolution), got {patch}.")
+        self.context, self.patch, self.levels = context, patch, len(channels)
         self.gradient_checkpointing = gradient_checkpointing
         self.noise = nn.Sequential(FourierFeatures(cond_dim), nn.Linear(cond_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
         self.context_noise = nn.Sequential(FourierFeatures(cond_dim), nn.Linear(cond_dim, cond_dim))
@@ -55,7 +64,8 @@ class FrameStackUNet(nn.Module):
         self.renderer = StateRenderer(state_dim, state_render_channels) if state_dim and state_render_channels else None
         rendered = state_render_channels if self.renderer is not None else 0
         self.pose_channels = pose_channels
-        self.stem = nn.Conv2d((context + 1) * image_channels + rendered + self.pose_frames * pose_channels, channels[0], 3, padding=1)
+        inputs = (context + 1) * image_channels + rendered + self.pose_frames * pose_channels
+        self.stem = nn.Conv2d(inputs * patch**2, channels[0], 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         skips, ch = [channels[0]], channels[0]
         for level, out_ch in enumerate(channels):
@@ -73,7 +83,7 @@ class FrameStackUNet(nn.Module):
                 ch = out_ch
             if level > 0:
                 self.up.append(Upsample(ch))
-        self.head = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, image_channels, 3, padding=1))
+        self.head = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, image_channels * patch**2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
@@ -92,6 +102,10 @@ class FrameStackUNet(nn.Module):
         b, t = x.shape[:2]
         if t != self.context + 1:
             raise ValueError(f"framestack predicts one frame from {self.context} context frames: got a window of {t}.")
+        multiple = self.patch * 2 ** (self.levels - 1)
+        if x.shape[-2] % multiple or x.shape[-1] % multiple:
+            raise ValueError(f"frames of {tuple(x.shape[-2:])} pixels do not fit this U-Net: with patch {self.patch} and {self.levels} "
+                             f"levels their height and width must be multiples of {multiple}.")
         check_states(self.state, states)
         check_pose(self.pose_channels, pose, self.pose_frames)
         cond = (
@@ -106,7 +120,7 @@ class FrameStackUNet(nn.Module):
             stacked = torch.cat([stacked, self.renderer(states[:, -1], tuple(x.shape[-2:])).to(stacked.dtype)], dim=1)
         if pose is not None:
             stacked = torch.cat([stacked, rearrange(pose, "b t p h w -> b (t p) h w").to(stacked.dtype)], dim=1)
-        h = self.stem(stacked)
+        h = self.stem(F.pixel_unshuffle(stacked, self.patch) if self.patch > 1 else stacked)
         skips = [h]
         for layer in self.down:
             h = self._run_layer(layer, h, cond)
@@ -118,6 +132,8 @@ class FrameStackUNet(nn.Module):
                 h = torch.cat([h, skips.pop()], dim=1)
             h = self._run_layer(layer, h, cond)
         target = self.head(h)
+        if self.patch > 1:
+            target = F.pixel_shuffle(target, self.patch)
         return torch.cat([torch.zeros_like(x[:, :-1]), target.unsqueeze(1)], dim=1)
 
 

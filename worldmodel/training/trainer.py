@@ -213,7 +213,7 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
     state = state_stats(data_path) if loss_cfg.state_weight > 0 or dynamics is not None else None
     if loss_cfg.state_weight > 0:
         channels = list(spec.denoiser.get("channels", [64]))
-        resolution = spec.frame_shape[0] // 2 ** (len(channels) - 1)
+        resolution = spec.frame_shape[0] // (int(spec.denoiser.get("patch", 1)) * 2 ** (len(channels) - 1))
         state_head = StateHead(channels[-1], resolution, state["mean"], state["std"])
     if dynamics is not None:
         dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])

@@ -18,3 +18,11 @@ def test_bench_tool_times_windows_and_the_env_against_mujoco():
 def test_bench_tool_refuses_unknown_sections():
     result = run_tool("bench.py", "only=[gpu]", check=False)
     assert result.returncode != 0 and "Unknown bench sections ['gpu']" in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_tool_reports_training_memory_that_does_not_grow_with_the_data():
+    result = run_tool("bench.py", "only=[memory]", "episodes=3", "json=true")
+    rows = json.loads(result.stdout[result.stdout.index("{"):])["memory"]
+    assert [row["episodes"] for row in rows] == [3, 12] and rows[1]["file_mb"] > rows[0]["file_mb"]
+    assert 200 < rows[0]["peak_rss_mb"] and rows[1]["peak_rss_mb"] < 1.25 * rows[0]["peak_rss_mb"]

@@ -1,5 +1,5 @@
 """Benchmarks: recording speed, HDF5 storage options, training-window loading, training steps,
-DiffusionWorld-v0 stepping next to the real MuJoCo task.
+training memory against the data's size, DiffusionWorld-v0 stepping next to the real MuJoCo task.
 
     python tools/bench.py                       # all sections, a table each
     python tools/bench.py only=[windows] json=true   # machine-readable
@@ -12,6 +12,9 @@ Numbers are for this machine only; compare runs from the same machine.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +28,8 @@ from tqdm import tqdm
 from envs import get_task
 from envs.mujoco.recording import PolicySpec, record_rollouts
 
-SECTIONS = ("record", "storage", "windows", "train", "env")
+SECTIONS = ("record", "storage", "windows", "train", "memory", "env")
+ROOT = Path(__file__).resolve().parents[1]
 STORAGE_OPTIONS = [  # (name, compression, level, chunk_frames)
     ("none, chunk 8", None, None, 8),
     ("lzf, chunk 8", "lzf", None, 8),
@@ -151,6 +155,30 @@ def bench_training(batch_size: int = 16, steps: int = 3, size: int = 64) -> list
     return rows
 
 
+def bench_memory(task: str, episodes: int, tmp: Path, steps: int = 20) -> list[dict]:
+    """Peak resident memory of a short training run (tools/train.py in its own process: the default
+    model, `steps` steps of batch 16) on a recording of `episodes` random episodes and on one 4x
+    larger. Windows are read from the file as batches need them, so it should not grow with the data."""
+    rows = []
+    for n in (episodes, 4 * episodes):
+        data = tmp / f"memory_{n}.h5"
+        for _ in tqdm(record_rollouts(get_task(task), [PolicySpec("random")], n, data, workers=2), total=n, desc=f"record {n}", leave=False):
+            pass
+        args = [f"data={data}", f"run_dir={tmp / f'memory_{n}'}", f"steps={steps}", "val_every=0", f"save_every={steps}", "dynamics.steps=50",
+                "start_bank_size=4"]
+        start = time.perf_counter()
+        with open(tmp / f"memory_{n}.log", "w") as log:
+            child = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT, stdout=log, stderr=log)
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children so far
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            raise RuntimeError(f"training for the memory bench failed: {(tmp / f'memory_{n}.log').read_text()[-2000:]}")
+        peak = usage.ru_maxrss  # KiB on Linux
+        rows.append({"episodes": n, "file_mb": round(data.stat().st_size / 2**20, 1), "train_steps": steps,
+                     "peak_rss_mb": round(peak / 1024, 1), "seconds": round(time.perf_counter() - start, 1)})
+    return rows
+
+
 def env_checkpoint(task: str, tmp: Path) -> Path:
     """A default-config model (configs/train.yaml) trained for one step on a small fresh recording:
     the real checkpoint path, and stepping speed does not depend on how well the weights are trained."""
@@ -215,7 +243,13 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
         if terminated or truncated:
             env.reset()
     rows.append(row("DiffusionWorld-v0", 1, seconds, steps, steps) | {"warm_up_s": round(warm_up_s, 1)})
+    import torch
+
+    cuda = device != "cpu" and torch.cuda.is_available()
     for n in tqdm(num_envs, desc="vector env", leave=False):
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         vec = gym.make_vec("DiffusionWorld-v0", num_envs=n, **kwargs)
         vec.reset(seed=0)
         vec.action_space.seed(0)
@@ -227,9 +261,13 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
         start = time.perf_counter()
         for _ in range(reps):
             world_steps += int(vec.step(vec.action_space.sample())[4].get("_termination_prob", np.zeros(0)).sum())
-        rows.append(row("DiffusionWorld-v0 vector", n, time.perf_counter() - start, reps, world_steps) | {"warm_up_s": round(warm_up_s, 1)})
+        rows.append(row("DiffusionWorld-v0 vector", n, time.perf_counter() - start, reps, world_steps) | {"warm_up_s": round(warm_up_s, 1)}
+                    | ({"gpu_mb_per_world": round(torch.cuda.max_memory_allocated() / 2**20 / n, 1)} if cuda else {}))
+        vec.close()
     rows.append({"env": f"MuJoCo {task} step+render", "num_envs": 1, "ms_per_step": round(1000 / real_rate, 2),
                  "steps_per_s": round(real_rate, 1), "vs_mujoco": 1.0, "warm_up_s": 0.0})
+    if cuda:  # GPU memory per world: the peak of each vector env (weights included) over its worlds
+        rows = [r | {"gpu_mb_per_world": r.get("gpu_mb_per_world", "-")} for r in rows]
     return rows
 
 
@@ -264,6 +302,8 @@ def main(cfg: DictConfig) -> None:
         if "env" in sections:
             checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else env_checkpoint(cfg.task, tmp)
             results["env"] = bench_env(checkpoint, cfg.task, cfg.device, list(cfg.num_envs), cfg.sampler_steps, cfg.compile)
+        if "memory" in sections:
+            results["memory"] = bench_memory(cfg.task, cfg.episodes, tmp)
     if "train" in sections:
         results["train"] = bench_training()
     if cfg.json:
@@ -273,6 +313,7 @@ def main(cfg: DictConfig) -> None:
               "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
               "windows": "training windows, K=4 + F=1, shuffled DataLoader",
               "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
+              "memory": "training's peak resident memory (tools/train.py, default model, batch 16) against the data's size",
               "env": f"DiffusionWorld-v0 (Euler steps: {cfg.sampler_steps or 'the checkpoint sampler'}, bf16 autocast on CPU"
                      f"{', compiled' if cfg.compile else ''}) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}"}
     for key, rows in results.items():

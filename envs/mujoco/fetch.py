@@ -43,7 +43,7 @@ class FetchPushExpert(FetchExpert):
     gripper rises before it moves when it is low near the block), then down beside the table
     there. `push`: once behind the block on its line to the goal, the gripper drives through the
     block's centre along that line, which is re-aimed every step so a block that turns or slides
-    sideways is steered back; it stops pushing once the block is where the goal is.
+    sideways is steered back; the push eases off as the block reaches the goal.
     """
 
     name = "expert"
@@ -98,5 +98,7 @@ class FetchPickAndPlaceExpert(FetchExpert):
             return self.move(grip, block, -1.0)  # grasp: stay and close
         if np.linalg.norm(offset[:2]) < self.over:
             return self.move(grip, block, 1.0)  # descend around the block, fingers open
-        target = np.array([*block[:2], max(block[2] + self.hover, grip[2]) if np.linalg.norm(offset[:2]) > 0.03 else block[2] + self.hover])
-        return self.move(grip, target, 1.0)
+        height = block[2] + self.hover
+        if np.linalg.norm(offset[:2]) > 0.03:
+            height = max(height, grip[2])  # on the way over, never lower: the fingers would sweep the block
+        return self.move(grip, np.array([*block[:2], height]), 1.0)

@@ -132,6 +132,13 @@ class TaskPreset:
 FETCH_ARM = tuple(f"robot0:{link}_link" for link in ("shoulder_pan", "shoulder_lift", "upperarm_roll", "elbow_flex",
                                                      "forearm_roll", "wrist_flex", "wrist_roll", "gripper"))
 
+# Gymnasium-Robotics' Fetch: a 7-DoF arm moved in Cartesian steps (envs/mujoco/robotics.py makes it
+# under this mujoco). The dense reward (-distance of block to goal) gives planners a slope; success
+# is the env's own test: the block within 5 cm of the goal marker, in space.
+FETCH_TASK = dict(goal_body="object0", success_target="target0", success_distance=0.05, success_dims=3,
+                  reward_decode={"distance_weight": 1.0, "control_weight": 0.0}, key_bodies=("object0", "robot0:gripper_link"),
+                  episode_steps=50)
+
 TASKS: dict[str, TaskPreset] = {
     "reacher": TaskPreset(
         name="reacher",
@@ -157,36 +164,21 @@ TASKS: dict[str, TaskPreset] = {
         key_bodies=("object", "tips_arm", "goal"),
         episode_steps=100,
     ),
-    # Gymnasium-Robotics' Fetch: a 7-DoF arm moved in Cartesian steps (envs/mujoco/robotics.py makes
-    # it under this mujoco). The dense reward (-distance of block to goal) gives planners a slope;
-    # success is the env's own test: the block within 5 cm of the goal, in space.
     "fetch_push": TaskPreset(
         name="fetch_push",
         env_id="envs.mujoco.robotics:FetchPushDense-v4",
         # From the table's far corner, looking back at the arm: gripper, block and goal in view.
         camera=Camera(distance=0.9, elevation=-35.0, azimuth=120.0, lookat=(1.3, 0.75, 0.5)),
-        goal_body="object0",
-        success_target="target0",
-        success_distance=0.05,
-        success_dims=3,
-        reward_decode={"distance_weight": 1.0, "control_weight": 0.0},
-        key_bodies=("object0", "robot0:gripper_link"),
         pose_bodies=FETCH_ARM + ("object0",),
-        episode_steps=50,
+        **FETCH_TASK,
     ),
     "fetch_pick_and_place": TaskPreset(
         name="fetch_pick_and_place",
         env_id="envs.mujoco.robotics:FetchPickAndPlaceDense-v4",
         # Half the goals are up to 45 cm above the table: the view reaches higher.
         camera=Camera(distance=1.0, elevation=-30.0, azimuth=120.0, lookat=(1.3, 0.75, 0.55)),
-        goal_body="object0",
-        success_target="target0",
-        success_distance=0.05,
-        success_dims=3,
-        reward_decode={"distance_weight": 1.0, "control_weight": 0.0},
-        key_bodies=("object0", "robot0:gripper_link"),
         pose_bodies=FETCH_ARM + ("robot0:r_gripper_finger_link", "robot0:l_gripper_finger_link", "object0"),
-        episode_steps=50,
+        **FETCH_TASK,
     ),
 }
 

@@ -204,8 +204,10 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
               compile: bool = False) -> list[dict]:
     """DiffusionWorld-v0 steps/s (single env; native vector env at each N) vs the real task's step+render.
     sampler_steps: Euler steps per frame (None: the checkpoint's); compile: torch.compile the denoiser
-    (its compile time, paid by the first steps of each batch size, is left out and reported)."""
+    (its compile time, paid by the first steps of each batch size, is left out and reported). On CUDA
+    each vector env's peak GPU memory per world is reported too."""
     import gymnasium as gym
+    import torch
 
     import envs
 
@@ -243,8 +245,6 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
         if terminated or truncated:
             env.reset()
     rows.append(row("DiffusionWorld-v0", 1, seconds, steps, steps) | {"warm_up_s": round(warm_up_s, 1)})
-    import torch
-
     cuda = device != "cpu" and torch.cuda.is_available()
     for n in tqdm(num_envs, desc="vector env", leave=False):
         if cuda:

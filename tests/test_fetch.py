@@ -26,6 +26,16 @@ def test_fetch_envs_are_made_under_this_mujoco():
     env.close()
 
 
+def test_without_gymnasium_robotics_the_error_says_how_to_install_it(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gymnasium_robotics", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "envs.mujoco.robotics", raising=False)
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[robotics\]'"):
+        importlib.import_module("envs.mujoco.robotics")
+
+
 @pytest.mark.parametrize("task", FETCH)
 def test_fetch_pixel_env_shows_the_goal_and_scores_as_the_env_does(task):
     env = make_task_env(task)

@@ -19,8 +19,11 @@ import numpy as np
 
 # Importing prints a release notice about the Adroit hand's rewards to stderr, in every tool run and
 # recording worker; this project uses none of the Adroit envs.
-with contextlib.redirect_stderr(io.StringIO()):
-    import gymnasium_robotics
+try:
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics
+except ImportError as error:
+    raise ImportError(f"The Fetch tasks need Gymnasium-Robotics ({error}): pip install -e '.[robotics]'.") from error
 from gymnasium_robotics.utils import mujoco_utils
 
 gym.register_envs(gymnasium_robotics)

@@ -53,7 +53,10 @@ def training_env(preset: TaskPreset, observes: str) -> gym.Env:
     if preset.action_repeat != 1:
         raise ValueError(f"task {preset.name!r} repeats actions {preset.action_repeat}x; state policies train on the source env, "
                          "which does not: train pixel policies, or use action_repeat=1.")
-    return gym.make(preset.env_id, max_episode_steps=preset.episode_steps, **preset.env_kwargs)
+    env = gym.make(preset.env_id, max_episode_steps=preset.episode_steps, **preset.env_kwargs)
+    if isinstance(env.observation_space, gym.spaces.Dict):  # goal-based envs: the flat vector PixelTaskEnv gives as info["state"]
+        env = gym.wrappers.FlattenObservation(env)
+    return env
 
 
 def train_snapshots(

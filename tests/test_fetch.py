@@ -83,6 +83,19 @@ def test_fetch_state_round_trips_through_set_state():
     assert np.array_equal(env.set_state(qpos=qpos, qvel=qvel), frame) and np.array_equal(env.data.qpos, qpos)
 
 
+def test_state_policies_train_and_act_on_the_flattened_goal_observation(tmp_path):
+    from envs.mujoco.policies import build_policy
+    from envs.mujoco.recording import record_episode
+    from envs.policy_zoo import train_snapshots
+
+    preset = get_task("fetch_push", episode_steps=8)
+    members = train_snapshots(preset, "state", [32], tmp_path / "zoo", hyperparameters={"n_steps": 32, "batch_size": 16, "n_epochs": 1})
+    policy = build_policy(members[0].reference, make_task_env(preset, frame_size=(16, 16)))
+    assert policy.observation_shape == (31,)
+    episode = record_episode(make_task_env(preset, frame_size=(16, 16)), policy, seed=0)
+    assert episode.actions.shape == (8, 4) and np.isfinite(episode.actions).all()
+
+
 def test_a_success_target_must_exist():
     with pytest.raises(ValueError, match="'nowhere' is neither a body nor a site"):
         make_task_env("fetch_push", success_target="nowhere")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 
@@ -281,6 +282,12 @@ def make_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Polic
     return NoisyExpert(env, EXPERTS[task](env), eps)
 
 
+def state_shape(env: PixelTaskEnv) -> tuple[int, ...]:
+    """The shape of `info["state"]`: the source env's observation, flattened where it is a dict."""
+    space = env.env.observation_space
+    return gym.spaces.flatten_space(space).shape if isinstance(space, gym.spaces.Dict) else space.shape
+
+
 def build_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Policy:
     """A scripted policy by name, or one by reference checked against what the env gives: the
     source env's state vector for a state policy, the rendered frame for a pixel policy."""
@@ -291,7 +298,7 @@ def build_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Poli
     policy = load_policy(name)
     if isinstance(policy, SB3Policy):
         frame = env.observation_space.shape
-        want = [frame, (frame[2], *frame[:2])] if policy.observes == "pixels" else [env.env.observation_space.shape]
+        want = [frame, (frame[2], *frame[:2])] if policy.observes == "pixels" else [state_shape(env)]
         if policy.observation_shape not in want:
             raise ValueError(f"{name!r} was trained on {policy.observes} observations of shape {policy.observation_shape}, but "
                              f"task {env.preset.name!r} gives {want[0]}: train it on this task's "

@@ -146,7 +146,7 @@ class DiffusionWorldEnv(gym.Env):
 
     checkpoint: model.pt from tools/train.py (default: $DIFFUSION_WORLD_CHECKPOINT);
     sampler_steps, sampler_method, context_sigma: override the checkpoint's sampler;
-    device: "cpu", "cuda", "auto"; bf16: autocast (default on for CPU, ~2x faster);
+    device: "cpu", "cuda", "auto"; bf16: autocast (default on for CPU, ~2x faster, and GPUs with bf16 tensor cores);
     compile: torch.compile the denoiser (for GPUs; no gain measured on CPU: `tools/bench.py`);
     render_mode: "rgb_array"; render_scale: integer upscaling of rendered frames for viewing;
     max_episode_steps: truncation (default: the recorded task's episode length, from the checkpoint).
@@ -171,7 +171,7 @@ class DiffusionWorldEnv(gym.Env):
                                                         sampler_steps, sampler_method, context_sigma, compile)
         self.observation_space, self.action_space = task_spaces(self.model)
         self.render_mode, self.render_scale = render_mode, int(render_scale)
-        self._generator = torch.Generator()
+        self._generator = torch.Generator(self.model.device)  # the noise is drawn where the model runs
         self._window: Window | None = None
         self._steps = 0
 
@@ -255,7 +255,7 @@ class DiffusionWorldVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode, self.render_scale = render_mode, int(render_scale)
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
-        self._generators = [torch.Generator() for _ in range(num_envs)]
+        self._generators = [torch.Generator(self.model.device) for _ in range(num_envs)]  # noise drawn where the model runs
         self._window: Window | None = None
         self._steps = np.zeros(num_envs, dtype=np.int64)
         self._autoreset = np.zeros(num_envs, dtype=bool)
@@ -302,18 +302,19 @@ class DiffusionWorldVectorEnv(VectorEnv):
         probs = np.zeros(self.num_envs, np.float32)
         infos: dict[str, Any] = {}
         live, resetting = np.flatnonzero(~self._autoreset), np.flatnonzero(self._autoreset)
+        if live.size:
+            # Every row is stepped, the resetting ones too (their outputs are dropped and their generators reseeded by the
+            # reset below): the batch keeps one shape, so compiled graphs and oneDNN's kernels are built once, not per size.
+            self._window, out = self.model.step(self._window, torch.from_numpy(actions), self._generators)
+            self._steps[live] += 1
+            rewards[live] = out.reward.cpu().numpy()[live]
+            probs[live] = out.termination_prob.cpu().numpy()[live]
+            terminated[live] = probs[live] > TERMINATION_THRESHOLD
+            for i in live:
+                infos = self._add_info(infos, {"step": int(self._steps[i]), "termination_prob": float(probs[i])} | state_info(out, i), i)
         self._reset_rows(resetting, [None] * self.num_envs, None)
         for i in resetting:
             infos = self._add_info(infos, {"step": 0}, i)
-        if live.size:
-            window, out = self.model.step(self._window[live], torch.from_numpy(actions[live]), [self._generators[i] for i in live])
-            self._window[live] = window
-            self._steps[live] += 1
-            rewards[live] = out.reward.cpu().numpy()
-            probs[live] = out.termination_prob.cpu().numpy()
-            terminated[live] = probs[live] > TERMINATION_THRESHOLD
-            for j, i in enumerate(live):
-                infos = self._add_info(infos, {"step": int(self._steps[i]), "termination_prob": float(probs[i])} | state_info(out, j), i)
         truncated = self._steps >= self.max_episode_steps  # 0 for worlds that just reset
         self._autoreset = terminated | truncated
         return self._observations(), rewards, terminated, truncated, infos

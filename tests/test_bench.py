@@ -6,9 +6,11 @@ from conftest import run_tool
 
 
 @pytest.mark.slow
-def test_bench_tool_times_windows_and_the_env_against_mujoco():
-    result = run_tool("bench.py", "only=[windows,env]", "episodes=4", "num_envs=[2]", "json=true")
+def test_bench_tool_times_windows_the_training_loop_and_the_env_against_mujoco():
+    result = run_tool("bench.py", "only=[windows,loop,env]", "episodes=4", "num_envs=[2]", "loop_steps=3", "loop_batch=4", "json=true")
     out = json.loads(result.stdout[result.stdout.index("{"):])
+    (loop,) = out["loop"]
+    assert loop["steps"] == 3 and loop["samples_per_s"] > 0 and loop["first_step_s"] > 0 and loop["compile"] is False
     assert [row["num_workers"] for row in out["windows"]] == [0, 2] and all(row["windows_per_s"] > 0 for row in out["windows"])
     envs = {(row["env"], row["num_envs"]): row for row in out["env"]}
     assert set(envs) == {("DiffusionWorld-v0", 1), ("DiffusionWorld-v0 vector", 2), ("MuJoCo reacher step+render", 1)}

@@ -84,6 +84,32 @@ def test_draw_segments_known_answers():
     assert torch.allclose(maps[0, 1, 2], torch.ones(8)) and maps[0, 1, 4, 3] == pytest.approx(np.exp(-2.0))
 
 
+def test_segments_placed_by_the_data_loader_give_the_training_losses_of_segments_placed_in_the_step():
+    """Training places the bodies in its loader (no device-to-host copy per step on a GPU); the loss must not change."""
+    from dataclasses import asdict
+
+    from worldmodel.data.windows import collate_windows
+    from worldmodel.diffusion import EDM
+    from worldmodel.training.losses import WindowLossConfig, window_losses
+
+    env = make_task_env(get_task("reacher"))
+    pose_maps = PoseMaps(PoseProjector(env.unwrapped.model, asdict(env.preset.camera), (16, 16), ["body1", "fingertip"]), 1.0)
+    env.close()
+    rng = np.random.default_rng(0)
+    items = [{"frames": torch.from_numpy(rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)), "actions": torch.zeros(2, 2),
+              "rewards": torch.zeros(2), "terminated": torch.zeros(2, dtype=torch.bool),
+              "qpos": torch.from_numpy(rng.uniform(-1, 1, (3, 4)).astype(np.float32)), "qvel": torch.zeros(3, 2)} for _ in range(2)]
+    batch = pose_maps.with_segments(collate_windows)(items)
+    assert batch["segments"].shape == (2, 3, 2, 2, 2)
+    assert torch.allclose(pose_maps.draw(batch["segments"]), pose_maps(batch["qpos"]))
+    space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
+    denoiser, reward_head = build_networks({"architecture": "framestack", "channels": [8, 8], "blocks": 1, "cond_dim": 16, "pose_channels": 2},
+                                           {"channels": 8}, space, 2, 1)
+    losses = [window_losses(denoiser, reward_head, EDM(), WindowLossConfig(2, 1), b, torch.Generator().manual_seed(0), pose_maps=pose_maps)
+              for b in (batch, {k: v for k, v in batch.items() if k != "segments"})]
+    assert torch.equal(losses[0]["loss"], losses[1]["loss"])
+
+
 @pytest.mark.parametrize("architecture, frames", [("framestack", 2), ("spacetime", 3)])
 def test_denoisers_draw_where_the_pose_maps_say_and_require_them(architecture, frames):
     space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}

@@ -157,7 +157,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(small
         return {**losses, "loss": losses["loss"] * float("nan")} if len(calls) > 4 else losses
 
     monkeypatch.setattr(WindowLoss, "forward", diverging)
-    with pytest.raises(TrainingError, match="loss is nan at step 4.*resume=true"):
+    with pytest.raises(TrainingError, match="loss was not finite between steps 4 and 6.*resume=true"):
         train(tiny_config(small_data, tmp_path / "r"))
     progress = torch.load(tmp_path / "r/state/custom_checkpoint_1.pkl", weights_only=False)
     assert progress["step"] == 3, "the state saved at step 3 is kept"
@@ -419,3 +419,23 @@ def test_residual_targets_are_changes_of_the_last_frame(small_data, tmp_path, re
     real = to_model(frames.repeat(1, 2, 1, 1, 1)[:, :6])
     got = unrolled_frames(wm.denoiser, wm.edm, WindowLossConfig(4, 1), real, torch.zeros(3, 5, 2), 2, torch.Generator().manual_seed(0))
     assert torch.allclose(got[:, 4], real[:, 3]) and torch.allclose(got[:, 5], real[:, 3])
+
+
+def test_compile_setting_is_on_for_cuda_only_by_default_and_checked():
+    from worldmodel.compiling import compile_enabled
+
+    assert compile_enabled("auto", "cuda") and not compile_enabled("auto", "cpu")
+    assert compile_enabled(True, "cpu") and not compile_enabled(False, "cuda")
+    with pytest.raises(ValueError, match="true, false or auto"):
+        compile_enabled("yes", "cpu")
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_exports_plain_weights_and_reports_its_speed(small_data, tmp_path):
+    run = tmp_path / "compiled"
+    path = train(tiny_config(small_data, run, compile=True, steps=3, dynamics="none"))
+    speed = json.loads((run / "speed.json").read_text())
+    assert speed["steps"] == 3 and speed["samples_per_s"] > 0 and speed["first_step_s"] > 0
+    ckpt = load_checkpoint(path)
+    assert not any("_orig_mod" in k for k in ckpt["denoiser"]), "compiling must not rename the exported weights"
+    WorldModel.load(path)  # the eager network takes them as they are

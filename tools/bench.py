@@ -1,10 +1,12 @@
-"""Benchmarks: recording speed, HDF5 storage options, training-window loading, training steps,
-training memory against the data's size, DiffusionWorld-v0 stepping next to the real MuJoCo task.
+"""Benchmarks: recording speed, HDF5 storage options, training-window loading, training steps (bare,
+and the real training loop), training memory against the data's size, DiffusionWorld-v0 stepping
+next to the real MuJoCo task.
 
     python tools/bench.py                       # all sections, a table each
     python tools/bench.py only=[windows] json=true   # machine-readable
     python tools/bench.py task=pusher episodes=20
     python tools/bench.py only=[env] checkpoint=runs/reacher/model.pt
+    python tools/bench.py only=[loop,env] device=cuda compile=true loop_batch=256 num_envs=[64,256,1024]   # a GPU
 
 Numbers are for this machine only; compare runs from the same machine.
 """
@@ -28,7 +30,7 @@ from tqdm import tqdm
 from envs import get_task
 from envs.mujoco.recording import PolicySpec, record_rollouts
 
-SECTIONS = ("record", "storage", "windows", "train", "memory", "env")
+SECTIONS = ("record", "storage", "windows", "train", "loop", "memory", "env")
 ROOT = Path(__file__).resolve().parents[1]
 STORAGE_OPTIONS = [  # (name, compression, level, chunk_frames)
     ("none, chunk 8", None, None, 8),
@@ -153,6 +155,21 @@ def bench_training(batch_size: int = 16, steps: int = 3, size: int = 64) -> list
             rows.append({"model": arch, "params_M": round(params / 1e6, 2), "precision": precision,
                          "samples_per_s": round(batch_size / float(np.median(times[1:])), 1)})
     return rows
+
+
+def bench_loop(source: Path, tmp: Path, device: str, compile: bool, batch_size: int, steps: int) -> list[dict]:
+    """The real training loop (tools/train.py in its own process, configs/train.yaml's default model
+    and state track) on `source` for `steps` steps: samples/s after the first step, which pays for
+    compiling and warm-up and is reported apart (the trainer's speed.json)."""
+    run = tmp / f"loop_{device}_{compile}_{batch_size}"
+    args = [f"data={source}", f"run_dir={run}", f"steps={steps}", f"batch_size={batch_size}", "val_every=0", f"save_every={steps}",
+            f"compile={compile}", f"device={'cpu' if device == 'cpu' else 'auto'}", "dynamics.steps=50", "start_bank_size=4"]
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"training for the loop bench failed: {result.stderr[-2000:]}")
+    speed = json.loads((run / "speed.json").read_text())
+    return [{"device": device, "compile": compile, "batch_size": batch_size, "steps": speed["steps"],
+             "samples_per_s": speed["samples_per_s"], "first_step_s": speed["first_step_s"]}]
 
 
 def bench_memory(task: str, episodes: int, tmp: Path, steps: int = 20) -> list[dict]:
@@ -290,7 +307,7 @@ def main(cfg: DictConfig) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # The data sections need a recording; the record section also times it with 1 worker.
-        if sections & {"record", "storage", "windows"}:
+        if sections & {"record", "storage", "windows", "loop"}:
             recorded = bench_recording(cfg.task, cfg.episodes, [1, 2] if "record" in sections else [2], tmp)
         if "record" in sections:
             results["record"] = recorded
@@ -302,6 +319,8 @@ def main(cfg: DictConfig) -> None:
         if "env" in sections:
             checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else env_checkpoint(cfg.task, tmp)
             results["env"] = bench_env(checkpoint, cfg.task, cfg.device, list(cfg.num_envs), cfg.sampler_steps, cfg.compile)
+        if "loop" in sections:
+            results["loop"] = bench_loop(source, tmp, cfg.device, cfg.compile, cfg.loop_batch, cfg.loop_steps)
         if "memory" in sections:
             results["memory"] = bench_memory(cfg.task, cfg.episodes, tmp)
     if "train" in sections:
@@ -313,6 +332,7 @@ def main(cfg: DictConfig) -> None:
               "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
               "windows": "training windows, K=4 + F=1, shuffled DataLoader",
               "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
+              "loop": f"the training loop (tools/train.py's, default config, {cfg.task} expert episodes), {cfg.device}",
               "memory": "training's peak resident memory (tools/train.py, default model, batch 16) against the data's size",
               "env": f"DiffusionWorld-v0 (Euler steps: {cfg.sampler_steps or 'the checkpoint sampler'}, bf16 autocast on CPU"
                      f"{', compiled' if cfg.compile else ''}) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}"}

@@ -12,7 +12,8 @@ learns at once. The same model gives the state track its joint limits (`qpos_lim
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -166,8 +167,32 @@ class PoseMaps:
         (a denoiser's `pose_frames`; None: all T)."""
         return self(qpos if frames is None else qpos[:, -frames:])
 
-    def __call__(self, qpos: Tensor) -> Tensor:
+    def segments(self, qpos: Tensor) -> Tensor:
+        """qpos (..., nq) -> (..., P, 2, 2) float32 pixel segments (`PoseProjector.segments`) on
+        qpos's device. MuJoCo places the bodies on the host: a GPU tensor is copied (a sync), so
+        training computes these in its data loader (`with_segments`)."""
         lead = qpos.shape[:-1]
         segments = self.projector.segments(qpos.detach().reshape(-1, qpos.shape[-1]).cpu().double().numpy())
-        maps = draw_segments(torch.from_numpy(segments).float().to(qpos.device), self.projector.frame_size, self.sigma)
+        return torch.from_numpy(segments).float().reshape(*lead, *segments.shape[1:]).to(qpos.device)
+
+    def draw(self, segments: Tensor) -> Tensor:
+        """segments (..., P, 2, 2) -> (..., P, H, W) float32 maps in [0, 1], on segments' device."""
+        lead = segments.shape[:-3]
+        maps = draw_segments(segments.reshape(-1, *segments.shape[-3:]), self.projector.frame_size, self.sigma)
         return maps.reshape(*lead, *maps.shape[1:])
+
+    def __call__(self, qpos: Tensor) -> Tensor:
+        return self.draw(self.segments(qpos))
+
+    def with_segments(self, collate: Callable[[list], dict[str, Tensor]]) -> Callable[[list], dict[str, Tensor]]:
+        """A DataLoader collate function that adds each window's "segments" (B, T, P, 2, 2) from its
+        "qpos", on the loader's side (its worker processes, if any) rather than the training step's."""
+        return partial(_collate_segments, collate, self.projector)
+
+
+def _collate_segments(collate: Callable[[list], dict[str, Tensor]], projector: PoseProjector, items: list) -> dict[str, Tensor]:
+    batch = collate(items)
+    qpos = batch["qpos"]
+    segments = projector.segments(qpos.reshape(-1, qpos.shape[-1]).double().numpy())
+    batch["segments"] = torch.from_numpy(segments).float().reshape(*qpos.shape[:-1], *segments.shape[1:])
+    return batch

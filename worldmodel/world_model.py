@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
+from worldmodel.compiling import compile_mode, default_bf16
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_dynamics, build_networks
@@ -112,7 +113,9 @@ class WorldModel:
         states' pose maps when the spec has them (default: built from the spec's task);
         provenance: where the weights came from (data, steps);
         compile: `torch.compile` the denoiser (fuses the norm and activation chains around each
-        convolution; the first step of each new batch size compiles, ~35 s on a 2-core CPU)."""
+        convolution; the first step of each new batch size compiles, ~35 s on a 2-core CPU); on
+        CUDA in "reduce-overhead" mode, whose CUDA graphs replay a small batch's hundreds of kernel
+        launches as one (`worldmodel.compiling.compile_mode`)."""
         self.device = torch.device(device)
         self.denoiser = denoiser.to(self.device).eval()
         self.reward_head = reward_head.to(self.device).eval()
@@ -133,7 +136,7 @@ class WorldModel:
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
         self.denoiser_pose_frames = getattr(denoiser, "pose_frames", None)
         if compile:
-            self.denoiser = torch.compile(self.denoiser, dynamic=False)
+            self.denoiser = torch.compile(self.denoiser, dynamic=False, mode=compile_mode(self.device))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", bf16: bool | None = None, compile: bool = False,
@@ -141,7 +144,8 @@ class WorldModel:
         """Rebuilds the model of a checkpoint written by training (`model.pt`); needs nothing else.
 
         device: "cpu", "cuda", ... or "auto" (CUDA when available);
-        bf16: autocast the networks (default: on for CPU, where it is ~2x faster); compile: see `__init__`.
+        bf16: autocast the networks (default: on for CPU, where it is ~2x faster, and for GPUs with
+        bf16 tensor cores); compile: see `__init__`.
         sampler_overrides: e.g. steps=5, method="heun", context_sigma=0.01.
         """
         ckpt = load_checkpoint(path, map_location="cpu")
@@ -163,7 +167,7 @@ class WorldModel:
             start_bank=ckpt["start_bank"],
             provenance=ckpt["provenance"],
             device=device,
-            bf16=device.type == "cpu" if bf16 is None else bf16,
+            bf16=default_bf16(device) if bf16 is None else bf16,
             compile=compile,
             dynamics=dynamics,
         )

@@ -53,18 +53,21 @@ SAMPLERS: Registry[Sampler] = Registry("sampler")
 
 
 def randn(shape: Sequence[int], generator: Generators = None, device: str | torch.device = "cpu") -> Tensor:
-    """Unit Gaussian noise drawn on the CPU, so the same seed gives the same noise on any device.
+    """Unit Gaussian noise on `device`, drawn where its generator lives: CPU generators give the
+    same noise on any device; generators on the model's GPU (the env's are) spare the host drawing
+    and copying K+1 frames of noise per world and step, which for a large vector env costs the host
+    more than the GPU's denoising (README, "Speed").
 
     generator: one for the whole batch, or one per row of the batch (dim 0): then each row's noise
     depends on its own generator only, and a world sampled in a batch of N gets the same noise as
     the same world sampled alone.
     """
     if generator is None or isinstance(generator, torch.Generator):
-        noise = torch.randn(tuple(shape), generator=generator)
+        noise = torch.randn(tuple(shape), generator=generator, device="cpu" if generator is None else generator.device)
     else:
         if len(generator) != shape[0]:
             raise ValueError(f"{len(generator)} generators given for a batch of {shape[0]}; give one per row.")
-        noise = torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator])
+        noise = torch.cat([torch.randn((1, *shape[1:]), generator=g, device=g.device) for g in generator])
     return noise.to(device)
 
 

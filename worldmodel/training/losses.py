@@ -73,9 +73,15 @@ class WindowLoss(nn.Module):
                              self.dynamics, self.background, self.pose_maps)
 
 
+def _draw(draw: Callable[..., Tensor], shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
+    """torch.rand/randn of `shape` on `device`, drawn where `generator` lives: training on a GPU
+    draws with a CUDA generator, so the noise is not made on the host and copied every step."""
+    return draw(shape, generator=generator, device=device if generator is None else generator.device).to(device)
+
+
 def _context_sigma(edm: EDM, cfg: WindowLossConfig, b: int, generator: torch.Generator | None, device) -> Tensor:
     """(B, 1): one augmentation level per window, uniform in [sigma_min, max_context_sigma]."""
-    return (torch.rand(b, 1, generator=generator) * cfg.max_context_sigma).to(device).clamp_min(edm.sigma_min)
+    return (_draw(torch.rand, (b, 1), generator, device) * cfg.max_context_sigma).clamp_min(edm.sigma_min)
 
 
 Conditioning = Callable[[int, int], dict[str, Tensor]]
@@ -100,14 +106,14 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
         window = out[:, i : i + k + 1]  # K context frames + the slot of frame k+i
         b = window.shape[0]
         context_sigma = _context_sigma(edm, cfg, b, generator, frames.device)
-        noisy_context = window[:, :k] + context_sigma[..., None, None, None] * torch.randn(window[:, :k].shape, generator=generator).to(frames)
+        noisy_context = window[:, :k] + context_sigma[..., None, None, None] * _draw(torch.randn, window[:, :k].shape, generator, frames.device)
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             sig = torch.cat([context_sigma.expand(b, k), sigma.reshape(1, 1).expand(b, 1).to(context_sigma)], dim=1)
             return edm.denoise(denoiser, torch.cat([noisy_context, x], dim=1), sig, actions=actions[:, i : i + k],
                                outputs_from=k, **conditioning(i, i + k + 1))[:, -1:].float()
 
-        noise = torch.randn((b, 1, *frames.shape[2:]), generator=generator).to(frames)
+        noise = _draw(torch.randn, (b, 1, *frames.shape[2:]), generator, frames.device)
         new = edm.decode_target(sample(denoise, noise, cfg.unroll_sampler), window[:, k - 1 : k]).clamp(-1, 1)
         out[:, k + i] = to_model(to_uint8(new))[:, 0].to(out)
     return out
@@ -139,12 +145,16 @@ def window_losses(
     actions = batch["actions"][:, : k + unroll + f - 1]
     recorded = None if dynamics is None else dynamics.features(torch.cat([batch["qpos"], batch["qvel"]], dim=-1))
     states = None if recorded is None else recorded[:, : k + unroll + f].to(frames.dtype)
-    qpos = batch["qpos"][:, : k + unroll + f] if pose_maps is not None else None
+    segments = None
+    if pose_maps is not None:  # the loader's (`PoseMaps.with_segments`), else placed here
+        segments = batch["segments"] if "segments" in batch else pose_maps.segments(batch["qpos"])
+        segments = segments[:, : k + unroll + f]
 
     def conditioning(start: int, stop: int) -> dict[str, Tensor]:
         given = {} if states is None else {"states": states[:, start:stop]}
-        if pose_maps is not None:
-            given["pose"] = pose_maps.window(qpos[:, start:stop], denoiser.pose_frames).to(frames.dtype)
+        if segments is not None:
+            shown = max(start, stop - denoiser.pose_frames) if denoiser.pose_frames is not None else start
+            given["pose"] = pose_maps.draw(segments[:, shown:stop]).to(frames.dtype)
         return given
 
     if unroll:
@@ -154,9 +164,9 @@ def window_losses(
     b, t = frames.shape[:2]
     device = frames.device
     sigma = torch.empty(b, t, device=device)
-    sigma[:, k:] = edm.sample_sigma((b, t - k), generator=generator).to(device)
+    sigma[:, k:] = edm.sample_sigma((b, t - k), generator, device if generator is None else generator.device).to(device)
     sigma[:, :k] = _context_sigma(edm, cfg, b, generator, device)
-    noise = torch.randn(frames.shape, generator=generator).to(device)
+    noise = _draw(torch.randn, frames.shape, generator, device)
     loss_mask = torch.zeros(b, t, dtype=torch.bool, device=device)
     loss_mask[:, k:] = True
     losses = {}

@@ -6,6 +6,7 @@
                                (state.old/ between the two renames of a save)
     run_dir/model.pt           the exported, self-contained checkpoint (EMA weights)
     run_dir/validation/        side-by-side videos of imagined vs real rollouts
+    run_dir/speed.json         the last session's training speed: samples/s after its first step, and that step's seconds
 """
 
 from __future__ import annotations
@@ -83,3 +84,8 @@ def save_state(accelerator: Accelerator, run_dir: Path) -> None:
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def write_speed(run_dir: Path, speed: dict[str, float]) -> None:
+    """speed.json: how fast this session trained (`trainer.Throughput.summary`), for benchmarks and logs."""
+    (run_dir / "speed.json").write_text(json.dumps(speed, indent=2))

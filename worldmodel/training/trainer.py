@@ -10,19 +10,21 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
 from einops import rearrange
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from worldmodel.checks import whole_number
+from worldmodel.compiling import compile_enabled
 from worldmodel.data.stats import action_space_of, dataset_fingerprint, frame_change_std, mean_frame, reward_stats, state_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
@@ -70,18 +72,22 @@ class EpochSampler(Sampler[int]):
 
 
 class Progress:
-    """Step counter and RNG of the noise draws, saved with the accelerate state."""
+    """Step counter and the RNGs of a run, saved with the accelerate state: `generator` draws the
+    noise on the training device (no host copies on a GPU), `host` the unroll lengths (a host
+    number: drawn on the device it would cost a sync per step)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, device: torch.device | str = "cpu"):
         self.step = 0
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.host = torch.Generator().manual_seed(seed)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "generator": self.generator.get_state()}
+        return {"step": self.step, "generator": self.generator.get_state(), "host": self.host.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
+        self.host.set_state(state["host"])
 
 
 def _check_data_matches(path: Path, dataset: RolloutWindows, expect: dict[str, Any]) -> None:
@@ -114,6 +120,7 @@ def train(cfg: dict[str, Any]) -> Path:
     run_dir, data_path = Path(cfg["run_dir"]), Path(cfg["data"])
     accelerator = Accelerator(
         mixed_precision=cfg["mixed_precision"],
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),  # with pinned batches: copies overlap the step
         gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
         log_with="tensorboard" if cfg.get("tensorboard") else None,
         project_dir=str(run_dir),
@@ -151,13 +158,16 @@ def train(cfg: dict[str, Any]) -> Path:
         _state_track(model.dynamics, cfg, data_path, train_set.episodes, run_dir, accelerator)
     optimizer, scheduler = _optimiser(model, cfg)
     sampler = EpochSampler(len(train_set), cfg["seed"])
-    loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=w["num_workers"],
-                        collate_fn=collate_windows, drop_last=True, persistent_workers=w["num_workers"] > 0)
+    collate = collate_windows if pose_maps is None else pose_maps.with_segments(collate_windows)
+    loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=w["num_workers"], collate_fn=collate,
+                        drop_last=True, persistent_workers=w["num_workers"] > 0, pin_memory=accelerator.device.type == "cuda")
     if len(loader) == 0:
         raise ValueError(f"batch_size {cfg['batch_size']} is larger than the {len(train_set)} training windows.")
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     ema = EMA(accelerator.unwrap_model(model), decay=cfg["ema_decay"])
-    progress = Progress(cfg["seed"] + accelerator.process_index)
+    if compile_enabled(cfg.get("compile", False), accelerator.device):  # after the EMA's copy: its shadow stays eager
+        accelerator.unwrap_model(model).denoiser.compile()
+    progress = Progress(cfg["seed"] + accelerator.process_index, accelerator.device)
     accelerator.register_for_checkpointing(ema, progress)
     state = run_files.latest_state(run_dir) if cfg.get("resume") else None
     if state is not None:
@@ -232,7 +242,8 @@ def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
     renderer = [p for name, p in model.named_parameters() if name.startswith("denoiser.renderer.")]
     rest = [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "denoiser.renderer."))]
     groups = [{"params": rest}] + ([{"params": renderer, "lr": o["lr"] * float(o.get("render_lr_scale", 1.0))}] if renderer else [])
-    optimizer = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]))
+    # fused: one kernel for all parameters' updates (CUDA and CPU) instead of a dozen per tensor
+    optimizer = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, int(o["warmup_steps"]), float(o["min_lr_ratio"])))
     return optimizer, scheduler
 
@@ -247,26 +258,27 @@ def unroll_length(step: int, max_unroll: int, curriculum_steps: int, generator: 
 
 
 def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate) -> None:
-    """Optimiser steps until cfg["steps"]: logging, periodic state saves and validation."""
+    """Optimiser steps until cfg["steps"]: logging, periodic state saves and validation.
+
+    Nothing in a step waits for the device: the losses are read (and checked to be finite) only at
+    log and save steps, so a GPU's queue stays full; a non-finite loss stops the run before it is saved.
+    """
     steps, r = int(cfg["steps"]), cfg["rollout"]
     per_epoch = len(loader)
     unwrapped = accelerator.unwrap_model(model)
     bar = tqdm(total=steps, initial=progress.step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
-    samples_seen, timer = 0, None
+    speed = Throughput(cfg["batch_size"] * cfg["gradient_accumulation_steps"] * accelerator.num_processes)
+    finite, checked = torch.ones((), dtype=torch.bool, device=accelerator.device), progress.step
     while progress.step < steps:
         epoch, offset = divmod(progress.step * cfg["gradient_accumulation_steps"], per_epoch)
         sampler.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         for batch in batches:
             with accelerator.accumulate(model):
-                unroll = unroll_length(progress.step, r["max_unroll"], r["curriculum_steps"], progress.generator)
+                unroll = unroll_length(progress.step, r["max_unroll"], r["curriculum_steps"], progress.host)
                 with accelerator.autocast():
                     losses = model(batch, progress.generator, unroll)
-                if not torch.isfinite(losses["loss"]):
-                    raise TrainingError(
-                        f"loss is {losses['loss'].item()} at step {progress.step}; stopping. The last good state is in "
-                        f"{run_dir / 'state'} (resume=true continues from it); lower optim.lr or check the data."
-                    )
+                finite &= torch.isfinite(losses["loss"].detach())
                 accelerator.backward(losses["loss"])
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), cfg["optim"]["grad_clip"])
@@ -277,21 +289,48 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
                 continue
             ema.update(unwrapped)
             progress.step += 1
-            samples_seen += cfg["batch_size"] * cfg["gradient_accumulation_steps"] * accelerator.num_processes
-            timer = timer or bar.format_dict["elapsed"]
+            speed.step()
             bar.update(1)
-            if progress.step % cfg["log_every"] == 0 or progress.step == steps:
-                elapsed = max(bar.format_dict["elapsed"] - timer, 1e-9)
+            log, save = progress.step % cfg["log_every"] == 0 or progress.step == steps, progress.step % cfg["save_every"] == 0 or progress.step == steps
+            if log or save:
+                if not finite:
+                    raise TrainingError(
+                        f"the loss was not finite between steps {checked} and {progress.step}; stopping. The last good state is in "
+                        f"{run_dir / 'state'} (resume=true continues from it); lower optim.lr or check the data.")
+                checked = progress.step
+            if log:
                 logs = {k: round(v.item(), 4) for k, v in losses.items()}
-                bar.set_postfix(loss=logs["loss"], samples_s=f"{samples_seen / elapsed:.1f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+                bar.set_postfix(loss=logs["loss"], samples_s=f"{speed.rate():.1f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
                 accelerator.log({**logs, "lr": scheduler.get_last_lr()[0]}, step=progress.step)
-            if progress.step % cfg["save_every"] == 0 or progress.step == steps:
+            if save:
                 run_files.save_state(accelerator, run_dir)
             if validate is not None and progress.step % cfg["val_every"] == 0 and accelerator.is_main_process:
                 validate(progress.step)
             if progress.step >= steps:
                 break
     bar.close()
+    if accelerator.is_main_process and speed.steps:
+        run_files.write_speed(run_dir, speed.summary())
+
+
+class Throughput:
+    """Training speed after the first step (which pays for compiling and warm-up, reported apart).
+    Read at log steps, where the device has caught up: the host runs ahead between them."""
+
+    def __init__(self, samples_per_step: int):
+        self.samples_per_step, self.steps, self.start, self.first_s = samples_per_step, 0, time.perf_counter(), 0.0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps == 1:
+            self.first_s = time.perf_counter() - self.start
+            self.start = time.perf_counter()
+
+    def rate(self) -> float:
+        return (self.steps - 1) * self.samples_per_step / max(time.perf_counter() - self.start, 1e-9)
+
+    def summary(self) -> dict[str, float]:
+        return {"steps": self.steps, "samples_per_s": round(self.rate(), 2), "first_step_s": round(self.first_s, 2)}
 
 
 def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:

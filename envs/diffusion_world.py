@@ -278,8 +278,7 @@ class DiffusionWorldVectorEnv(VectorEnv):
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
             window = start_window(self.model, self._rngs[i], self._generators[i], None if given is None else given[[i]])
             if self._window is None:  # first reset: allocate every row
-                self._window = Window(*(None if v is None else v.repeat_interleave(self.num_envs, 0)
-                                        for v in (window.frames, window.actions, window.states)))
+                self._window = window.repeat(self.num_envs)
             self._window[[i]] = window
         self._steps[rows] = 0
         self._autoreset[rows] = False

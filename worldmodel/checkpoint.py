@@ -11,6 +11,7 @@ cannot run anything. Keys:
     start_bank                      {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A) float32,
                                      with a state track also "states": (N, K, nq+nv) float32}
     dynamics                        the state track's weights (a spec with `dynamics` only)
+    codec                           a latent model's frame codec weights (a spec with `codec` only)
     provenance                      {"dataset": {...fingerprint}, "code_version", "steps", "created"}
     training_config                 the fully resolved training config, for the record: no consumer reads it
 

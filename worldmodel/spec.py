@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from worldmodel.diffusion import EDM, SamplerConfig
+from worldmodel.models.codec import latent_shape
 
 SPEC_VERSION = 1
 
@@ -31,7 +32,9 @@ class ModelSpec:
     ...); split: {"val_fraction", "split_seed"} of the training file's episodes; dynamics: the
     state track's network ({"nq", "nv", "hidden", "layers"}, `models.state_dynamics`), {} for a
     model that draws frames from frames and actions alone; pose: the pose maps the denoiser reads
-    ({"bodies": [names], "sigma": pixels}, `worldmodel.pose`; needs a state track), {} for none."""
+    ({"bodies": [names], "sigma": pixels}, `worldmodel.pose`; needs a state track), {} for none;
+    codec: a latent model's frame codec (`models.codec.FrameCodec`'s keyword arguments), whose
+    latents the denoiser diffuses instead of frames (`diffused_shape`), {} for a pixel model."""
 
     denoiser: dict[str, Any]
     reward_head: dict[str, Any]
@@ -45,6 +48,7 @@ class ModelSpec:
     split: dict[str, Any] = field(default_factory=lambda: {"val_fraction": 0.1, "split_seed": 0})
     dynamics: dict[str, Any] = field(default_factory=dict)
     pose: dict[str, Any] = field(default_factory=dict)
+    codec: dict[str, Any] = field(default_factory=dict)
 
     @property
     def task_name(self) -> str:
@@ -60,6 +64,11 @@ class ModelSpec:
         """Whether frames are drawn from a learned simulator state (which a start context must then give)."""
         return bool(self.dynamics)
 
+    @property
+    def diffused_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of what the denoiser diffuses: the frames, or a latent model's latents."""
+        return latent_shape(self.frame_shape, self.codec) if self.codec else self.frame_shape
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["frame_shape"] = list(self.frame_shape)
@@ -72,7 +81,7 @@ class ModelSpec:
             raise SpecError(f"model spec version {version}; this code reads version {SPEC_VERSION}. Re-export the model with this "
                             "version: python tools/train.py ... resume=true on its run_dir (the weights are kept).")
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(d) - {"dynamics", "pose"})  # models written before the state track / pose maps have none
+        missing = sorted(names - set(d) - {"dynamics", "pose", "codec"})  # models written before the state track / pose maps / codecs have none
         if missing:
             raise SpecError(f"model spec lacks {missing}; the checkpoint is damaged or was written by another tool.")
         kwargs = {k: d[k] for k in names if k in d}

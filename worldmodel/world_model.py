@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
@@ -23,6 +24,7 @@ from worldmodel.compiling import compile_mode, default_bf16
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_dynamics, build_networks
+from worldmodel.models.codec import FrameCodec
 from worldmodel.pose import PoseMaps
 from worldmodel.spec import ModelSpec
 
@@ -32,36 +34,42 @@ class Window:
     """What the next frame of B worlds is sampled from: the last K frames and the K-1 actions
     between them. frames: (B, K, H, W, 3) uint8; actions: (B, K-1, *A); states: (B, K, nq+nv)
     float32, the simulator state [qpos, qvel] of each frame (real or imagined) for a model with a
-    state track, else None."""
+    state track, else None; latents: (B, K, C, h, w) float32, each frame's latent for a latent model
+    (encoded once for real frames, as sampled for imagined ones), else None."""
 
     frames: Tensor
     actions: Tensor
     states: Tensor | None = None
+    latents: Tensor | None = None
 
     def __len__(self) -> int:
         return self.frames.shape[0]
 
+    def _fields(self) -> dict[str, Tensor | None]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
     def __getitem__(self, rows) -> "Window":
-        return Window(self.frames[rows], self.actions[rows], None if self.states is None else self.states[rows])
+        return Window(**{k: None if v is None else v[rows] for k, v in self._fields().items()})
 
     def __setitem__(self, rows, other: "Window") -> None:
-        self.frames[rows] = other.frames
-        self.actions[rows] = other.actions
-        if self.states is not None:
-            self.states[rows] = other.states
+        for k, v in self._fields().items():
+            if v is not None:
+                v[rows] = getattr(other, k)
+
+    def repeat(self, n: int) -> "Window":
+        """Each world's rows repeated n times (a batch of n from one world)."""
+        return Window(**{k: None if v is None else v.repeat_interleave(n, 0) for k, v in self._fields().items()})
 
     @property
     def last_frame(self) -> Tensor:
         """(B, H, W, 3) uint8: what the worlds show now."""
         return self.frames[:, -1]
 
-    def slide(self, frame: Tensor, action: Tensor, state: Tensor | None = None) -> "Window":
-        """Appends frame (B, H, W, 3) (and its state (B, nq+nv)), reached by action (B, *A), and
-        drops the oldest frame, action and state."""
-        frames = torch.cat([self.frames, frame[:, None]], dim=1)[:, 1:]
-        actions = torch.cat([self.actions, action[:, None]], dim=1)[:, 1:]
-        states = None if self.states is None else torch.cat([self.states, state[:, None]], dim=1)[:, 1:]
-        return Window(frames, actions, states)
+    def slide(self, frame: Tensor, action: Tensor, state: Tensor | None = None, latent: Tensor | None = None) -> "Window":
+        """Appends frame (B, H, W, 3) (and its state (B, nq+nv), its latent (B, C, h, w)), reached by
+        action (B, *A), and drops the oldest of each."""
+        new = {"frames": frame, "actions": action, "states": state, "latents": latent}
+        return Window(**{k: None if v is None else torch.cat([v, new[k][:, None]], dim=1)[:, 1:] for k, v in self._fields().items()})
 
 
 @dataclass
@@ -106,12 +114,14 @@ class WorldModel:
         compile: bool = False,
         dynamics: nn.Module | None = None,
         pose_maps: PoseMaps | None = None,
+        codec: nn.Module | None = None,
     ):
         """sampler: default the spec's; start_bank: {"frames": (N, K, H, W, 3) uint8, "actions": (N, K-1, A),
         "states": (N, K, nq+nv) with a state track} real start contexts for `random_start`;
         dynamics: the state track (`StateDynamics`) when the spec has one; pose_maps: draws the
         states' pose maps when the spec has them (default: built from the spec's task);
-        provenance: where the weights came from (data, steps);
+        provenance: where the weights came from (data, steps); codec: a latent model's frame codec
+        (`models.codec.FrameCodec`, when the spec has one);
         compile: `torch.compile` the denoiser (fuses the norm and activation chains around each
         convolution; the first step of each new batch size compiles, ~35 s on a 2-core CPU); on
         CUDA in "reduce-overhead" mode, whose CUDA graphs replay a small batch's hundreds of kernel
@@ -122,8 +132,11 @@ class WorldModel:
         if spec.has_state and dynamics is None:
             raise ValueError("this spec has a state track: pass its `dynamics` network.")
         self.dynamics = dynamics.to(self.device).eval() if spec.has_state else None
-        if spec.pose and pose_maps is None:
-            pose_maps = PoseMaps.from_spec(spec.task, spec.frame_shape, spec.pose)
+        if bool(spec.codec) != (codec is not None):
+            raise ValueError("pass a `codec` exactly when the spec has one (a latent model).")
+        self.codec = None if codec is None else codec.to(self.device).eval()
+        if spec.pose and pose_maps is None:  # drawn at the resolution the denoiser works at
+            pose_maps = PoseMaps.from_spec(spec.task, spec.diffused_shape, spec.pose)
         self.pose_maps = pose_maps if spec.pose else None
         self.spec = spec
         self.edm, self.context, self.sampler = spec.edm, spec.context, sampler or spec.sampler
@@ -152,7 +165,8 @@ class WorldModel:
         spec = ckpt["spec"]
         denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
         dynamics = build_dynamics(spec.dynamics, spec.action_space)
-        for name, net in (("denoiser", denoiser), ("reward_head", reward_head), ("dynamics", dynamics)):
+        codec = FrameCodec(**spec.codec) if spec.codec else None
+        for name, net in (("denoiser", denoiser), ("reward_head", reward_head), ("dynamics", dynamics), ("codec", codec)):
             if net is None:
                 continue
             try:
@@ -170,6 +184,7 @@ class WorldModel:
             bf16=default_bf16(device) if bf16 is None else bf16,
             compile=compile,
             dynamics=dynamics,
+            codec=codec,
         )
 
     def _autocast(self):
@@ -220,7 +235,15 @@ class WorldModel:
                 raise ValueError(f"context_states must be finite and of shape {want} ([qpos, qvel] of each context frame), got "
                                  f"{tuple(states.shape)}.")
             states = states.to(self.device)
-        return Window(context_frames.to(self.device), self._as_actions(context_actions), states)
+        frames = context_frames.to(self.device)
+        return Window(frames, self._as_actions(context_actions), states, None if self.codec is None else self._encode(frames))
+
+    @torch.no_grad()
+    def _encode(self, frames: Tensor) -> Tensor:
+        """(B, T, H, W, 3) uint8 -> (B, T, C, h, w) float32 latents."""
+        with self._autocast():
+            latents = self.codec.encode(rearrange(to_model(frames), "b t c h w -> (b t) c h w")).float()
+        return rearrange(latents, "(b t) c h w -> b t c h w", b=frames.shape[0])
 
     def _as_actions(self, actions: Tensor) -> Tensor:
         return actions.to(self.device, torch.float32)
@@ -246,9 +269,10 @@ class WorldModel:
             conditioning["states"] = self.dynamics.features(states)
             if self.pose_maps is not None:  # where the imagined state puts the bodies: the frame is drawn there
                 conditioning["pose"] = self.pose_maps.window(states[..., : self.spec.dynamics["nq"]], self.denoiser_pose_frames)
+        diffused = frames if self.codec is None else window.latents  # (B, K, C, h, w): what the denoiser sees
         context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
-        context = frames + context_sigma * randn(frames.shape, generator, dev)
-        target_noise = randn((b, 1, *frames.shape[2:]), generator, dev)
+        context = diffused + context_sigma * randn(diffused.shape, generator, dev)
+        target_noise = randn((b, 1, *diffused.shape[2:]), generator, dev)
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             window_in = torch.cat([context, x], dim=1)
@@ -259,14 +283,20 @@ class WorldModel:
                                        **conditioning)
                 return out[:, -1:].float()
 
-        new = self.edm.decode_target(sample(denoise, target_noise, self.sampler, generator), frames[:, -1:]).clamp(-1, 1)
+        new = self.edm.decode_target(sample(denoise, target_noise, self.sampler, generator), diffused[:, -1:])
+        latent = None
+        if self.codec is not None:  # the frame is decoded once, for the observation and the reward head
+            latent = new[:, 0]
+            with self._autocast():
+                new = self.codec.decode(latent).float()[:, None]
+        new = new.clamp(-1, 1)
         with self._autocast():
             reward, logit, success = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:],
                                                       conditioning["states"][:, -2:] if self.reward_head.state is not None else None)
         # The window slides on the sampled frame rounded to uint8, as an env would see it.
         frame = to_uint8(new)[:, 0]
         success = None if success is None else torch.sigmoid(success[:, 0].float())
-        return window.slide(frame, step_actions[:, -1], state), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), state, success)
+        return window.slide(frame, step_actions[:, -1], state, latent), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), state, success)
 
     def imagine(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor, generator: Generators = None,
                 context_states: Tensor | None = None) -> Imagined:

@@ -50,6 +50,16 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
             raise ValueError("pose maps (pose.maps=true) need the bodies to draw, resolved from the task's model.")
         pose = {"bodies": list(pose_bodies), "sigma": float(cfg["pose"]["sigma"])}
         denoiser["pose_channels"] = len(pose_bodies)
+    codec = {}
+    if cfg.get("codec"):
+        codec = {"latent_channels": int(cfg["codec"]["latent_channels"]), "channels": [int(c) for c in cfg["codec"]["channels"]]}
+        unsupported = [name for name, on in (("diffusion.residual", residual_scale), ("diffusion.motion_weight", cfg["diffusion"].get("motion_weight")),
+                                             ("model.state_render_channels", model.get("state_render_channels")),
+                                             ("rollout.max_unroll", (cfg.get("rollout") or {}).get("max_unroll"))) if on]
+        if unsupported:
+            raise ValueError(f"a latent model (codec=...) does not support {unsupported} yet: set them off (0/false) or train a pixel "
+                             "model (codec=none).")
+        denoiser["image_channels"] = codec["latent_channels"]
     return ModelSpec(
         denoiser=denoiser,
         reward_head={"channels": int(model["reward_channels"]), "success": True} | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
@@ -63,6 +73,7 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
         split={"val_fraction": cfg["window"]["val_fraction"], "split_seed": cfg["window"]["split_seed"]},
         dynamics=dynamics,
         pose=pose,
+        codec=codec,
     )
 
 
@@ -77,8 +88,10 @@ def export_model(path: Path, spec: ModelSpec, shadow, train_set, data_path: Path
                  cfg: dict[str, Any], steps: int) -> Path:
     """Writes the self-contained checkpoint: `shadow`'s (EMA) denoiser and reward head (parameters in
     cfg["export_dtype"]), a bank of `cfg["start_bank_size"]` real start contexts from `train_set`,
-    the state track (float32: it is rolled forward for hundreds of steps), and provenance."""
+    the state track (float32: it is rolled forward for hundreds of steps), a latent model's codec, and provenance."""
     extra = {"dynamics": shadow.dynamics.state_dict()} if spec.has_state else {}
+    if spec.codec:  # float32 like the state track: every imagined frame passes through it
+        extra["codec"] = shadow.codec.state_dict()
     dtype = getattr(torch, cfg.get("export_dtype", "float32"))
     return save_checkpoint(path, spec, extra | {
         "denoiser": weights_as(shadow.denoiser, dtype),

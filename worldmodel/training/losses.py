@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from worldmodel.diffusion import EDM, SamplerConfig, sample
 from worldmodel.frames import to_model, to_uint8
+from worldmodel.models.codec import FrameCodec
 from worldmodel.models.state_dynamics import StateDynamics
 from worldmodel.pose import PoseMaps
 from worldmodel.training.state_head import StateHead, bottleneck_features
@@ -62,15 +63,15 @@ class WindowLoss(nn.Module):
 
     def __init__(self, denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig,
                  state_head: StateHead | None = None, dynamics: StateDynamics | None = None, background: Tensor | None = None,
-                 pose_maps: PoseMaps | None = None):
+                 pose_maps: PoseMaps | None = None, codec: FrameCodec | None = None):
         super().__init__()
         self.denoiser, self.reward_head, self.edm, self.cfg, self.state_head = denoiser, reward_head, edm, cfg, state_head
-        self.dynamics, self.pose_maps = dynamics, pose_maps
+        self.dynamics, self.pose_maps, self.codec = dynamics, pose_maps, codec
         self.register_buffer("background", background)
 
     def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None, unroll: int = 0) -> dict[str, Tensor]:
         return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll, self.state_head,
-                             self.dynamics, self.background, self.pose_maps)
+                             self.dynamics, self.background, self.pose_maps, self.codec)
 
 
 def _draw(draw: Callable[..., Tensor], shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
@@ -123,6 +124,7 @@ def window_losses(
     denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig, batch: dict[str, Tensor],
     generator: torch.Generator | None = None, unroll: int = 0, state_head: StateHead | None = None,
     dynamics: StateDynamics | None = None, background: Tensor | None = None, pose_maps: PoseMaps | None = None,
+    codec: FrameCodec | None = None,
 ) -> dict[str, Tensor]:
     """Losses of a batch from `RolloutWindows` (frames (B, K+U+F, H, W, 3) uint8, actions (B, K+U+F-1, A), ...).
 
@@ -136,12 +138,16 @@ def window_losses(
     qpos, qvel), and its state renderer (if any) learns to draw the real target frames (background:
     the data's mean frame (3, H, W), against which the renderer's loss weighs the foreground); with
     `pose_maps` it also reads the recorded states' pose maps (in rollout training too: the recorded
-    pose is the anchor its self-generated context must return to).
+    pose is the anchor its self-generated context must return to). With a `codec` (a latent model,
+    frozen) the window's frames are diffused as their latents; the reward head still reads frames.
     """
     k, f = cfg.context, cfg.target
     real = to_model(batch["frames"])
     pixel_weight = motion_weights(real[:, unroll : unroll + k + f], k, cfg.motion_weight) if cfg.motion_weight else None
     frames = real[:, : k + unroll + f]
+    if codec is not None:
+        with torch.no_grad():
+            frames = rearrange(codec.encode(frames.flatten(0, 1)).float(), "(b t) c h w -> b t c h w", b=frames.shape[0])
     actions = batch["actions"][:, : k + unroll + f - 1]
     recorded = None if dynamics is None else dynamics.features(torch.cat([batch["qpos"], batch["qvel"]], dim=-1))
     states = None if recorded is None else recorded[:, : k + unroll + f].to(frames.dtype)

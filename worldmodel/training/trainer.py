@@ -30,10 +30,12 @@ from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
 from worldmodel.models import build_dynamics, build_networks
+from worldmodel.models.codec import FrameCodec, latent_shape
 from worldmodel.models.state_dynamics import StateDynamics
 from worldmodel.pose import PoseMaps, PoseProjector, qpos_limits, task_model
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
+from worldmodel.training.codec import train_codec
 from worldmodel.training.dynamics import train_dynamics
 from worldmodel.training.ema import EMA
 from worldmodel.training.export import export_model, spec_from_config
@@ -148,7 +150,8 @@ def train(cfg: dict[str, Any]) -> Path:
     pose_maps = None
     if mujoco_model is not None and (cfg.get("pose") or {}).get("maps"):
         bodies = cfg["pose"].get("bodies") or task.get("pose_bodies") or None  # the config's, else the task's choice, else all
-        pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], train_set.frame_shape[:2], bodies), cfg["pose"]["sigma"])
+        size = latent_shape(train_set.frame_shape, cfg["codec"])[:2] if cfg.get("codec") else train_set.frame_shape[:2]  # the denoiser's
+        pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], size, bodies), cfg["pose"]["sigma"])
     spec = spec_from_config(cfg, task, train_set.frame_shape, action_space_of(train_set.metadata), change_std,
                             (train_set.metadata["nq"], train_set.metadata["nv"]), None if pose_maps is None else pose_maps.projector.bodies,
                             simulator)
@@ -156,6 +159,8 @@ def train(cfg: dict[str, Any]) -> Path:
     model = _objective(spec, cfg, stats, data_path, pose_maps, mujoco_model)
     if model.dynamics is not None:
         _state_track(model.dynamics, cfg, data_path, train_set.episodes, run_dir, accelerator)
+    if model.codec is not None:
+        _codec_stage(model.codec, cfg, data_path, run_dir, accelerator)
     optimizer, scheduler = _optimiser(model, cfg)
     sampler = EpochSampler(len(train_set), cfg["seed"])
     collate = collate_windows if pose_maps is None else pose_maps.with_segments(collate_windows)
@@ -207,6 +212,22 @@ def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, 
     dynamics.to(accelerator.device)
 
 
+def _codec_stage(codec: FrameCodec, cfg: dict[str, Any], data_path: Path, run_dir: Path, accelerator) -> None:
+    """Trains a latent model's frame codec before the denoiser, or loads it from the run (resume);
+    frozen after. Every process trains its own copy from the same seed; the main process's is saved."""
+    path = run_dir / "codec.pt"
+    if cfg.get("resume") and path.exists():
+        codec.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        logger.info("codec loaded from %s", path)
+    else:
+        train_codec(codec, data_path, cfg["codec"], cfg["window"], cfg["seed"], float(cfg["diffusion"]["sigma_data"]), accelerator.device,
+                    cfg["mixed_precision"] == "bf16", accelerator.is_main_process)
+        if accelerator.is_main_process:
+            torch.save(codec.state_dict(), path.with_name(path.name + ".tmp"))
+            os.replace(path.with_name(path.name + ".tmp"), path)
+    codec.to(accelerator.device).eval().requires_grad_(False)
+
+
 def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None,
                mujoco_model=None) -> WindowLoss:
     """The trained modules (denoiser, reward head with the data's reward statistics, the optional
@@ -223,7 +244,7 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
     state = state_stats(data_path) if loss_cfg.state_weight > 0 or dynamics is not None else None
     if loss_cfg.state_weight > 0:
         channels = list(spec.denoiser.get("channels", [64]))
-        resolution = spec.frame_shape[0] // (int(spec.denoiser.get("patch", 1)) * 2 ** (len(channels) - 1))
+        resolution = spec.diffused_shape[0] // (int(spec.denoiser.get("patch", 1)) * 2 ** (len(channels) - 1))
         state_head = StateHead(channels[-1], resolution, state["mean"], state["std"])
     if dynamics is not None:
         dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])
@@ -231,16 +252,17 @@ def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], da
             dynamics.set_limits(*qpos_limits(mujoco_model, state["qpos_min"], state["qpos_max"]))
     if getattr(denoiser, "renderer", None) is not None:
         background = rearrange(torch.from_numpy(mean_frame(data_path)), "h w c -> c h w")
-    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background, pose_maps)
+    codec = FrameCodec(**spec.codec) if spec.codec else None
+    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background, pose_maps, codec)
 
 
 def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
     """AdamW with linear warm-up and cosine decay (`lr_factor`) over cfg["steps"]."""
     o, steps = cfg["optim"], int(cfg["steps"])
-    # The state track is trained before (its own stage); the state renderer at a higher rate: drawing a thin arm's pose from a few
+    # The state track and a codec are trained before (stages of their own); the state renderer at a higher rate: drawing a thin arm's pose from a few
     # numbers is learned from a few pixels per frame (measured: at the denoiser's rate, 800 steps drew a blob).
     renderer = [p for name, p in model.named_parameters() if name.startswith("denoiser.renderer.")]
-    rest = [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "denoiser.renderer."))]
+    rest = [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "codec.", "denoiser.renderer."))]
     groups = [{"params": rest}] + ([{"params": renderer, "lr": o["lr"] * float(o.get("render_lr_scale", 1.0))}] if renderer else [])
     # fused: one kernel for all parameters' updates (CUDA and CPU) instead of a dozen per tensor
     optimizer = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]), fused=True)
@@ -336,7 +358,7 @@ class Throughput:
 def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:
     """Imagined vs real rollouts on held-out episodes: PSNR at a few horizons, a side-by-side video."""
     wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, spec, device=accelerator.device, bf16=cfg["mixed_precision"] == "bf16",
-                    dynamics=ema.shadow.dynamics, pose_maps=ema.shadow.pose_maps)
+                    dynamics=ema.shadow.dynamics, pose_maps=ema.shadow.pose_maps, codec=ema.shadow.codec)
     result = rollout_fidelity(wm, val_set.path, val_set.episodes, cfg["val_horizons"], cfg["val_episodes"],
                               video=run_dir / "validation" / f"step{step:07d}.mp4", seed=cfg["seed"])
     logs = {f"val/psnr_h{h}": v for h, v in result["psnr"].items()} | {f"val/copy_last_h{h}": v for h, v in result["copy_last_psnr"].items()}

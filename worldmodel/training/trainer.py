@@ -89,7 +89,8 @@ class Progress:
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
-        self.host.set_state(state["host"])
+        if "host" in state:  # states saved before the host generator existed drew unroll lengths from `generator`
+            self.host.set_state(state["host"])
 
 
 def _check_data_matches(path: Path, dataset: RolloutWindows, expect: dict[str, Any]) -> None:
@@ -337,10 +338,10 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
 
 class Throughput:
     """Training speed after the first step (which pays for compiling and warm-up, reported apart).
-    Read at log steps, where the device has caught up: the host runs ahead between them."""
+    Read (`rate`) at log steps, where the device has caught up: the host runs ahead between them."""
 
     def __init__(self, samples_per_step: int):
-        self.samples_per_step, self.steps, self.start, self.first_s = samples_per_step, 0, time.perf_counter(), 0.0
+        self.samples_per_step, self.steps, self.start, self.first_s, self.last = samples_per_step, 0, time.perf_counter(), 0.0, 0.0
 
     def step(self) -> None:
         self.steps += 1
@@ -349,10 +350,12 @@ class Throughput:
             self.start = time.perf_counter()
 
     def rate(self) -> float:
-        return (self.steps - 1) * self.samples_per_step / max(time.perf_counter() - self.start, 1e-9)
+        self.last = (self.steps - 1) * self.samples_per_step / max(time.perf_counter() - self.start, 1e-9)
+        return self.last
 
     def summary(self) -> dict[str, float]:
-        return {"steps": self.steps, "samples_per_s": round(self.rate(), 2), "first_step_s": round(self.first_s, 2)}
+        """At the end: the rate last read (state saves and validation after it are not training)."""
+        return {"steps": self.steps, "samples_per_s": round(self.last, 2), "first_step_s": round(self.first_s, 2)}
 
 
 def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:

@@ -245,7 +245,7 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
         return {"env": name, "num_envs": n, "ms_per_step": round(1000 * seconds / steps, 1), "steps_per_s": round(rate, 1),
                 "vs_mujoco": round(rate / real_rate, 3)}
 
-    # Only imagined steps count: a world that ends its episode resets without calling the model.
+    # Only imagined steps count: the vector env steps a resetting world too (one batch shape) but drops its output.
     kwargs = {"checkpoint": str(checkpoint), "sampler_steps": sampler_steps, "device": device, "compile": compile}
     env = gym.make("DiffusionWorld-v0", **kwargs)
     env.reset(seed=0)

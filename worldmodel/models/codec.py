@@ -1,7 +1,7 @@
 """A frame codec for latent diffusion: frames <-> small latent maps the denoiser works on.
 
 Each stride-2 level halves the resolution, so a 64x64x3 frame becomes a (latent_channels,
-64 / 2**levels, 64 / 2**levels) latent: with 2 levels and 8 channels 1,536 numbers instead of
+64 / 2**levels, 64 / 2**levels) latent: with 2 levels and 8 channels 2,048 numbers instead of
 12,288, and the denoiser's convolutions run on 16x16 maps. The latents are
 scaled to the diffusion's `sigma_data` (the `scale` buffer, set from the training frames after the
 codec is fitted), so EDM's preconditioning holds as for frames in [-1, 1]. Trained alone, before the
@@ -55,7 +55,6 @@ class FrameCodec(nn.Module):
         if latent_channels < 1 or len(channels) < 2 or min(channels) < 1:
             raise ValueError(f"a codec needs latent_channels >= 1 and two or more positive channel widths (one level or more), "
                              f"got {latent_channels} and {channels}.")
-        self.latent_channels, self.levels = latent_channels, len(channels) - 1
         down: list[nn.Module] = [nn.Conv2d(image_channels, channels[0], 3, padding=1)]
         for ch, out in zip(channels[:-1], channels[1:]):
             down += [PlainResBlock(ch), nn.Conv2d(ch, out, 3, stride=2, padding=1)]
@@ -75,6 +74,6 @@ class FrameCodec(nn.Module):
 
     def loss(self, frames: Tensor) -> Tensor:
         """Reconstruction error of frames (N, 3, H, W) in [-1, 1]: squared (what PSNR measures) plus
-        absolute (it keeps thin edges, such as an arm's, from blurring into the background)."""
+        absolute (less forgiving of the many small errors a blurred thin edge, such as an arm's, makes)."""
         out = self.decoder(self.encoder(frames)).float()
         return F.mse_loss(out, frames) + F.l1_loss(out, frames)

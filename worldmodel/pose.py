@@ -187,12 +187,10 @@ class PoseMaps:
     def with_segments(self, collate: Callable[[list], dict[str, Tensor]]) -> Callable[[list], dict[str, Tensor]]:
         """A DataLoader collate function that adds each window's "segments" (B, T, P, 2, 2) from its
         "qpos", on the loader's side (its worker processes, if any) rather than the training step's."""
-        return partial(_collate_segments, collate, self.projector)
+        return partial(_collate_segments, collate, self)
 
 
-def _collate_segments(collate: Callable[[list], dict[str, Tensor]], projector: PoseProjector, items: list) -> dict[str, Tensor]:
+def _collate_segments(collate: Callable[[list], dict[str, Tensor]], pose_maps: PoseMaps, items: list) -> dict[str, Tensor]:
     batch = collate(items)
-    qpos = batch["qpos"]
-    segments = projector.segments(qpos.reshape(-1, qpos.shape[-1]).double().numpy())
-    batch["segments"] = torch.from_numpy(segments).float().reshape(*qpos.shape[:-1], *segments.shape[1:])
+    batch["segments"] = pose_maps.segments(batch["qpos"])  # host tensors: no copy
     return batch

@@ -134,3 +134,24 @@ def test_temporal_attention_matches_sdpa_and_runs_at_a_large_batch():
     assert out.shape == q.shape and torch.isfinite(out).all()
     # Causal: the first position sees only itself.
     assert torch.allclose(out[:, :, 0].float(), v[:, :, 0].float(), atol=1e-2)
+
+
+@pytest.mark.parametrize("architecture", ["spacetime", "framestack"])
+def test_bf16_convolutions_give_what_autocast_gives_and_conditioning_stays_fp32(architecture):
+    """WorldModel.load keeps a bf16 model's convolutions in bf16 (autocast would round them on every
+    call); the conditioning path runs in fp32 under autocast (its weights are never recast)."""
+    from worldmodel.compiling import convolutions_to_bf16
+
+    model = randomized(build_denoiser(architecture, BOX, context=4, target=1, **SMALL))
+    x, c_noise, actions = window()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    projections = []
+    norm = next(m for m in model.modules() if hasattr(m, "proj"))
+    norm.proj.register_forward_hook(lambda module, args, out: projections.append(out.dtype))
+    with torch.no_grad(), autocast:
+        before = model(x, c_noise, actions)
+        convolutions_to_bf16(model)
+        after = model(x, c_noise, actions)
+    assert all(m.weight.dtype == torch.bfloat16 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert torch.equal(before, after)
+    assert projections == [torch.float32, torch.float32]

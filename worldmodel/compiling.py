@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def compile_enabled(setting: bool | str, device: torch.device | str) -> bool:
@@ -27,3 +28,13 @@ def default_bf16(device: torch.device | str) -> bool:
     tensor cores (Ampere and newer)."""
     device = torch.device(device)
     return device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def convolutions_to_bf16(*networks: nn.Module | None) -> None:
+    """Stores the convolutions' weights in bf16, in place, for networks that only run under bf16
+    autocast: autocast rounds them to bf16 on every call anyway (the same rounding, so the same
+    outputs), a copy of every weight per call that a single world's step pays in full."""
+    for network in networks:
+        for module in [] if network is None else network.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(torch.bfloat16)

@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
-from worldmodel.compiling import compile_mode, default_bf16
+from worldmodel.compiling import compile_mode, convolutions_to_bf16, default_bf16
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_dynamics, build_networks
@@ -176,12 +176,15 @@ class WorldModel:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
+        bf16 = default_bf16(device) if bf16 is None else bf16
+        if bf16:
+            convolutions_to_bf16(denoiser, reward_head, codec)
         return cls(
             denoiser, reward_head, spec, dataclasses.replace(spec.sampler, **sampler_overrides),
             start_bank=ckpt["start_bank"],
             provenance=ckpt["provenance"],
             device=device,
-            bf16=default_bf16(device) if bf16 is None else bf16,
+            bf16=bf16,
             compile=compile,
             dynamics=dynamics,
             codec=codec,

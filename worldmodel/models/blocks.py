@@ -29,8 +29,15 @@ class FourierFeatures(nn.Module):
         return torch.cat([f.cos(), f.sin()], dim=-1)
 
 
+def full_precision(device: torch.device | str):
+    """A context with autocast off, for the conditioning path: it multiplies a few vectors by
+    weights that bf16 autocast would recast on every call, a copy that costs more than the fp32
+    product (a single world's step is overhead-bound: README, Benchmarks)."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 class AdaGroupNorm(nn.Module):
-    """GroupNorm whose scale and shift come from a conditioning vector (per sample)."""
+    """GroupNorm whose scale and shift come from a conditioning vector (per sample), projected in fp32."""
 
     def __init__(self, channels: int, cond_dim: int):
         super().__init__()
@@ -38,8 +45,10 @@ class AdaGroupNorm(nn.Module):
         self.proj = nn.Linear(cond_dim, 2 * channels)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        scale, shift = rearrange(self.proj(cond), "n (two c) -> two n c 1 1", two=2)
-        return torch.addcmul(shift, self.norm(x), 1 + scale)  # one pass over the activations, not two
+        with full_precision(x.device):
+            scale, shift = rearrange(self.proj(cond.float()), "n (two c) -> two n c 1 1", two=2)
+        # in the activations' dtype: one pass over them, not two, and no promotion to fp32
+        return torch.addcmul(shift.to(x.dtype), self.norm(x), (1 + scale).to(x.dtype))
 
 
 class ResBlock(nn.Module):

@@ -8,7 +8,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmodel.models.blocks import FourierFeatures
+from worldmodel.models.blocks import FourierFeatures, full_precision
 
 
 class ActionEncoder(nn.Module):
@@ -69,7 +69,8 @@ class FrameConditioning(nn.Module):
     def forward(self, c_noise: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
         check_states(self.state, states)
         b = c_noise.shape[0]
-        cond = self.noise(c_noise) + torch.cat([self.no_action.expand(b, 1, -1), self.action(actions)], dim=1)
-        if states is not None:
-            cond = cond + self.state(states)
+        with full_precision(c_noise.device):
+            cond = self.noise(c_noise.float()) + torch.cat([self.no_action.expand(b, 1, -1), self.action(actions)], dim=1)
+            if states is not None:
+                cond = cond + self.state(states.float())
         return rearrange(cond, "b t d -> (b t) d")

@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from worldmodel.models.blocks import Downsample, FourierFeatures, ResBlock, SpatialAttention, Upsample, group_norm
+from worldmodel.models.blocks import Downsample, FourierFeatures, ResBlock, SpatialAttention, Upsample, full_precision, group_norm
 from worldmodel.models.conditioning import ActionEncoder, check_pose, check_states, state_encoder
 from worldmodel.models.registry import DENOISERS
 from worldmodel.models.state_renderer import StateRenderer
@@ -108,13 +108,14 @@ class FrameStackUNet(nn.Module):
                              f"levels their height and width must be multiples of {multiple}.")
         check_states(self.state, states)
         check_pose(self.pose_channels, pose, self.pose_frames)
-        cond = (
-            self.noise(c_noise[:, -1])
-            + self.context_noise(c_noise[:, :-1].mean(dim=1))
-            + self.action_mix(rearrange(self.action(actions), "b k d -> b (k d)"))
-        )
-        if states is not None:  # where the arm was and where it must be drawn
-            cond = cond + self.state(rearrange(states[:, -2:], "b t s -> b (t s)"))
+        with full_precision(x.device):
+            cond = (
+                self.noise(c_noise[:, -1].float())
+                + self.context_noise(c_noise[:, :-1].float().mean(dim=1))
+                + self.action_mix(rearrange(self.action(actions), "b k d -> b (k d)"))
+            )
+            if states is not None:  # where the arm was and where it must be drawn
+                cond = cond + self.state(rearrange(states[:, -2:].float(), "b t s -> b (t s)"))
         stacked = rearrange(x, "b t c h w -> b (t c) h w")
         if self.renderer is not None:
             stacked = torch.cat([stacked, self.renderer(states[:, -1], tuple(x.shape[-2:])).to(stacked.dtype)], dim=1)

@@ -63,7 +63,7 @@ def test_a_perfect_network_has_zero_loss_and_each_frame_keeps_its_sigma():
     sigma = torch.tensor([[0.01, 0.5, 3.0], [0.002, 1.0, 20.0]])
     noise = torch.randn(x0.shape, generator=g)
 
-    def oracle(x_in, c_noise):
+    def oracle(x_in, c_noise, outputs_from=0):
         s = (4 * c_noise).exp()
         c_skip, c_out, c_in, _ = edm.scalings(s)
         x_noisy = x_in / c_in[..., None, None, None]
@@ -73,6 +73,8 @@ def test_a_perfect_network_has_zero_loss_and_each_frame_keeps_its_sigma():
     assert edm.loss(oracle, x0, sigma, mask, noise).item() == pytest.approx(0.0, abs=1e-8)
     denoised = edm.denoise(oracle, x0 + sigma[..., None, None, None] * noise, sigma)
     assert torch.allclose(denoised, x0, atol=1e-5)
+    targets = edm.denoise(oracle, x0 + sigma[..., None, None, None] * noise, sigma, outputs_from=2)
+    assert torch.equal(targets, denoised[:, 2:]), "the estimate of the frames from outputs_from on, alone"
 
 
 def test_training_sigmas_are_log_normal_and_clipped():

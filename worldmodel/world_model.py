@@ -284,7 +284,7 @@ class WorldModel:
             with self._autocast():
                 out = self.edm.denoise(self.denoiser, window_in, sig, actions=step_actions, outputs_from=window_in.shape[1] - 1,
                                        **conditioning)
-                return out[:, -1:].float()
+                return out.float()
 
         new = self.edm.decode_target(sample(denoise, target_noise, self.sampler, generator), diffused[:, -1:])
         latent = None

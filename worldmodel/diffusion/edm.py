@@ -64,13 +64,16 @@ class EDM:
         normal = torch.randn(shape, generator=generator, device=device)
         return (self.loc + self.scale * normal).exp().clamp(self.sigma_min, self.sigma_max)
 
-    def denoise(self, network: Network, x_noisy: Tensor, sigma: Tensor, **conditioning) -> Tensor:
+    def denoise(self, network: Network, x_noisy: Tensor, sigma: Tensor, outputs_from: int = 0, **conditioning) -> Tensor:
         """D(x; sigma) = c_skip x + c_out F(c_in x, c_noise): the estimate of the clean frames.
 
-        x_noisy: (B, T, C, H, W); sigma: (B, T), 0 for a clean frame.
+        x_noisy: (B, T, C, H, W); sigma: (B, T), 0 for a clean frame; outputs_from: the first frame
+        whose estimate is wanted (the network is told, and the context's is never formed).
+        Returns (B, T - outputs_from, C, H, W).
         """
         c_skip, c_out, c_in, c_noise = self.scalings(sigma)
-        out = network(_expand(c_in, x_noisy) * x_noisy, c_noise, **conditioning)
+        out = network(_expand(c_in, x_noisy) * x_noisy, c_noise, outputs_from=outputs_from, **conditioning)[:, outputs_from:]
+        x_noisy, c_skip, c_out = x_noisy[:, outputs_from:], c_skip[:, outputs_from:], c_out[:, outputs_from:]
         return _expand(c_skip, x_noisy) * x_noisy + _expand(c_out, x_noisy) * out.to(x_noisy.dtype)
 
     def loss(self, network: Network, x_clean: Tensor, sigma: Tensor, loss_mask: Tensor, noise: Tensor,

@@ -112,7 +112,7 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             sig = torch.cat([context_sigma.expand(b, k), sigma.reshape(1, 1).expand(b, 1).to(context_sigma)], dim=1)
             return edm.denoise(denoiser, torch.cat([noisy_context, x], dim=1), sig, actions=actions[:, i : i + k],
-                               outputs_from=k, **conditioning(i, i + k + 1))[:, -1:].float()
+                               outputs_from=k, **conditioning(i, i + k + 1)).float()
 
         noise = _draw(torch.randn, (b, 1, *frames.shape[2:]), generator, frames.device)
         new = edm.decode_target(sample(denoise, noise, cfg.unroll_sampler), window[:, k - 1 : k]).clamp(-1, 1)

@@ -7,7 +7,7 @@ from conftest import run_tool
 
 @pytest.mark.slow
 def test_bench_tool_times_windows_the_training_loop_and_the_env_against_mujoco():
-    result = run_tool("bench.py", "only=[windows,loop,env]", "episodes=4", "num_envs=[2]", "loop_steps=3", "loop_batch=4", "json=true")
+    result = run_tool("bench.py", "only=[windows,loop,env]", "episodes=4", "num_envs=[2]", "env_rounds=2", "loop_steps=3", "loop_batch=4", "json=true")
     out = json.loads(result.stdout[result.stdout.index("{"):])
     (loop,) = out["loop"]
     assert loop["steps"] == 3 and loop["samples_per_s"] > 0 and loop["first_step_s"] > 0 and loop["compile"] is False

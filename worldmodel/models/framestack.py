@@ -42,7 +42,7 @@ class FrameStackUNet(nn.Module):
         action_space: dict[str, Any],
         context: int,
         image_channels: int = 3,
-        channels: Sequence[int] = (64, 64, 64, 64),
+        channels: Sequence[int] = (48, 64, 64, 64),
         blocks: int = 2,
         cond_dim: int = 256,
         gradient_checkpointing: bool = False,

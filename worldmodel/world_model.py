@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.compiling import compile_mode, convolutions_to_bf16, default_bf16
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
+from worldmodel.diffusion.samplers import Denoise
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models import build_dynamics, build_networks
 from worldmodel.models.codec import FrameCodec
@@ -96,6 +97,23 @@ class Imagined:
     termination_prob: Tensor
     states: Tensor | None = None
     success_prob: Tensor | None = None
+
+
+@dataclass
+class StepInputs:
+    """One step's denoiser inputs for B worlds (`WorldModel.step_inputs`): actions (B, K, *A), the
+    window's K-1 and the step's; diffused (B, K, C, h, w), the window as the denoiser sees it (frames
+    in [-1, 1] or a latent model's latents); context, the same noised to `context_sigma`;
+    target_noise (B, 1, C, h, w) unit Gaussian; conditioning, the denoiser's state and pose inputs;
+    state (B, nq+nv), the state track's next state (None without one)."""
+
+    actions: Tensor
+    diffused: Tensor
+    context: Tensor
+    context_sigma: float
+    target_noise: Tensor
+    conditioning: dict[str, Tensor]
+    state: Tensor | None
 
 
 class WorldModel:
@@ -251,6 +269,43 @@ class WorldModel:
     def _as_actions(self, actions: Tensor) -> Tensor:
         return actions.to(self.device, torch.float32)
 
+    def step_inputs(self, window: Window, actions: Tensor, generator: Generators = None) -> StepInputs:
+        """What the denoiser samples B worlds' next frame from: their window slid by `actions` (B, *A)
+        (the state track's next state, its features and pose maps; the context noised to the
+        sampler's context level) and the target's unit noise. Shared by `step` and distillation."""
+        b = len(window)
+        self._check_actions("actions", actions, (b,))
+        dev = self.device
+        step_actions = torch.cat([window.actions, self._as_actions(actions)[:, None]], dim=1)  # (B, K, *A)
+        state, conditioning = None, {}
+        if self.dynamics is not None:
+            state = self.dynamics(window.states[:, -1], step_actions[:, -1])
+            states = torch.cat([window.states, state[:, None]], dim=1)
+            conditioning["states"] = self.dynamics.features(states)
+            if self.pose_maps is not None:  # where the imagined state puts the bodies: the frame is drawn there
+                conditioning["pose"] = self.pose_maps.window(states[..., : self.spec.dynamics["nq"]], self.denoiser_pose_frames)
+        diffused = to_model(window.frames) if self.codec is None else window.latents  # (B, K, C, h, w): what the denoiser sees
+        context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
+        context = diffused + context_sigma * randn(diffused.shape, generator, dev)
+        target_noise = randn((b, 1, *diffused.shape[2:]), generator, dev)
+        return StepInputs(step_actions, diffused, context, context_sigma, target_noise, conditioning, state)
+
+    def denoise_fn(self, inputs: StepInputs, denoiser: nn.Module | None = None) -> Denoise:
+        """`x (B, 1, C, H, W) at sigma -> D(x; sigma)` for the sampler, given a step's inputs;
+        denoiser: another network of the same spec in place of the model's (a student being distilled)."""
+        denoiser = self.denoiser if denoiser is None else denoiser
+
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            window_in = torch.cat([inputs.context, x], dim=1)
+            sig = torch.full(window_in.shape[:2], inputs.context_sigma, device=self.device)
+            sig[:, -1] = sigma
+            with self._autocast():
+                out = self.edm.denoise(denoiser, window_in, sig, actions=inputs.actions, outputs_from=window_in.shape[1] - 1,
+                                       **inputs.conditioning)
+                return out.float()
+
+        return denoise
+
     @torch.no_grad()
     def step(self, window: Window, actions: Tensor, generator: Generators = None) -> tuple[Window, Step]:
         """Samples the next frame of B worlds and slides their window by one.
@@ -260,33 +315,9 @@ class WorldModel:
         one per world (then a world's frames do not depend on the others in the batch).
         Returns the slid window and the step's frame, reward and termination probability.
         """
-        b = len(window)
-        self._check_actions("actions", actions, (b,))
-        dev = self.device
-        step_actions = torch.cat([window.actions, self._as_actions(actions)[:, None]], dim=1)  # (B, K, *A)
-        frames = to_model(window.frames)  # (B, K, C, H, W)
-        state, conditioning = None, {}
-        if self.dynamics is not None:
-            state = self.dynamics(window.states[:, -1], step_actions[:, -1])
-            states = torch.cat([window.states, state[:, None]], dim=1)
-            conditioning["states"] = self.dynamics.features(states)
-            if self.pose_maps is not None:  # where the imagined state puts the bodies: the frame is drawn there
-                conditioning["pose"] = self.pose_maps.window(states[..., : self.spec.dynamics["nq"]], self.denoiser_pose_frames)
-        diffused = frames if self.codec is None else window.latents  # (B, K, C, h, w): what the denoiser sees
-        context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
-        context = diffused + context_sigma * randn(diffused.shape, generator, dev)
-        target_noise = randn((b, 1, *diffused.shape[2:]), generator, dev)
-
-        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-            window_in = torch.cat([context, x], dim=1)
-            sig = torch.full(window_in.shape[:2], context_sigma, device=dev)
-            sig[:, -1] = sigma
-            with self._autocast():
-                out = self.edm.denoise(self.denoiser, window_in, sig, actions=step_actions, outputs_from=window_in.shape[1] - 1,
-                                       **conditioning)
-                return out.float()
-
-        new = self.edm.decode_target(sample(denoise, target_noise, self.sampler, generator), diffused[:, -1:])
+        inputs = self.step_inputs(window, actions, generator)
+        step_actions, conditioning = inputs.actions, inputs.conditioning
+        new = self.edm.decode_target(sample(self.denoise_fn(inputs), inputs.target_noise, self.sampler, generator), inputs.diffused[:, -1:])
         latent = None
         if self.codec is not None:  # the frame is decoded once, for the observation and the reward head
             latent = new[:, 0]
@@ -294,12 +325,13 @@ class WorldModel:
                 new = self.codec.decode(latent).float()[:, None]
         new = new.clamp(-1, 1)
         with self._autocast():
-            reward, logit, success = self.reward_head(torch.cat([frames[:, -1:], new], dim=1), step_actions[:, -1:],
+            reward, logit, success = self.reward_head(torch.cat([to_model(window.frames[:, -1:]), new], dim=1), step_actions[:, -1:],
                                                       conditioning["states"][:, -2:] if self.reward_head.state is not None else None)
         # The window slides on the sampled frame rounded to uint8, as an env would see it.
         frame = to_uint8(new)[:, 0]
         success = None if success is None else torch.sigmoid(success[:, 0].float())
-        return window.slide(frame, step_actions[:, -1], state, latent), Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), state, success)
+        return (window.slide(frame, step_actions[:, -1], inputs.state, latent),
+                Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), inputs.state, success))
 
     def imagine(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor, generator: Generators = None,
                 context_states: Tensor | None = None) -> Imagined:

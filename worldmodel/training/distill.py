@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -125,7 +126,7 @@ def distill(teacher_path: str | Path, data: str | Path, out: str | Path, cfg: Di
     if teacher.device.type == "cpu":
         student = student.to(memory_format=torch.channels_last)
 
-    held_out = list(window_batches(teacher, data, "val", cfg.batch_size, cfg.seed, epochs=1))[: cfg.gap_batches] if spec.split["val_fraction"] > 0 else []
+    held_out = list(islice(window_batches(teacher, data, "val", cfg.batch_size, cfg.seed, epochs=1), cfg.gap_batches)) if spec.split["val_fraction"] > 0 else []
     gap_before = teacher_gap(teacher, teacher_sampler, teacher.denoiser, held_out, cfg.seed)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))

@@ -269,6 +269,7 @@ class WorldModel:
     def _as_actions(self, actions: Tensor) -> Tensor:
         return actions.to(self.device, torch.float32)
 
+    @torch.no_grad()
     def step_inputs(self, window: Window, actions: Tensor, generator: Generators = None) -> StepInputs:
         """What the denoiser samples B worlds' next frame from: their window slid by `actions` (B, *A)
         (the state track's next state, its features and pose maps; the context noised to the

@@ -76,6 +76,20 @@ def test_framestack_patches_work_at_a_lower_resolution_and_keep_every_pixel():
         build_denoiser("framestack", BOX, context=4, target=1, patch=0)
 
 
+def test_framestack_blocks_per_level():
+    """blocks: one count for every level, or one per level (the decoder has one more at each)."""
+    small = dict(SMALL, channels=(16, 32, 32))
+    per_level = build_denoiser("framestack", BOX, context=4, target=1, **dict(small, blocks=[1, 2, 2]))
+    assert [b.conv1.out_channels for b in per_level.down if hasattr(b, "conv1")] == [16, 32, 32, 32, 32]
+    assert [b.conv1.out_channels for b in per_level.up if hasattr(b, "conv1")] == [32, 32, 32, 32, 32, 32, 16, 16]
+    x, c_noise, actions = window()
+    assert randomized(per_level)(x, c_noise, actions).shape == x.shape
+    uniform = build_denoiser("framestack", BOX, context=4, target=1, **dict(small, blocks=2))
+    assert sum(1 for b in uniform.down if hasattr(b, "conv1")) == 6
+    with pytest.raises(ValueError, match="one per level \\(3 levels\\), got \\[1, 2\\]"):
+        build_denoiser("framestack", BOX, context=4, target=1, **dict(small, blocks=[1, 2]))
+
+
 def test_unknown_architecture_and_action_space_are_refused():
     with pytest.raises(ValueError, match="Unknown denoiser architecture 'dit'. Known: \\['framestack', 'spacetime'\\]"):
         build_denoiser("dit", BOX, context=2, target=1)

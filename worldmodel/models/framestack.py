@@ -43,7 +43,7 @@ class FrameStackUNet(nn.Module):
         context: int,
         image_channels: int = 3,
         channels: Sequence[int] = (48, 64, 64, 64),
-        blocks: int = 2,
+        blocks: int | Sequence[int] = 2,
         cond_dim: int = 256,
         gradient_checkpointing: bool = False,
         state_dim: int = 0,
@@ -54,6 +54,9 @@ class FrameStackUNet(nn.Module):
         super().__init__()
         if patch < 1:
             raise ValueError(f"patch must be >= 1 (1: the U-Net runs at full resolution), got {patch}.")
+        blocks = [blocks] * len(channels) if isinstance(blocks, int) else list(blocks)
+        if len(blocks) != len(channels) or min(blocks) < 1:
+            raise ValueError(f"blocks must be one count >= 1 or one per level ({len(channels)} levels), got {blocks}.")
         self.context, self.patch, self.levels = context, patch, len(channels)
         self.gradient_checkpointing = gradient_checkpointing
         self.noise = nn.Sequential(FourierFeatures(cond_dim), nn.Linear(cond_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
@@ -69,7 +72,7 @@ class FrameStackUNet(nn.Module):
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         skips, ch = [channels[0]], channels[0]
         for level, out_ch in enumerate(channels):
-            for _ in range(blocks):
+            for _ in range(blocks[level]):
                 self.down.append(ResBlock(ch, out_ch, cond_dim))
                 ch = out_ch
                 skips.append(ch)
@@ -78,7 +81,7 @@ class FrameStackUNet(nn.Module):
                 skips.append(ch)
         self.middle = nn.ModuleList([ResBlock(ch, ch, cond_dim), SpatialAttention(ch), ResBlock(ch, ch, cond_dim)])
         for level, out_ch in reversed(list(enumerate(channels))):
-            for _ in range(blocks + 1):
+            for _ in range(blocks[level] + 1):
                 self.up.append(ResBlock(ch + skips.pop(), out_ch, cond_dim))
                 ch = out_ch
             if level > 0:

@@ -10,7 +10,7 @@ train/validation split.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from worldmodel.diffusion import EDM, SamplerConfig
 from worldmodel.models.codec import latent_shape
@@ -63,6 +63,13 @@ class ModelSpec:
     def has_state(self) -> bool:
         """Whether frames are drawn from a learned simulator state (which a start context must then give)."""
         return bool(self.dynamics)
+
+    def check_data(self, data: Any, task: str, frame_shape: Sequence[int], advice: str) -> None:
+        """Refuses a data file (`data`, named in the message) whose recorded task or frame shape is
+        not the model's; advice: the way out."""
+        if task != self.task_name or list(frame_shape) != list(self.frame_shape):
+            raise ValueError(f"{data} holds task {task!r} frames {list(frame_shape)}, but the checkpoint models task "
+                             f"{self.task_name!r} frames {list(self.frame_shape)}; {advice}")
 
     @property
     def diffused_shape(self) -> tuple[int, int, int]:

@@ -26,9 +26,7 @@ def held_out_episodes(world_model, data: str | os.PathLike) -> tuple[list[int], 
         if reader.num_episodes == 0:
             raise ValueError(f"{data} holds no episodes; record some with tools/record_rollouts.py.")
         task, shape, n = reader.metadata["task"], list(reader.frame_shape), reader.num_episodes
-    if task != spec.task_name or shape != list(spec.frame_shape):
-        raise ValueError(f"{data} holds task {task!r} frames {shape}, but the checkpoint models task "
-                         f"{spec.task_name!r} frames {list(spec.frame_shape)}; evaluate on data of the model's task.")
+    spec.check_data(data, task, shape, "evaluate on data of the model's task.")
     if world_model.provenance.get("dataset", {}).get("sha256") == dataset_fingerprint(data)["sha256"]:
         return list(split_episodes(n, spec.split["val_fraction"], spec.split["split_seed"])["val"]), "the checkpoint's held-out split"
     return list(range(n)), "all episodes (a file the model was not trained on)"

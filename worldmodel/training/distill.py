@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -71,9 +71,7 @@ def window_batches(teacher: WorldModel, data: str | Path, split: str, batch_size
     training file, reshuffled every epoch from (seed, epoch); `epochs` None: without end."""
     spec = teacher.spec
     windows = RolloutWindows(data, spec.context, 1, 1, split, spec.split["val_fraction"], spec.split["split_seed"], states=spec.has_state)
-    if windows.metadata["task"] != spec.task_name or list(windows.frame_shape) != list(spec.frame_shape):
-        raise ValueError(f"{data} holds task {windows.metadata['task']!r} frames {list(windows.frame_shape)}, but the teacher models "
-                         f"{spec.task_name!r} frames {list(spec.frame_shape)}: distil on the file the teacher was trained on.")
+    spec.check_data(data, windows.metadata["task"], windows.frame_shape, "distil on the file the teacher was trained on.")
     order = EpochSampler(len(windows), seed)
     loader = DataLoader(windows, batch_size=min(batch_size, len(windows)), sampler=order, num_workers=num_workers,
                         collate_fn=collate_windows, drop_last=True)
@@ -126,7 +124,9 @@ def distill(teacher_path: str | Path, data: str | Path, out: str | Path, cfg: Di
     if teacher.device.type == "cpu":
         student = student.to(memory_format=torch.channels_last)
 
-    held_out = list(islice(window_batches(teacher, data, "val", cfg.batch_size, cfg.seed, epochs=1), cfg.gap_batches)) if spec.split["val_fraction"] > 0 else []
+    held_out = []
+    if spec.split["val_fraction"] > 0:
+        held_out = list(islice(window_batches(teacher, data, "val", cfg.batch_size, cfg.seed, epochs=1), cfg.gap_batches))
     gap_before = teacher_gap(teacher, teacher_sampler, teacher.denoiser, held_out, cfg.seed)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))

@@ -169,3 +169,26 @@ def test_bf16_convolutions_give_what_autocast_gives_and_conditioning_stays_fp32(
     assert all(m.weight.dtype == torch.bfloat16 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert torch.equal(before, after)
     assert projections == [torch.float32, torch.float32]
+
+
+@pytest.mark.parametrize("batch, size, channels_last", [(1, 32, False), (3, 32, False), (1, 32, True), (3, 32, True),
+                                                        (3, 8, True), (1, 8, True)])
+def test_adaptive_group_norm_is_group_norm_then_each_samples_affine(batch, size, channels_last):
+    """Whichever path the layout and map size pick (folded into one GroupNorm, through the contiguous
+    layout on small channels-last maps, or norm then affine), the result is the textbook one, in the
+    input's memory format."""
+    import torch.nn.functional as F
+
+    from worldmodel.models.blocks import AdaGroupNorm
+
+    g = torch.Generator().manual_seed(0)
+    norm = AdaGroupNorm(48, 16)
+    torch.nn.init.normal_(norm.proj.weight, std=0.3, generator=g)
+    x, cond = torch.randn(batch, 48, size, size, generator=g) * 3 + 1, torch.randn(batch, 16, generator=g)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    scale, shift = norm.proj(cond).chunk(2, dim=1)
+    expected = F.group_norm(x, norm.norm.num_groups) * (1 + scale[..., None, None]) + shift[..., None, None]
+    out = norm(x, cond)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

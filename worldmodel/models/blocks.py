@@ -36,6 +36,16 @@ def full_precision(device: torch.device | str):
     return torch.autocast(torch.device(device).type, enabled=False)
 
 
+# PyTorch's channels-last GroupNorm on CPU is up to 10x slower than the contiguous one on small maps
+# (bf16, (1, 64, 16, 16): 152 vs 11 us; at 64x64 both take ~40 us): below this many pixels the round
+# trip through the contiguous layout pays.
+SMALL_MAP = 16 * 16
+
+
+def is_channels_last(x: Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 class AdaGroupNorm(nn.Module):
     """GroupNorm whose scale and shift come from a conditioning vector (per sample), projected in fp32."""
 
@@ -45,10 +55,25 @@ class AdaGroupNorm(nn.Module):
         self.proj = nn.Linear(cond_dim, 2 * channels)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        """x: (N, C, H, W), cond: (N, D) -> (N, C, H, W) in x's dtype and memory format."""
         with full_precision(x.device):
-            scale, shift = rearrange(self.proj(cond.float()), "n (two c) -> two n c 1 1", two=2)
-        # in the activations' dtype: one pass over them, not two, and no promotion to fp32
-        return torch.addcmul(shift.to(x.dtype), self.norm(x), (1 + scale).to(x.dtype))
+            scale, shift = rearrange(self.proj(cond.float()), "n (two c) -> two n c", two=2)
+        return self.modulated_norm(x, (1 + scale).to(x.dtype), shift.to(x.dtype))
+
+    def modulated_norm(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """GroupNorm of each sample, then its own affine: norm(x) * weight + bias; weight, bias: (N, C)."""
+        n, c, h, w = x.shape
+        if is_channels_last(x):
+            if h * w <= SMALL_MAP:
+                return self.modulated_norm(x.contiguous(), weight, bias).contiguous(memory_format=torch.channels_last)
+            if n > 1:  # N channels-last samples are no one sample's view
+                return torch.addcmul(bias[..., None, None], self.norm(x), weight[..., None, None])
+            return F.group_norm(x, self.norm.num_groups, weight[0], bias[0], self.norm.eps)
+        # N samples of C channels in G groups are one sample of N*C channels in N*G groups: the
+        # per-sample affine becomes GroupNorm's own per-channel one, one pass over x instead of three.
+        folded = F.group_norm(x.reshape(1, n * c, h, w), n * self.norm.num_groups, weight.reshape(-1), bias.reshape(-1),
+                              self.norm.eps)
+        return folded.view_as(x)
 
 
 class ResBlock(nn.Module):

@@ -160,8 +160,7 @@ def test_bf16_convolutions_give_what_autocast_gives_and_conditioning_stays_fp32(
     x, c_noise, actions = window()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16)
     projections = []
-    norm = next(m for m in model.modules() if hasattr(m, "proj"))
-    norm.proj.register_forward_hook(lambda module, args, out: projections.append(out.dtype))
+    model.modulation.register_forward_hook(lambda module, args, out: projections.append(out.dtype))
     with torch.no_grad(), autocast:
         before = model(x, c_noise, actions)
         convolutions_to_bf16(model)
@@ -182,13 +181,31 @@ def test_adaptive_group_norm_is_group_norm_then_each_samples_affine(batch, size,
     from worldmodel.models.blocks import AdaGroupNorm
 
     g = torch.Generator().manual_seed(0)
-    norm = AdaGroupNorm(48, 16)
-    torch.nn.init.normal_(norm.proj.weight, std=0.3, generator=g)
-    x, cond = torch.randn(batch, 48, size, size, generator=g) * 3 + 1, torch.randn(batch, 16, generator=g)
+    norm = AdaGroupNorm(48)
+    x, modulation = torch.randn(batch, 48, size, size, generator=g) * 3 + 1, torch.randn(batch, 96, generator=g) * 0.3
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    scale, shift = norm.proj(cond).chunk(2, dim=1)
+    scale, shift = modulation.chunk(2, dim=1)
     expected = F.group_norm(x, norm.norm.num_groups) * (1 + scale[..., None, None]) + shift[..., None, None]
-    out = norm(x, cond)
+    out = norm(x, modulation)
     assert torch.allclose(out, expected, atol=1e-5)
     assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("architecture", ["spacetime", "framestack"])
+def test_state_dicts_with_one_projection_per_norm_still_load(architecture):
+    """Checkpoints written before the norms' projections became one `Modulation` (each res-block's
+    `norm1.proj` and `norm2.proj`) load into the same network, outputs unchanged."""
+    model = randomized(build_denoiser(architecture, BOX, context=4, target=1, **SMALL))
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("modulation.")}
+    blocks = [(name, m) for name, m in model.named_modules() if hasattr(m, "columns")]
+    for name, block in blocks:
+        w, b = model.modulation.weight[:, block.columns].t(), model.modulation.bias[block.columns]
+        for norm, (w_i, b_i) in zip(("norm1", "norm2"), zip(w.split(block.modulation_sizes), b.split(block.modulation_sizes))):
+            old[f"{name}.{norm}.proj.weight"], old[f"{name}.{norm}.proj.bias"] = w_i.clone(), b_i.clone()
+    assert len(blocks) > 2
+    loaded = build_denoiser(architecture, BOX, context=4, target=1, **SMALL).eval()
+    loaded.load_state_dict(old)
+    x, c_noise, actions = window()
+    with torch.no_grad():
+        assert torch.equal(loaded(x, c_noise, actions), model(x, c_noise, actions))

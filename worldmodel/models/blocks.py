@@ -4,6 +4,8 @@ attention over space and over time."""
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,17 +49,15 @@ def is_channels_last(x: Tensor) -> bool:
 
 
 class AdaGroupNorm(nn.Module):
-    """GroupNorm whose scale and shift come from a conditioning vector (per sample), projected in fp32."""
+    """GroupNorm whose scale and shift are per sample: the network's `Modulation` of its conditioning."""
 
-    def __init__(self, channels: int, cond_dim: int):
+    def __init__(self, channels: int):
         super().__init__()
         self.norm = group_norm(channels, affine=False)
-        self.proj = nn.Linear(cond_dim, 2 * channels)
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        """x: (N, C, H, W), cond: (N, D) -> (N, C, H, W) in x's dtype and memory format."""
-        with full_precision(x.device):
-            scale, shift = rearrange(self.proj(cond.float()), "n (two c) -> two n c", two=2)
+    def forward(self, x: Tensor, modulation: Tensor) -> Tensor:
+        """x: (N, C, H, W), modulation: (N, 2C) fp32, scales then shifts -> (N, C, H, W) in x's dtype and memory format."""
+        scale, shift = rearrange(modulation, "n (two c) -> two n c", two=2)
         return self.modulated_norm(x, (1 + scale).to(x.dtype), shift.to(x.dtype))
 
     def modulated_norm(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -77,22 +77,68 @@ class AdaGroupNorm(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """Two 3x3 convolutions with adaptive GroupNorm; x: (N, C, H, W), cond: (N, D)."""
+    """Two 3x3 convolutions with adaptive GroupNorm; x: (N, C, H, W). Its norms' scales and shifts are
+    the `columns` of the network's modulation (N, M) that `Modulation` assigns it."""
 
-    def __init__(self, in_ch: int, out_ch: int, cond_dim: int):
+    def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
-        self.norm1 = AdaGroupNorm(in_ch, cond_dim)
+        self.norm1 = AdaGroupNorm(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.norm2 = AdaGroupNorm(out_ch, cond_dim)
+        self.norm2 = AdaGroupNorm(out_ch)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)  # starts as identity: stable early training
         nn.init.zeros_(self.conv2.bias)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.modulation_sizes = (2 * in_ch, 2 * out_ch)
+        self.columns = slice(0, sum(self.modulation_sizes))
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x, cond), inplace=True))
-        h = self.conv2(F.silu(self.norm2(h, cond), inplace=True))
+    def forward(self, x: Tensor, modulation: Tensor) -> Tensor:
+        m1, m2 = modulation[:, self.columns].split(self.modulation_sizes, dim=1)
+        h = self.conv1(F.silu(self.norm1(x, m1), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h, m2), inplace=True))
         return h.add_(self.skip(x))
+
+
+class Modulation(nn.Module):
+    """Every adaptive norm's scale and shift from the conditioning vector, as one fp32 linear map for
+    the whole network: one matmul instead of one per norm (44 in the default U-Net, ~2.5 ms of a single
+    world's step on a 2-core CPU, and 44 kernel launches on a GPU). Each res-block reads its `columns`.
+    The weight is stored (D, M), input-major: a batch of one streams its ~7 MB from memory 3x faster
+    so than as nn.Linear's (M, D) (216 vs 630 us on this CPU, caches cold as after a U-Net pass).
+
+    `add_to(net, cond_dim)` builds it over `net`'s res-blocks and lets `net` load state dicts written
+    with one projection per norm (`<block>.norm1.proj.weight`, ...), as checkpoints before it were.
+    """
+
+    def __init__(self, blocks: list[ResBlock], cond_dim: int):
+        super().__init__()
+        start = 0
+        for block in blocks:
+            block.columns = slice(start, start + sum(block.modulation_sizes))
+            start = block.columns.stop
+        bound = cond_dim**-0.5  # nn.Linear's initialisation
+        self.weight = nn.Parameter(torch.empty(cond_dim, start).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(start).uniform_(-bound, bound))
+
+    def forward(self, cond: Tensor) -> Tensor:
+        """cond: (N, D) -> (N, M) fp32."""
+        with full_precision(cond.device):
+            return torch.addmm(self.bias, cond.float(), self.weight)
+
+    @classmethod
+    def add_to(cls, net: nn.Module, cond_dim: int) -> None:
+        named = [(name, m) for name, m in net.named_modules() if isinstance(m, ResBlock)]
+        net.modulation = cls([m for _, m in named], cond_dim)
+        net.register_load_state_dict_pre_hook(partial(_merge_projections, [name for name, _ in named]))
+
+
+def _merge_projections(blocks: list[str], net: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """A state dict with one projection per norm (older checkpoints): theirs stacked as the one `Modulation`'s."""
+    old = [f"{prefix}{block}.{norm}.proj." for block in blocks for norm in ("norm1", "norm2")]
+    if not all(f"{key}weight" in state_dict and f"{key}bias" in state_dict for key in old):
+        return
+    state_dict[f"{prefix}modulation.weight"] = torch.cat([state_dict.pop(f"{key}weight") for key in old]).t()
+    state_dict[f"{prefix}modulation.bias"] = torch.cat([state_dict.pop(f"{key}bias") for key in old])
 
 
 class SpatialAttention(nn.Module):

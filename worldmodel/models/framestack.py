@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from worldmodel.models.blocks import Downsample, FourierFeatures, ResBlock, SpatialAttention, Upsample, full_precision, group_norm
+from worldmodel.models.blocks import Downsample, FourierFeatures, Modulation, ResBlock, SpatialAttention, Upsample, full_precision, group_norm
 from worldmodel.models.conditioning import ActionEncoder, check_pose, check_states, state_encoder
 from worldmodel.models.registry import DENOISERS
 from worldmodel.models.state_renderer import StateRenderer
@@ -73,31 +73,32 @@ class FrameStackUNet(nn.Module):
         skips, ch = [channels[0]], channels[0]
         for level, out_ch in enumerate(channels):
             for _ in range(blocks[level]):
-                self.down.append(ResBlock(ch, out_ch, cond_dim))
+                self.down.append(ResBlock(ch, out_ch))
                 ch = out_ch
                 skips.append(ch)
             if level < len(channels) - 1:
                 self.down.append(Downsample(ch))
                 skips.append(ch)
-        self.middle = nn.ModuleList([ResBlock(ch, ch, cond_dim), SpatialAttention(ch), ResBlock(ch, ch, cond_dim)])
+        self.middle = nn.ModuleList([ResBlock(ch, ch), SpatialAttention(ch), ResBlock(ch, ch)])
         for level, out_ch in reversed(list(enumerate(channels))):
             for _ in range(blocks[level] + 1):
-                self.up.append(ResBlock(ch + skips.pop(), out_ch, cond_dim))
+                self.up.append(ResBlock(ch + skips.pop(), out_ch))
                 ch = out_ch
             if level > 0:
                 self.up.append(Upsample(ch))
         self.head = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, image_channels * patch**2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        Modulation.add_to(self, cond_dim)
 
     pose_frames = 2  # the window's last frames whose pose maps it reads: the last context frame and the target
 
-    def _run_layer(self, layer: nn.Module, h: Tensor, cond: Tensor) -> Tensor:
+    def _run_layer(self, layer: nn.Module, h: Tensor, modulation: Tensor) -> Tensor:
         if not isinstance(layer, ResBlock):
             return layer(h)
         if self.gradient_checkpointing and self.training:
-            return checkpoint(layer, h, cond, use_reentrant=False)
-        return layer(h, cond)
+            return checkpoint(layer, h, modulation, use_reentrant=False)
+        return layer(h, modulation)
 
     def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None,
                 pose: Tensor | None = None) -> Tensor:
@@ -119,6 +120,7 @@ class FrameStackUNet(nn.Module):
             )
             if states is not None:  # where the arm was and where it must be drawn
                 cond = cond + self.state(rearrange(states[:, -2:].float(), "b t s -> b (t s)"))
+        modulation = self.modulation(cond)
         stacked = rearrange(x, "b t c h w -> b (t c) h w")
         if self.renderer is not None:
             stacked = torch.cat([stacked, self.renderer(states[:, -1], tuple(x.shape[-2:])).to(stacked.dtype)], dim=1)
@@ -127,14 +129,14 @@ class FrameStackUNet(nn.Module):
         h = self.stem(F.pixel_unshuffle(stacked, self.patch) if self.patch > 1 else stacked)
         skips = [h]
         for layer in self.down:
-            h = self._run_layer(layer, h, cond)
+            h = self._run_layer(layer, h, modulation)
             skips.append(h)
         for layer in self.middle:
-            h = self._run_layer(layer, h, cond)
+            h = self._run_layer(layer, h, modulation)
         for layer in self.up:
             if isinstance(layer, ResBlock):
                 h = torch.cat([h, skips.pop()], dim=1)
-            h = self._run_layer(layer, h, cond)
+            h = self._run_layer(layer, h, modulation)
         target = self.head(h)
         if self.patch > 1:
             target = F.pixel_shuffle(target, self.patch)

@@ -9,7 +9,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from worldmodel.models.blocks import Downsample, ResBlock, SpatialAttention, TemporalAttention, Upsample, group_norm
+from worldmodel.models.blocks import Downsample, Modulation, ResBlock, SpatialAttention, TemporalAttention, Upsample, group_norm
 from worldmodel.models.conditioning import FrameConditioning, check_pose
 from worldmodel.models.registry import DENOISERS
 
@@ -53,7 +53,7 @@ class SpaceTimeUNet(nn.Module):
         ch = channels[0]
         for level, out_ch in enumerate(channels):
             for _ in range(blocks):
-                self.down.append(ResBlock(ch, out_ch, cond_dim))
+                self.down.append(ResBlock(ch, out_ch))
                 ch = out_ch
                 skips.append(ch)
             if level >= temporal_from_level:
@@ -62,12 +62,12 @@ class SpaceTimeUNet(nn.Module):
                 self.down.append(Downsample(ch))
                 skips.append(ch)
         self.middle = nn.ModuleList(
-            [ResBlock(ch, ch, cond_dim), SpatialAttention(ch), TemporalAttention(ch, max_frames), ResBlock(ch, ch, cond_dim)]
+            [ResBlock(ch, ch), SpatialAttention(ch), TemporalAttention(ch, max_frames), ResBlock(ch, ch)]
         )
         self.up = nn.ModuleList()
         for level, out_ch in reversed(list(enumerate(channels))):
             for _ in range(blocks + 1):
-                self.up.append(ResBlock(ch + skips.pop(), out_ch, cond_dim))
+                self.up.append(ResBlock(ch + skips.pop(), out_ch))
                 ch = out_ch
             if level >= temporal_from_level:
                 self.up.append(TemporalAttention(ch, max_frames))
@@ -76,13 +76,14 @@ class SpaceTimeUNet(nn.Module):
         self.head = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, image_channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        Modulation.add_to(self, cond_dim)
         self._last_temporal_up = max((i for i, layer in enumerate(self.up) if isinstance(layer, TemporalAttention)), default=-1)
 
-    def _run_layer(self, layer: nn.Module, h: Tensor, cond: Tensor, frames: int) -> Tensor:
+    def _run_layer(self, layer: nn.Module, h: Tensor, modulation: Tensor, frames: int) -> Tensor:
         if isinstance(layer, ResBlock):
             if self.gradient_checkpointing and self.training:
-                return checkpoint(layer, h, cond, use_reentrant=False)
-            return layer(h, cond)
+                return checkpoint(layer, h, modulation, use_reentrant=False)
+            return layer(h, modulation)
         if isinstance(layer, TemporalAttention):
             return layer(h, frames)
         return layer(h)
@@ -97,26 +98,26 @@ class SpaceTimeUNet(nn.Module):
         b, t = x.shape[:2]
         if t > self.max_frames:
             raise ValueError(f"window of {t} frames, the model was built for at most {self.max_frames}.")
-        cond = self.cond(c_noise, actions, states)
+        modulation = self.modulation(self.cond(c_noise, actions, states))  # (B*T, M): per frame
         check_pose(self.pose_channels, pose, t)
         if pose is not None:
             x = torch.cat([x, pose.to(x.dtype)], dim=2)
         h = self.stem(rearrange(x, "b t c h w -> (b t) c h w"))
         skips = [h]
         for layer in self.down:
-            h = self._run_layer(layer, h, cond, t)
+            h = self._run_layer(layer, h, modulation, t)
             if not isinstance(layer, TemporalAttention):
                 skips.append(h)
         for layer in self.middle:
-            h = self._run_layer(layer, h, cond, t)
+            h = self._run_layer(layer, h, modulation, t)
         frames = t
         for i, layer in enumerate(self.up):
             if i == self._last_temporal_up + 1 and outputs_from > 0:
                 keep = lambda v: rearrange(rearrange(v, "(b t) ... -> b t ...", b=b)[:, outputs_from:], "b t ... -> (b t) ...")  # noqa: E731
-                h, cond, skips, frames = keep(h), keep(cond), [keep(s) for s in skips], t - outputs_from
+                h, modulation, skips, frames = keep(h), keep(modulation), [keep(s) for s in skips], t - outputs_from
             if isinstance(layer, ResBlock):
                 h = torch.cat([h, skips.pop()], dim=1)
-            h = self._run_layer(layer, h, cond, frames)
+            h = self._run_layer(layer, h, modulation, frames)
         out = rearrange(self.head(h), "(b t) c h w -> b t c h w", b=b)
         if frames < t:
             out = torch.cat([out.new_zeros(b, t - frames, *out.shape[2:]), out], dim=1)

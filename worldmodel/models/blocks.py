@@ -57,7 +57,7 @@ class AdaGroupNorm(nn.Module):
 
     def forward(self, x: Tensor, modulation: Tensor) -> Tensor:
         """x: (N, C, H, W), modulation: (N, 2C) fp32, scales then shifts -> (N, C, H, W) in x's dtype and memory format."""
-        scale, shift = rearrange(modulation, "n (two c) -> two n c", two=2)
+        scale, shift = modulation.chunk(2, dim=1)  # not einops: ~10 us a call, 44 calls a step
         return self.modulated_norm(x, (1 + scale).to(x.dtype), shift.to(x.dtype))
 
     def modulated_norm(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

@@ -177,7 +177,14 @@ def train(cfg: dict[str, Any]) -> Path:
     accelerator.register_for_checkpointing(ema, progress)
     state = run_files.latest_state(run_dir) if cfg.get("resume") else None
     if state is not None:
-        accelerator.load_state(str(state))
+        try:
+            accelerator.load_state(str(state))
+        except (ValueError, RuntimeError, KeyError) as error:  # parameters of another shape or count
+            raise TrainingError(
+                f"Cannot resume {run_dir} from {state.name}: its saved training state does not fit this version's networks "
+                f"({error}). States saved before a change to the networks' parameters (such as the adaptive norms' "
+                f"projections becoming one `Modulation`) do not resume; a finished run's model.pt still loads. Resume with "
+                f"the version that started the run, or train into a new run_dir.") from error
         logger.info("resumed %s at step %d from %s", run_dir, progress.step, state.name)
     if cfg.get("tensorboard"):
         accelerator.init_trackers("tb", config={k: str(v) for k, v in cfg.items()})

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from worldmodel.models.blocks import full_precision
 from worldmodel.models.conditioning import ActionEncoder, check_states, state_encoder
 
 
@@ -59,10 +60,12 @@ class RewardTerminationHead(nn.Module):
         check_states(self.state, states)
         b, t = actions.shape[:2]
         pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2)
-        features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w")) + rearrange(self.action(actions), "b t d -> (b t) d")
-        if states is not None:
-            features = features + rearrange(self.state(torch.cat([states[:, :-1], states[:, 1:]], dim=-1)), "b t d -> (b t) d")
-        reward_z, logit = rearrange(self.mlp(features), "(b t) two -> two b t", b=b).float()
+        features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w"))
+        with full_precision(features.device):  # small matmuls: cheaper in fp32 than with autocast's weight casts
+            features = features.float() + rearrange(self.action(actions.float()), "b t d -> (b t) d")
+            if states is not None:
+                features = features + rearrange(self.state(torch.cat([states[:, :-1], states[:, 1:]], dim=-1).float()), "b t d -> (b t) d")
+            reward_z, logit = rearrange(self.mlp(features), "(b t) two -> two b t", b=b)
         success = None
         if self.success is not None:
             after = states[:, 1:] if states is not None else frames[:, 1:]

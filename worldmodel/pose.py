@@ -133,7 +133,7 @@ def draw_segments(segments: Tensor, size: Sequence[int], sigma: float) -> Tensor
     each pixel centre's distance to its segment, sigma in pixels."""
     h, w = size
     # x along rows and y down columns, broadcast to (H, W) only where they meet: a few passes over
-    # the maps instead of a dozen over (N, P, H*W, 2) pairs (2.3x for one world, 5x for 8)
+    # the maps instead of a dozen over (N, P, H*W, 2) pairs (3.6x faster for one world, 4.4x for 8)
     xs = torch.arange(w, device=segments.device, dtype=segments.dtype) + 0.5
     ys = (torch.arange(h, device=segments.device, dtype=segments.dtype) + 0.5)[:, None]
     (x0, y0), (x1, y1) = (rearrange(segments[:, :, i], "n p c -> c n p 1 1") for i in (0, 1))

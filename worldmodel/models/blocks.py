@@ -45,6 +45,7 @@ SMALL_MAP = 16 * 16
 
 
 def is_channels_last(x: Tensor) -> bool:
+    """Laid out channels-last and not also contiguous (a map of one pixel, or one channel, is both)."""
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -104,7 +105,7 @@ class Modulation(nn.Module):
     the whole network: one matmul instead of one per norm (44 in the default U-Net, ~2.5 ms of a single
     world's step on a 2-core CPU, and 44 kernel launches on a GPU). Each res-block reads its `columns`.
     The weight is stored (D, M), input-major: a batch of one streams its ~7 MB from memory 3x faster
-    so than as nn.Linear's (M, D) (216 vs 630 us on this CPU, caches cold as after a U-Net pass).
+    than in nn.Linear's (M, D) (216 vs 630 us on this CPU, caches cold as after a U-Net pass).
 
     `add_to(net, cond_dim)` builds it over `net`'s res-blocks and lets `net` load state dicts written
     with one projection per norm (`<block>.norm1.proj.weight`, ...), as checkpoints before it were.

@@ -62,7 +62,7 @@ class RewardTerminationHead(nn.Module):
         pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2)
         features = self.encoder(rearrange(pairs, "b t c h w -> (b t) c h w"))
         with full_precision(features.device):  # small matmuls: cheaper in fp32 than with autocast's weight casts
-            features = features.float() + rearrange(self.action(actions.float()), "b t d -> (b t) d")
+            features = features.float() + rearrange(self.action(actions), "b t d -> (b t) d")
             if states is not None:
                 features = features + rearrange(self.state(torch.cat([states[:, :-1], states[:, 1:]], dim=-1).float()), "b t d -> (b t) d")
             reward_z, logit = rearrange(self.mlp(features), "(b t) two -> two b t", b=b)

@@ -1,6 +1,9 @@
 """DiffusionWorld-v0: a trained world model as a Gymnasium environment, single or natively vectorised.
 
-Observations are imagined frames, (H, W, 3) uint8; the action space is the source task's. Rewards
+Observations (`observation=`): "pixels", the imagined frame (H, W, 3) uint8 (the default); "state",
+the source task's own observation computed from the imagined simulator state by that env's own
+code (`envs.mujoco.observations`), in its own observation space, so a policy trained on the real
+env runs unchanged; "both", a Dict of the two. The action space is the source task's. Rewards
 and termination come from the model's reward/termination head; episodes truncate after
 `max_episode_steps` (default: the episode length of the recorded task, from the checkpoint). The
 sliding window of frames and actions lives in `worldmodel.world_model`; the envs here hold one
@@ -21,7 +24,9 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+
+from torch import Tensor
 
 from worldmodel.world_model import Step, Window, WorldModel
 
@@ -52,10 +57,73 @@ def load_world_model(
     return WorldModel.load(checkpoint, device=device, bf16=bf16, compile=compile, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def task_spaces(model: WorldModel) -> tuple[spaces.Box, spaces.Box]:
-    """(observation space, action space) of one world, from the checkpoint."""
+def action_space(model: WorldModel) -> spaces.Box:
+    """One world's action space, the source task's, from the checkpoint."""
     low, high = (np.asarray(model.action_space[k], np.float32) for k in ("low", "high"))
-    return spaces.Box(0, 255, model.frame_shape, np.uint8), spaces.Box(low, high, dtype=np.float32)
+    return spaces.Box(low, high, dtype=np.float32)
+
+
+OBSERVATIONS = ("pixels", "state", "both")
+
+
+class Observation:
+    """What an env shows of its worlds (`kind`, one of OBSERVATIONS) and its single-world `space`.
+
+    "state" and "both" compute the source task's observation from each world's imagined state with
+    a `StateObserver`; a goal-based task (Fetch) also needs each world's goal (`goals`), which comes
+    with its start context: reset options["goal"], else the checkpoint's start bank.
+    """
+
+    def __init__(self, model: WorldModel, kind: str):
+        if kind not in OBSERVATIONS:
+            raise ValueError(f"observation must be one of {OBSERVATIONS}, got {kind!r}.")
+        if kind != "pixels" and model.state_shape is None:
+            raise ValueError(f"observation={kind!r} computes the task's observation from the imagined simulator state, and this "
+                             "model imagines none (it has no state track). Train one with the state track: record data with "
+                             "states (tools/record_rollouts.py does) and train with dynamics=state_mlp (the default).")
+        from envs.mujoco.observations import observer_for
+
+        self.kind, self.model = kind, model
+        self.observer = None if kind == "pixels" else observer_for(model.spec.task)
+        frame = spaces.Box(0, 255, model.frame_shape, np.uint8)
+        if kind == "pixels":
+            self.space = frame
+        elif kind == "state":
+            self.space = self.observer.observation_space
+        else:
+            self.space = spaces.Dict({"pixels": frame, "state": self.observer.observation_space})
+
+    def goals(self, options: dict[str, Any] | None, batch_shape: tuple[int, ...], rows: Sequence[int],
+              bank_rows: Sequence[int | None]) -> np.ndarray | None:
+        """(len(rows), G) goals of the worlds `rows` being reset (None where the task has no goal):
+        options["goal"] ((*batch_shape, G), one per world), else each one's start bank row's
+        (`bank_rows`, aligned with `rows`)."""
+        shape = None if self.observer is None else self.observer.goal_shape
+        if shape is None:
+            return None
+        if options and "goal" in options:
+            goal = real_numbers(options["goal"], "goal").astype(np.float64)
+            if goal.shape != (*batch_shape, *shape):
+                raise ValueError(f"goal must have shape {(*batch_shape, *shape)}: the desired_goal of each world, got {goal.shape}.")
+            return goal.reshape(-1, *shape)[list(rows)]
+        if all(row is not None for row in bank_rows) and "goals" in self.model.start_bank:
+            return self.model.start_bank["goals"][list(bank_rows)].numpy().astype(np.float64)
+        raise ValueError(f"{self.observer.shadow.preset.env_id} keeps its goal outside the simulator state, and this start has "
+                         "none: pass reset(options={..., 'goal': desired_goal}) (the episode's goal, shape "
+                         f"{shape}), or use a checkpoint whose start bank holds goals (data recorded with them).")
+
+    def __call__(self, frames: Tensor, states: Tensor | None, goals: np.ndarray | None) -> list[Any]:
+        """frames (B, H, W, 3) uint8, states (B, nq+nv), goals (B, G) or None -> B observations."""
+        frames_np = frames.cpu().numpy().copy()  # a copy: the window is the env's to change
+        if self.observer is None:
+            return list(frames_np)
+        states_np = states.cpu().double().numpy()
+        obs = [self.observer.observe(s, None if goals is None else goals[i]) for i, s in enumerate(states_np)]
+        return obs if self.kind == "state" else [{"pixels": f, "state": o} for f, o in zip(frames_np, obs)]
+
+    def close(self) -> None:
+        if self.observer is not None:
+            self.observer.close()
 
 
 def open_world(metadata: dict[str, Any], render_mode: str | None, max_episode_steps: int | None, *load_args: Any) -> tuple[WorldModel, int]:
@@ -133,12 +201,16 @@ def given_context(model: WorldModel, options: dict[str, Any] | None, batch_shape
     return context_from_options(model, options, batch_shape)
 
 
-def start_window(model: WorldModel, rng: np.random.Generator, generator: torch.Generator, given: Window | None) -> Window:
-    """One world's start: `given`, or a context drawn from the checkpoint's bank by `rng`; then
-    reseeds the world's sampling noise from `rng`, so a seeded reset fixes the whole episode."""
-    window = given if given is not None else model.window(*model.random_start(1, rng))
+def start_window(model: WorldModel, rng: np.random.Generator, generator: torch.Generator, given: Window | None) -> tuple[Window, int | None]:
+    """One world's start: `given`, or a context drawn from the checkpoint's bank by `rng` (and its
+    bank row); then reseeds the world's sampling noise from `rng`, so a seeded reset fixes the whole
+    episode."""
+    row = None
+    if given is None:
+        row = int(rng.integers(len(model.start_bank["frames"]), size=1)[0])
+        given = model.window(*model.bank_start([row]))
     generator.manual_seed(int(rng.integers(2**62)))
-    return window
+    return given, row
 
 
 class DiffusionWorldEnv(gym.Env):
@@ -149,7 +221,8 @@ class DiffusionWorldEnv(gym.Env):
     device: "cpu", "cuda", "auto"; bf16: autocast (default on for CPU, ~2x faster, and GPUs with bf16 tensor cores);
     compile: torch.compile the denoiser (for GPUs; no gain measured on CPU: `tools/bench.py`);
     render_mode: "rgb_array"; render_scale: integer upscaling of rendered frames for viewing;
-    max_episode_steps: truncation (default: the recorded task's episode length, from the checkpoint).
+    max_episode_steps: truncation (default: the recorded task's episode length, from the checkpoint);
+    observation: "pixels" (default), "state" or "both" (module docstring).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
@@ -166,20 +239,24 @@ class DiffusionWorldEnv(gym.Env):
         render_scale: int = 1,
         max_episode_steps: int | None = None,
         compile: bool = False,
+        observation: str = "pixels",
     ):
         self.model, self.max_episode_steps = open_world(self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16,
                                                         sampler_steps, sampler_method, context_sigma, compile)
-        self.observation_space, self.action_space = task_spaces(self.model)
+        self._observe = Observation(self.model, observation)
+        self.observation_space, self.action_space = self._observe.space, action_space(self.model)
         self.render_mode, self.render_scale = render_mode, int(render_scale)
         self._generator = torch.Generator(self.model.device)  # the noise is drawn where the model runs
         self._window: Window | None = None
+        self._goal: np.ndarray | None = None  # (1, G): a goal-based task's goal for this episode
         self._steps = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self._window = start_window(self.model, self.np_random, self._generator, given_context(self.model, options, ()))
-        self._steps = 0
-        return self._observation(), {"step": 0}
+        window, row = start_window(self.model, self.np_random, self._generator, given_context(self.model, options, ()))
+        self._goal = self._observe.goals(options, (), [0], [row])
+        self._window, self._steps = window, 0
+        return self._observation(), {"step": 0} | window_state(window, 0)
 
     def step(self, action):
         if self._window is None:
@@ -191,14 +268,28 @@ class DiffusionWorldEnv(gym.Env):
         info = {"step": self._steps, "termination_prob": prob} | state_info(out, 0)
         return self._observation(), float(out.reward[0]), prob > TERMINATION_THRESHOLD, self._steps >= self.max_episode_steps, info
 
-    def _observation(self) -> np.ndarray:
-        return self._window.last_frame[0].cpu().numpy().copy()  # a copy: the window is the env's to change
+    def _observation(self) -> Any:
+        return self._observe(self._window.last_frame, last_state(self._window), self._goal)[0]
 
     def render(self) -> np.ndarray | None:
         """rgb_array: the current frame, (H * render_scale, W * render_scale, 3) uint8."""
         if self.render_mode is None or self._window is None:
             return None
-        return upscale(self._observation(), self.render_scale)
+        return upscale(self._window.last_frame[0].cpu().numpy(), self.render_scale)
+
+    def close(self):
+        self._observe.close()
+
+
+def last_state(window: Window) -> Tensor | None:
+    """(B, nq+nv): each world's state now (None without a state track)."""
+    return None if window.states is None else window.states[:, -1]
+
+
+def window_state(window: Window, row: int) -> dict[str, Any]:
+    """A reset's info: "state", the [qpos, qvel] (nq+nv,) float32 the world starts from (a model with
+    a state track)."""
+    return {} if window.states is None else {"state": window.states[row, -1].cpu().numpy()}
 
 
 def state_info(out: Step, row: int) -> dict[str, Any]:
@@ -244,19 +335,22 @@ class DiffusionWorldVectorEnv(VectorEnv):
         render_scale: int = 1,
         max_episode_steps: int | None = None,
         compile: bool = False,
+        observation: str = "pixels",
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
         self.model, self.max_episode_steps = open_world(self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16,
                                                         sampler_steps, sampler_method, context_sigma, compile)
         self.num_envs = num_envs
-        self.single_observation_space, self.single_action_space = task_spaces(self.model)
+        self._observe = Observation(self.model, observation)
+        self.single_observation_space, self.single_action_space = self._observe.space, action_space(self.model)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode, self.render_scale = render_mode, int(render_scale)
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._generators = [torch.Generator(self.model.device) for _ in range(num_envs)]  # noise drawn where the model runs
         self._window: Window | None = None
+        self._goals: np.ndarray | None = None  # (N, G): a goal-based task's goal of each world's episode
         self._steps = np.zeros(num_envs, dtype=np.int64)
         self._autoreset = np.zeros(num_envs, dtype=bool)
 
@@ -266,20 +360,28 @@ class DiffusionWorldVectorEnv(VectorEnv):
             raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},), got {mask.shape} {mask.dtype}.")
         if self._window is None and not mask.all():
             raise ValueError("The first reset must reset every world (reset_mask all True).")
-        self._reset_rows(np.flatnonzero(mask), self._seeds(seed), given_context(self.model, options, (self.num_envs,)))
+        self._reset_rows(np.flatnonzero(mask), self._seeds(seed), given_context(self.model, options, (self.num_envs,)), options)
         infos: dict[str, Any] = {}
         for i in np.flatnonzero(mask):
-            infos = self._add_info(infos, {"step": 0}, i)
+            infos = self._add_info(infos, {"step": 0} | window_state(self._window, i), i)
         return self._observations(), infos
 
-    def _reset_rows(self, rows: np.ndarray, seeds: Sequence[int | None], given: Window | None) -> None:
+    def _reset_rows(self, rows: np.ndarray, seeds: Sequence[int | None], given: Window | None,
+                    options: dict[str, Any] | None = None) -> None:
+        bank_rows = []
         for i in rows:
             if seeds[i] is not None:
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
-            window = start_window(self.model, self._rngs[i], self._generators[i], None if given is None else given[[i]])
+            window, bank_row = start_window(self.model, self._rngs[i], self._generators[i], None if given is None else given[[i]])
+            bank_rows.append(bank_row)
             if self._window is None:  # first reset: allocate every row
                 self._window = window.repeat(self.num_envs)
             self._window[[i]] = window
+        goals = self._observe.goals(options, (self.num_envs,), rows, bank_rows) if len(rows) else None
+        if goals is not None:
+            if self._goals is None:
+                self._goals = np.zeros((self.num_envs, *goals.shape[1:]))
+            self._goals[rows] = goals
         self._steps[rows] = 0
         self._autoreset[rows] = False
 
@@ -313,16 +415,21 @@ class DiffusionWorldVectorEnv(VectorEnv):
                 infos = self._add_info(infos, {"step": int(self._steps[i]), "termination_prob": float(probs[i])} | state_info(out, i), i)
         self._reset_rows(resetting, [None] * self.num_envs, None)
         for i in resetting:
-            infos = self._add_info(infos, {"step": 0}, i)
+            infos = self._add_info(infos, {"step": 0} | window_state(self._window, i), i)
         truncated = self._steps >= self.max_episode_steps  # 0 for worlds that just reset
         self._autoreset = terminated | truncated
         return self._observations(), rewards, terminated, truncated, infos
 
-    def _observations(self) -> np.ndarray:
-        return self._window.last_frame.cpu().numpy().copy()  # a copy: rows of the window change in place
+    def _observations(self) -> Any:
+        """Every world's observation, batched as `observation_space` says."""
+        observations = self._observe(self._window.last_frame, last_state(self._window), self._goals)
+        return concatenate(self.single_observation_space, observations, create_empty_array(self.single_observation_space, self.num_envs))
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """rgb_array: each world's current frame, upscaled by render_scale."""
         if self.render_mode is None or self._window is None:
             return None
-        return tuple(upscale(frame, self.render_scale) for frame in self._observations())
+        return tuple(upscale(frame, self.render_scale) for frame in self._window.last_frame.cpu().numpy())
+
+    def close_extras(self, **kwargs):
+        self._observe.close()

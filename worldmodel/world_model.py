@@ -361,7 +361,11 @@ class WorldModel:
     def random_start(self, batch: int, generator: np.random.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
         """`batch` start contexts drawn from the checkpoint's bank of real ones: frames, actions,
         states (None for a model without a state track)."""
-        n = len(self.start_bank["frames"])
-        idx = torch.as_tensor(generator.integers(n, size=batch))
+        return self.bank_start(generator.integers(len(self.start_bank["frames"]), size=batch))
+
+    def bank_start(self, rows) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The start contexts in rows `rows` of the checkpoint's bank: frames, actions, states (None
+        for a model without a state track)."""
+        idx = torch.as_tensor(rows)
         states = self.start_bank["states"][idx] if self.spec.has_state else None
         return self.start_bank["frames"][idx], self.start_bank["actions"][idx], states

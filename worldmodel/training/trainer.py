@@ -24,7 +24,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from worldmodel.checks import whole_number
-from worldmodel.compiling import compile_enabled
+from worldmodel.compiling import compile_enabled, resolve_precision
 from worldmodel.data.stats import action_space_of, dataset_fingerprint, frame_change_std, mean_frame, reward_stats, state_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
@@ -120,6 +120,7 @@ def train(cfg: dict[str, Any]) -> Path:
     accelerate's state is process-global: one process trains with one mixed-precision setting.
     """
     _check_numbers(cfg)
+    cfg = {**cfg, "mixed_precision": resolve_precision(cfg["mixed_precision"], cfg.get("device"))}
     run_dir, data_path = Path(cfg["run_dir"]), Path(cfg["data"])
     accelerator = Accelerator(
         mixed_precision=cfg["mixed_precision"],

@@ -97,12 +97,17 @@ def test_evaluate_fidelity_end_to_end(checkpoint, reacher_file, tmp_path):
     assert (out / "fidelity.png").stat().st_size > 0 and (out / "side_by_side.mp4").stat().st_size > 0
 
 
-def test_evaluate_policies_end_to_end(checkpoint, tmp_path):
+def test_evaluate_policies_end_to_end(state_checkpoint, tmp_path):
     out = tmp_path / "policies"
-    evaluate("mode=policies", f"checkpoint={checkpoint}", f"out={out}", "policy_episodes=2", "policy_episode_steps=8",
-             "policies=[{name: expert}, {name: noisy_expert, eps: 0.5}, {name: random}]")
+    result = evaluate("mode=policies", f"checkpoint={state_checkpoint}", f"out={out}", "policy_episodes=2", "policy_episode_steps=8",
+                      "policies=[{name: expert}, {name: noisy_expert, eps: 0.5}, {name: random}]", "loop=both")
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["policies"]) == ["expert", "noisy_expert(eps=0.5)", "random"]
+    # closed loop is the protocol; the open-loop diagnostic is reported beside it, and the table says which is which
+    assert metrics["loop"] == "closed" and metrics["open_loop"]["loop"] == "open"
+    assert "| expert | closed |" in result.stdout and "| expert | open |" in result.stdout
+    # random acts on its own rng alone: closed loop takes the very actions it took for real
+    assert metrics["policies"]["random"]["imagined_return"] == metrics["open_loop"]["policies"]["random"]["imagined_return"]
     assert np.asarray(metrics["real_returns"]).shape == (3, 2) and -1 <= metrics["spearman_rho"] <= 1
     assert all(0 <= p["real_success"] <= 1 and 0 <= p["imagined_success"] <= 1 for p in metrics["policies"].values())
     assert (out / "returns.png").exists()
@@ -143,10 +148,10 @@ def test_a_success_correlation_that_cannot_be_computed_says_why():
                        actions=np.zeros((4, 1), np.float32), rewards=np.zeros(4, np.float32), terminated=np.zeros(4, bool),
                        truncated=np.zeros(4, bool), success=np.array([False] * 3 + [success]), seed=0, policy={"name": "x"})
 
-    stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, lambda r, a: r > 1)
+    stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, lambda r, a: r > 1, loop="open")
     assert stats["success_pearson_r"] is None and stats["success_pearson_r_missing"] == "imagined success is the same for every policy"
     assert stats["success_max_abs_error"] == 1.0 and stats["success_source"] == "reward"  # policy a: real 1.0, imagined 0.0
-    stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, None)
+    stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, None, loop="open")
     assert stats["success_pearson_r_missing"] == "the model has no success head and the task's reward does not tell success"
 
 
@@ -172,3 +177,22 @@ def test_fidelity_scores_the_frames_from_first_frame_on(reacher_file, first_fram
         assert result["copy_last_psnr"][h] == pytest.approx(float(psnr(real[:, :1], real[:, h : h + 1]).mean()))
     with pytest.raises(ValueError, match="fewer real frames"):
         rollout_fidelity(CopyWorld(), reacher_file, [0], [1], 1, first_frame=1)
+
+
+def test_score_policies_in_imagination_alone(state_checkpoint, checkpoint, reacher_file, tmp_path):
+    """No real episode: every policy acts closed loop from the same starts; means with intervals."""
+    out = tmp_path / "score"
+    result = evaluate("mode=score", f"checkpoint={state_checkpoint}", f"out={out}", "score_starts=3", "score_steps=4",
+                      "policies=[{name: expert}, {name: random}]")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["policies"]) == ["expert", "random"] and np.asarray(metrics["imagined_returns"]).shape == (2, 3)
+    for p in metrics["policies"].values():
+        low, high = p["imagined_return_ci"]
+        assert low <= p["imagined_return"] <= high and 0 <= p["imagined_success"] <= 1
+    assert "start bank" in metrics["start_source"] and "| expert |" in result.stdout
+    evaluate("mode=score", f"checkpoint={state_checkpoint}", f"out={tmp_path / 'from_file'}", f"data={reacher_file}", "score_starts=2",
+             "score_steps=3", "policies=[random]")
+    assert "episodes of" in json.loads((tmp_path / "from_file" / "metrics.json").read_text())["start_source"]
+    # a model that imagines no state cannot show a state policy anything: refused before any work
+    refused = evaluate("mode=score", f"checkpoint={checkpoint}", f"out={tmp_path / 'x'}", "policies=[expert]", check=False)
+    assert refused.returncode != 0 and "no state track" in refused.stderr and "loop=open" in refused.stderr

@@ -16,7 +16,7 @@ from envs.mujoco.policies import build_policy
 from envs.mujoco.recording import record_episode
 from envs.policy_zoo import read_index, score_members, train_snapshots, write_index
 from worldmodel.data import RolloutReader
-from worldmodel.evaluation.policy_eval import imagine_closed_loop
+from worldmodel.evaluation.policy_eval import run_closed_loop
 from worldmodel.policy import FunctionPolicy, Policy, load_policy
 from worldmodel.world_model import Step, Window
 
@@ -150,25 +150,27 @@ def test_closed_loop_feeds_the_policy_its_imagined_frames():
     episode = Episode(frames=real, actions=np.zeros((4, 1), np.float32), rewards=np.zeros(4, np.float32), terminated=np.zeros(4, bool),
                       truncated=np.zeros(4, bool), success=np.zeros(4, bool), qpos=np.zeros((5, 1)), qvel=np.zeros((5, 1)), seed=0)
     policies = [AddTwo()]
-    rewards, actions, success = imagine_closed_loop(CountingWorld(), policies, [episode], steps=4, generator=None)
+    policies[0].reset(None)
+    world = CountingWorld()
+    window = world.window(torch.from_numpy(real[None, :2]), torch.from_numpy(episode.actions[None, :1]))
+    rewards, actions, success = run_closed_loop(world, policies, window, steps=3)
     # warm-up on real frame 0 (10); then it sees real frame 1 (10: no rise -> +1), imagined 11 (rise -> +2), 13, 15
     assert policies[0].seen == [10, 10, 11, 13]
     assert actions[0, :, 0].tolist() == [1.0, 2.0, 2.0] and rewards[0].tolist() == [11.0, 13.0, 15.0] and success is None
 
 
 @pytest.mark.slow
-def test_evaluate_scores_scripted_callable_and_sb3_policies_side_by_side(checkpoint, user_module, tmp_path):
+def test_evaluate_scores_scripted_callable_and_sb3_policies_side_by_side(state_checkpoint, user_module, tmp_path):
     zoo = tmp_path / "zoo"
     run_tool("train_policies.py", "task=reacher", "task.episode_steps=12", f"out={zoo}", "state.budgets=[40]", "pixels.budgets=[32]",
              "+state.hyperparameters.learning_starts=20", "+state.hyperparameters.batch_size=16", "pixels.hyperparameters.n_steps=32",
              "+pixels.hyperparameters.batch_size=16", "pixels.hyperparameters.n_epochs=1",
              "score_episodes=2")
     out = tmp_path / "eval"
-    result = run_tool("evaluate.py", "mode=policies", f"checkpoint={checkpoint}", f"out={out}", "policy_episodes=2", "policy_episode_steps=8",
+    result = run_tool("evaluate.py", "mode=policies", f"checkpoint={state_checkpoint}", f"out={out}", "policy_episodes=2", "policy_episode_steps=8",
                       f"policies=[expert,{{name: '{user_module}:Brightness', label: brightness}}]", f"zoo={zoo}")
     metrics = json.loads((out / "metrics.json").read_text())
-    loops = {name: p["loop"] for name, p in metrics["policies"].items()}
-    assert loops == {"expert": "open", "brightness": "closed", "sac_state_40": "open", "ppo_pixels_32": "closed"}
+    assert metrics["loop"] == "closed" and {p["loop"] for p in metrics["policies"].values()} == {"closed"}
     for p in metrics["policies"].values():
         assert p["real_return_ci"][0] <= p["real_return"] <= p["real_return_ci"][1]
     assert "normalized_mmrv" in metrics and "| brightness | closed |" in result.stdout

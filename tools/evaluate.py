@@ -1,9 +1,11 @@
-"""Evaluate a world model on held-out data (fidelity) or as a policy evaluator (policies).
+"""Evaluate a world model on held-out data (fidelity), as a policy evaluator against real episodes
+(policies), or score policies in imagination alone (score).
 
-    python tools/evaluate.py checkpoint=runs/reacher/model.pt data=data/reacher_val.h5 out=eval/reacher
-    python tools/evaluate.py mode=policies checkpoint=runs/reacher/model.pt out=eval/reacher_policies policy_episodes=10
-    python tools/evaluate.py mode=policies checkpoint=runs/reacher/model.pt out=eval/zoo \
+    python tools/evaluate.py checkpoint=pretrained/reacher.pt data=data/reacher_val.h5 out=eval/reacher
+    python tools/evaluate.py mode=policies checkpoint=pretrained/reacher.pt out=eval/reacher_policies policy_episodes=10
+    python tools/evaluate.py mode=policies checkpoint=pretrained/reacher.pt out=eval/zoo \
         'policies=[expert,random,"sb3:PPO:zoo/reacher/ppo_state_50000.zip","mypackage.policies:MyPolicy"]'
+    python tools/evaluate.py mode=score checkpoint=pretrained/reacher.pt out=eval/score 'policies=[expert,random]'
 
 Writes out/metrics.json, plots and (fidelity) a side-by-side video, and prints a summary table.
 """
@@ -22,12 +24,12 @@ from tqdm import tqdm
 from envs import get_task, make_task_env
 from worldmodel.evaluation.fidelity import held_out_episodes, rollout_fidelity
 from worldmodel.evaluation.plots import plot_fidelity, plot_returns
-from worldmodel.evaluation.policy_eval import evaluate_in_imagination
+from worldmodel.evaluation.policy_eval import episode_window, evaluate_in_imagination, score_in_imagination
 from worldmodel.evaluation.probe import load_or_train_probe
 from worldmodel.world_model import WorldModel
 
 logger = logging.getLogger("evaluate")
-MODES = ("fidelity", "policies")
+MODES = ("fidelity", "policies", "score")
 
 
 def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
@@ -79,9 +81,11 @@ def policy_specs(entries) -> list:
     return [PolicySpec(entry) if isinstance(entry, str) else PolicySpec(**entry) for entry in entries]
 
 
-def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
+def policy_setup(cfg: DictConfig, wm: WorldModel):
+    """The task as the model's data was recorded, the policies asked for (specs), and the observer
+    whose shadow imagined copies of them act in (None for a model without a state track)."""
+    from envs.mujoco.observations import StateObserver
     from envs.mujoco.policies import lacks_expert
-    from envs.mujoco.recording import record_episode
     from envs.policy_zoo import read_index
 
     # The task exactly as the model's data was recorded (episode length, action repeat, camera).
@@ -96,39 +100,111 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     names = [str(s) for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"policies must have distinct names (give a label): {names}.")
+    observer = StateObserver(preset) if wm.state_shape is not None else None
+    return preset, specs, names, observer
+
+
+def check_closed_loop(policies, names, observer) -> None:
+    """Refuses, before any work, state policies a model without a state track cannot show anything to."""
+    blind = [n for n, p in zip(names, policies) if p.observes == "state"]
+    if observer is None and blind:
+        raise ValueError(f"policies {blind} observe state, and this model imagines none (no state track), so they cannot act in "
+                         "it: train one with dynamics=state_mlp (the default), or replay their real actions with loop=open "
+                         "(a diagnostic), or score only pixel policies.")
+
+
+def imagined_copies(specs, observer, preset):
+    """One factory of fresh policies per spec, built on the observer's shadow (so scripted policies
+    read the imagined state), or on a plain task env for a model without a state track."""
+    env = observer.shadow if observer is not None else make_task_env(preset)
+    check_closed_loop([spec.build(env) for spec in specs], [str(s) for s in specs], observer)  # before any work
+    return [lambda spec=spec: spec.build(env) for spec in specs]
+
+
+def policies_table(stats: dict, episodes: int) -> str:
+    first, last = stats["scored_steps"]
+    success_r = (f"{stats['success_pearson_r']:.3f}" if stats["success_pearson_r"] is not None
+                 else f"n/a ({stats['success_pearson_r_missing']})")
+    rows = [f"| {n} | {p['loop']} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
+            f"| {interval(p, 'real_return')} | {interval(p, 'imagined_return')} | {p['return_error']:+.2f} |" for n, p in stats["policies"].items()]
+    return "\n".join(["| policy | loop | real success | imagined success | real return [95% CI] | imagined return [95% CI] | error |",
+                      "|---|---|---|---|---|---|---|", *rows,
+                      f"\n{stats['loop']} loop: Pearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV "
+                      f"{stats['mmrv']:.3f} (normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r}"
+                      + ("" if stats["success_max_abs_error"] is None else
+                         f", max |imagined - real success| {stats['success_max_abs_error']:.2f} ({stats['success_source']})") + " "
+                      f"(returns over steps {first}..{last - 1}, {episodes} episodes per policy)"])
+
+
+def interval(p: dict, key: str) -> str:
+    return f"{p[key]:.2f} [{p[key + '_ci'][0]:.2f}, {p[key + '_ci'][1]:.2f}]"
+
+
+def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
+    from envs.mujoco.recording import record_episode
+
+    if cfg.loop not in ("closed", "open", "both"):
+        raise ValueError(f"loop must be closed (the protocol), open (replay the real actions: a diagnostic) or both, got {cfg.loop!r}.")
+    preset, specs, names, observer = policy_setup(cfg, wm)
     env = make_task_env(preset)
     policies = [s.build(env) for s in specs]  # unknown names raise here, before any work
-    episodes = []
+    copies = imagined_copies(specs, observer, preset) if cfg.loop != "open" else None
+    episodes, goals = [], []
     with tqdm(total=len(specs) * cfg.policy_episodes, unit="ep", desc="real MuJoCo episodes") as bar:
         for policy in policies:
             for j in range(cfg.policy_episodes):
                 episodes.append(record_episode(env, policy, cfg.seed + j))  # same seeds: same initial states per policy
+                goals.append(getattr(env.unwrapped, "goal", None))  # a goal-based task's, for its state observation
                 bar.update(1)
     env.close()
-    stats = evaluate_in_imagination(wm, names, episodes, cfg.batch_size, cfg.seed, preset.success_from_reward,
-                                    lambda batches: tqdm(batches, unit="batch", desc="imagined episodes"), policies)
+    goals = np.stack(goals) if observer is not None and observer.goal_based else None
+    loops = ["closed", "open"] if cfg.loop == "both" else [cfg.loop]
+    results = {loop: evaluate_in_imagination(wm, names, episodes, cfg.batch_size, cfg.seed, preset.success_from_reward,
+                                             lambda batches, loop=loop: tqdm(batches, unit="batch", desc=f"imagined episodes ({loop} loop)"),
+                                             copies, loop, observer, goals)
+               for loop in loops}
+    stats = results[loops[0]]
     plot_returns(names, np.asarray(stats["real_returns"]), np.asarray(stats["imagined_returns"]), out / "returns.png",
-                 f"r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f} "
+                 f"{stats['loop']} loop: r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f} "
                  f"({stats['normalized_mmrv']:.3f} of the range)",
                  np.asarray([p["real_return_ci"] for p in stats["policies"].values()]),
                  np.asarray([p["imagined_return_ci"] for p in stats["policies"].values()]))
-    first, last = stats["scored_steps"]
-    success_r = (f"{stats['success_pearson_r']:.3f}" if stats["success_pearson_r"] is not None
-                 else f"n/a ({stats['success_pearson_r_missing']})")
+    table = "\n\n".join(policies_table(results[loop], cfg.policy_episodes) for loop in loops)
+    beside = {"open_loop": results["open"]} if cfg.loop == "both" else {}
+    return {"mode": "policies", "task": preset.name, "episodes_per_policy": cfg.policy_episodes, **stats, **beside, "table": table}
 
-    def ci(p, key):
-        return f"{p[key]:.2f} [{p[key + '_ci'][0]:.2f}, {p[key + '_ci'][1]:.2f}]"
 
-    rows = [f"| {n} | {p['loop']} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
-            f"| {ci(p, 'real_return')} | {ci(p, 'imagined_return')} | {p['return_error']:+.2f} |" for n, p in stats["policies"].items()]
-    table = "\n".join(["| policy | loop | real success | imagined success | real return [95% CI] | imagined return [95% CI] | error |",
-                       "|---|---|---|---|---|---|---|", *rows,
-                       f"\nPearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV {stats['mmrv']:.3f} "
-                       f"(normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r}"
-                       + ("" if stats["success_max_abs_error"] is None else
-                          f", max |imagined - real success| {stats['success_max_abs_error']:.2f} ({stats['success_source']})") + " "
-                       f"(returns over steps {first}..{last - 1}, {cfg.policy_episodes} episodes per policy)"])
-    return {"mode": "policies", "task": preset.name, "episodes_per_policy": cfg.policy_episodes, **stats, "table": table}
+def score_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
+    """Policies scored in imagination alone: no real episode is run."""
+    from worldmodel.data.reader import RolloutReader
+
+    preset, specs, names, observer = policy_setup(cfg, wm)
+    copies = imagined_copies(specs, observer, preset)
+    if cfg.score_starts < 1:
+        raise ValueError(f"score_starts must be >= 1, got {cfg.score_starts}.")
+    rng = np.random.default_rng(cfg.seed)
+    goals = None
+    if cfg.data:  # real start contexts: the first K frames of the file's episodes
+        with RolloutReader(cfg.data) as reader:
+            wm.spec.check_data(cfg.data, reader.metadata["task"], list(reader.frame_shape), "score from starts of the model's task.")
+            chosen = sorted(rng.permutation(reader.num_episodes)[: cfg.score_starts].tolist())
+            episodes = [reader.episode(i) for i in chosen]
+        starts, source = episode_window(wm, episodes), f"{len(episodes)} episodes of {cfg.data}"
+    else:
+        starts, source = wm.window(*wm.random_start(cfg.score_starts, rng)), f"{cfg.score_starts} draws from the checkpoint's start bank"
+        if observer is not None and observer.goal_based:
+            goals = None if "goals" not in wm.start_bank else wm.start_bank["goals"].numpy()
+    steps = cfg.score_steps or preset.episode_steps - wm.context + 1  # the steps the validation protocol scores
+    logger.info("scoring %d policies in imagination from %s, %d steps each", len(names), source, steps)
+    result = score_in_imagination(wm, names, copies, starts, steps, observer, goals, cfg.seed, cfg.batch_size,
+                                  preset.success_from_reward, lambda batches: tqdm(batches, unit="batch", desc="imagined episodes"))
+    rows = [f"| {n} | {interval(p, 'imagined_return')} | "
+            + ("n/a" if p["imagined_success"] is None else f"{p['imagined_success']:.2f} [{p['imagined_success_ci'][0]:.2f}, {p['imagined_success_ci'][1]:.2f}]")
+            + " |" for n, p in result["policies"].items()]
+    table = "\n".join(["| policy | imagined return [95% CI] | imagined success [95% CI] |", "|---|---|---|", *rows,
+                       f"\n(closed loop in imagination only, {result['starts']} starts ({source}), {steps} steps each"
+                       + ("" if result["success_source"] is None else f", success from the {result['success_source']}") + ")"])
+    return {"mode": "score", "task": preset.name, "start_source": source, **result, "table": table}
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base=None)
@@ -140,7 +216,7 @@ def main(cfg: DictConfig) -> None:
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        result = (evaluate_fidelity if cfg.mode == "fidelity" else evaluate_policies)(cfg, wm, out)
+        result = {"fidelity": evaluate_fidelity, "policies": evaluate_policies, "score": score_policies}[cfg.mode](cfg, wm, out)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # a failed evaluation leaves no empty output folder behind

@@ -3,13 +3,13 @@ and match real ones."""
 
 from __future__ import annotations
 
-import copy
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from worldmodel.data.format import Episode
+from worldmodel.diffusion import Generators
 from worldmodel.evaluation.metrics import mmrv, pearson, spearman
 from worldmodel.policy import Policy, policy_action
 
@@ -56,30 +56,70 @@ def policy_statistics(names: Sequence[str], real: np.ndarray, imagined: np.ndarr
     }
 
 
-def imagine_closed_loop(world_model, policies: Sequence[Policy], episodes: Sequence[Episode], steps: int,
-                        generator: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Runs one pixel policy per episode on imagined frames: each starts from its episode's first K
-    real frames (the policy, reset with the episode's seed, first sees those frames, as it did in
-    MuJoCo, and the actions it took there lead up to them), then acts on what DiffusionWorld imagines
-    until step `steps`. Returns rewards (N, steps-K+1), actions (N, steps-K+1, *A) and success
-    probabilities (N, steps-K+1) (None without a success head)."""
+class StateObserver(Protocol):
+    """The source task's own observation of a simulator state (`envs.mujoco.observations`); observing
+    a state also puts the shadow that privileged (scripted) policies read in it."""
+
+    goal_based: bool
+
+    def observe(self, state: np.ndarray, goal: np.ndarray | None = None) -> Any: ...
+
+    def flat(self, obs: Any) -> np.ndarray: ...
+
+
+LOOPS = ("closed", "open")
+
+
+def policy_observation(policy: Policy, frame: np.ndarray, state: np.ndarray | None, observer: StateObserver | None,
+                       goal: np.ndarray | None) -> Any:
+    """What `policy` sees of a world: the frame (a pixel policy) or the task's observation vector of
+    the state, flattened where the task's is a dict, as in recording (`info["state"]`)."""
+    if policy.observes == "pixels":
+        return frame
+    if state is None or observer is None:
+        raise ValueError(f"policy {policy.name!r} observes state, and this world model imagines none (no state track): train "
+                         "one with dynamics=state_mlp, or replay the policy's real actions with loop=open (a diagnostic).")
+    return observer.flat(observer.observe(state, goal))
+
+
+def run_closed_loop(world_model, policies: Sequence[Policy], window, steps: int, generator: Generators = None,
+                    observer: StateObserver | None = None, goals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """B policies, one per world of `window` and already reset, act on what their worlds imagine for
+    `steps` steps: the frame (pixel policies) or the task's observation of the imagined state. First
+    each acts on the window's K-1 earlier context frames, as it did when they were recorded (its
+    actions there are the recorded ones). goals: (B, G), a goal-based task's goal per world.
+    Returns rewards (B, steps), actions (B, steps, *A) and success probabilities (B, steps) (None
+    without a success head)."""
     k = world_model.context
     low, high = (np.asarray(world_model.action_space[key], np.float32) for key in ("low", "high"))
-    for policy, episode in zip(policies, episodes):
-        policy.reset(np.random.default_rng(episode.seed))
-        for t in range(k - 1):
-            policy.act(episode.frames[t], {"step": t})
-    window = world_model.window(torch.from_numpy(np.stack([e.frames[:k] for e in episodes])),
-                                torch.from_numpy(np.stack([e.actions[: k - 1] for e in episodes])), _context_states(world_model, episodes))
+    frames = window.frames.cpu().numpy()
+    states = None if window.states is None else window.states.cpu().double().numpy()
+
+    def observe(i: int, t: int, frame: np.ndarray, state: np.ndarray | None) -> Any:
+        return policy_observation(policies[i], frame, state, observer, None if goals is None else goals[i])
+
+    for t in range(k - 1):
+        for i, policy in enumerate(policies):
+            policy.act(observe(i, t, frames[i, t], None if states is None else states[i, t]), {"step": t})
     rewards, actions, success = [], [], []
-    for t in range(k - 1, steps):
+    for t in range(k - 1, k - 1 + steps):
         frames = window.last_frame.cpu().numpy()
-        action = np.stack([policy_action(policy, frame, {"step": t}, low, high) for policy, frame in zip(policies, frames)])
+        states = None if window.states is None else window.states[:, -1].cpu().double().numpy()
+        action = np.stack([policy_action(policy, observe(i, t, frames[i], None if states is None else states[i]), {"step": t}, low, high)
+                           for i, policy in enumerate(policies)])
         window, out = world_model.step(window, torch.from_numpy(action), generator)
         rewards.append(out.reward.cpu().numpy())
         actions.append(action)
         success.append(None if out.success_prob is None else out.success_prob.cpu().numpy())
     return np.stack(rewards, 1), np.stack(actions, 1), None if success[0] is None else np.stack(success, 1)
+
+
+def episode_window(world_model, episodes: Sequence[Episode]):
+    """The start window of each real episode: its first K frames, the actions between them and (a
+    model with a state track) their states."""
+    k = world_model.context
+    return world_model.window(torch.from_numpy(np.stack([e.frames[:k] for e in episodes])),
+                              torch.from_numpy(np.stack([e.actions[: k - 1] for e in episodes])), _context_states(world_model, episodes))
 
 
 def _context_states(world_model, episodes: Sequence[Episode]) -> torch.Tensor | None:
@@ -97,47 +137,55 @@ def evaluate_in_imagination(
     seed: int = 0,
     success_from_reward: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None = None,
     progress: Callable[[range], Iterable[int]] = iter,
-    policies: Sequence[Policy] | None = None,
+    policies: Sequence[Callable[[], Policy]] | None = None,
+    loop: str = "closed",
+    observer: StateObserver | None = None,
+    goals: np.ndarray | None = None,
 ) -> dict:
     """Scores P policies in imagination against their real episodes (M each, grouped by policy:
     episodes[p * M + j]; paired starts across policies make the comparison fair).
 
-    Each real episode's first K frames start an imagined one. A policy that observes state (the
-    scripted ones, or any without `policies`) has its episode's actions replayed open loop, as
-    imagination has no state vector to show it; a pixel policy (`policies[p].observes == "pixels"`)
-    acts on the imagined frames, closed loop (`imagine_closed_loop`, on copies of it). The rewards
-    of the same steps, K-1 to the shortest episode's end, are summed on both sides. Success is the
+    Each real episode's first K frames (and states) start an imagined one. loop="closed" (the
+    protocol): a fresh policy from `policies[p]()`, reset with the episode's seed, acts on what its
+    world imagines (`run_closed_loop`): pixel policies on the frames, state policies on the task's
+    observation of the imagined state (`observer`), scripted ones on the shadow that observing puts
+    in that state (build them on `observer.shadow`). loop="open" (a diagnostic): every episode's real
+    actions are replayed. goals: (P*M, G) each episode's goal, for a goal-based task. The rewards of
+    the same steps, K-1 to the shortest episode's end, are summed on both sides. Success is the
     task's test at the last step; in imagination `success_from_reward(last predicted rewards (N,),
     last actions (N, A))` judges it where the reward determines the task distance, else the model's
     success head (probability > 0.5; with both, the head's rate is kept as `imagined_success_head`;
-    neither: n/a). Returns `policy_statistics` plus per-policy real/imagined success and loop, the
+    neither: n/a). Returns `policy_statistics` plus the loop, per-policy real/imagined success, the
     success Pearson r and max error, the returns and the scored steps.
     """
     k, p = world_model.context, len(names)
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}.")
     if not episodes or len(episodes) % p:
         raise ValueError(f"episodes must hold the same number of episodes for each of the {p} policies, got {len(episodes)}.")
-    if policies is not None and len(policies) != p:
-        raise ValueError(f"give one policy per name: {p} names, {len(policies)} policies.")
+    if loop == "closed" and (policies is None or len(policies) != p):
+        raise ValueError(f"closed loop needs one policy (a factory of fresh copies) per name: {p} names, "
+                         f"{'no' if policies is None else len(policies)} policies.")
     steps = min(len(e.actions) for e in episodes)
     if steps < k:
         raise ValueError(f"episodes of {steps} steps are too short for {k} context frames.")
     m = len(episodes) // p
-    closed = [policies is not None and policies[i].observes == "pixels" for i in range(p)]
     actions = np.stack([e.actions[:steps] for e in episodes])
     real = np.stack([e.rewards[k - 1 : steps].sum() for e in episodes]).reshape(p, -1)
     generator = torch.Generator().manual_seed(seed)
     rewards = np.zeros((len(episodes), steps - k + 1), np.float32)
     success_prob = np.full(len(episodes), np.nan)  # at the last scored step, from a success head
-    open_rows = [r for r in range(len(episodes)) if not closed[r // m]]
-    closed_rows = [r for r in range(len(episodes)) if closed[r // m]]
-    batches = [open_rows[i : i + batch_size] for i in range(0, len(open_rows), batch_size)]
-    batches += [closed_rows[i : i + batch_size] for i in range(0, len(closed_rows), batch_size)]
+    batches = [list(range(i, min(i + batch_size, len(episodes)))) for i in range(0, len(episodes), batch_size)]
     for b in progress(range(len(batches))):
         rows = batches[b]
         chosen = [episodes[r] for r in rows]
-        if closed[rows[0] // m]:
-            copies = [copy.deepcopy(policies[r // m]) for r in rows]
-            rewards[rows], actions[rows, k - 1 :], success = imagine_closed_loop(world_model, copies, chosen, steps, generator)
+        if loop == "closed":
+            copies = [policies[r // m]() for r in rows]
+            for policy, episode in zip(copies, chosen):
+                policy.reset(np.random.default_rng(episode.seed))
+            rewards[rows], actions[rows, k - 1 :], success = run_closed_loop(
+                world_model, copies, episode_window(world_model, chosen), steps - k + 1, generator, observer,
+                None if goals is None else goals[rows])
         else:
             frames = torch.from_numpy(np.stack([e.frames[:k] for e in chosen]))
             batch_actions = torch.from_numpy(actions[rows])
@@ -156,8 +204,9 @@ def evaluate_in_imagination(
     # than the success head, so the head judges only where the reward cannot (pusher).
     imagined_success, source = (from_reward, "reward") if from_reward is not None else (from_head, "success head")
     stats["success_source"] = None if imagined_success is None else source
+    stats["loop"] = loop
     for i, name in enumerate(names):
-        stats["policies"][name]["loop"] = "closed" if closed[i] else "open"
+        stats["policies"][name]["loop"] = loop
         stats["policies"][name]["real_success"] = float(real_success[i])
         stats["policies"][name]["imagined_success"] = None if imagined_success is None else float(imagined_success[i])
         if from_head is not None and source == "reward":
@@ -173,3 +222,61 @@ def evaluate_in_imagination(
         constant = [side for side, v in (("real", real_success), ("imagined", imagined_success)) if np.std(v) == 0]
         stats["success_pearson_r_missing"] = f"{' and '.join(constant) or 'one side'} success is the same for every policy" if len(real_success) > 1 else "one policy"
     return {**stats, "scored_steps": [k - 1, steps], "real_returns": real.tolist(), "imagined_returns": imagined.tolist()}
+
+
+def score_in_imagination(
+    world_model,
+    names: Sequence[str],
+    policies: Sequence[Callable[[], Policy]],
+    starts,
+    steps: int,
+    observer: StateObserver | None = None,
+    goals: np.ndarray | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    success_from_reward: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None = None,
+    progress: Callable[[range], Iterable[int]] = iter,
+) -> dict:
+    """Scores P policies in imagination alone, no real episode needed: each runs closed loop
+    (`run_closed_loop`) from every one of the M start windows `starts` (a `Window`: the checkpoint's
+    bank or real contexts from a file; goals (M, G) for a goal-based task) for `steps` steps, reset
+    with seed + j on start j (the same starts and seeds for every policy: a paired comparison).
+
+    Returns per policy the mean imagined return and success rate (the task's test at the last step,
+    from the predicted reward where it tells the distance, else the success head; None with
+    neither), each with a 95 % bootstrap interval over the M episodes, and the (P, M) returns."""
+    p, m = len(names), len(starts)
+    if len(policies) != p:
+        raise ValueError(f"give one policy (a factory of fresh copies) per name: {p} names, {len(policies)} policies.")
+    if m < 1 or steps < 1:
+        raise ValueError(f"need at least one start and one step, got {m} starts and {steps} steps.")
+    generator = torch.Generator().manual_seed(seed)
+    returns = np.zeros(p * m)
+    success = np.full(p * m, np.nan)
+    rows_all = list(range(p * m))
+    batches = [rows_all[i : i + batch_size] for i in range(0, p * m, batch_size)]
+    for b in progress(range(len(batches))):
+        rows = batches[b]
+        copies = [policies[r // m]() for r in rows]
+        for policy, r in zip(copies, rows):
+            policy.reset(np.random.default_rng(seed + r % m))
+        starts_of = [r % m for r in rows]
+        rewards, actions, success_prob = run_closed_loop(world_model, copies, starts[starts_of], steps, generator, observer,
+                                                         None if goals is None else goals[starts_of])
+        returns[rows] = rewards.sum(1)
+        from_reward = None if success_from_reward is None else success_from_reward(rewards[:, -1], actions[:, -1])
+        source = "reward" if from_reward is not None else None if success_prob is None else "success head"
+        if source is not None:
+            success[rows] = from_reward if from_reward is not None else success_prob[:, -1] > 0.5
+    returns, success = returns.reshape(p, m), success.reshape(p, m)
+    rng = np.random.default_rng(seed)
+    return_ci = bootstrap_interval(returns, rng)
+    judged = not np.isnan(success).any()
+    success_ci = bootstrap_interval(success, rng) if judged else None
+    per_policy = {
+        name: {"imagined_return": float(returns[i].mean()), "imagined_return_ci": return_ci[i].tolist(),
+               "imagined_success": float(success[i].mean()) if judged else None,
+               "imagined_success_ci": success_ci[i].tolist() if judged else None}
+        for i, name in enumerate(names)
+    }
+    return {"policies": per_policy, "starts": m, "steps": steps, "success_source": source if judged else None, "imagined_returns": returns.tolist()}

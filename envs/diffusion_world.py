@@ -193,10 +193,10 @@ def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape
 
 
 def given_context(model: WorldModel, options: dict[str, Any] | None, batch_shape: tuple[int, ...]) -> Window | None:
-    """The start window in reset options, if any (every key but reset_mask is about it)."""
+    """The start window in reset options, if any (every key but reset_mask and goal is about it)."""
     if options is not None and not isinstance(options, Mapping):
         raise ValueError(f"options must be a dict (e.g. {{'context_frames': ..., 'context_actions': ...}}), got {type(options).__name__} {options!r:.40}.")
-    if not options or not set(options) - {"reset_mask"}:
+    if not options or not set(options) - {"reset_mask", "goal"}:
         return None
     return context_from_options(model, options, batch_shape)
 
@@ -270,6 +270,14 @@ class DiffusionWorldEnv(gym.Env):
 
     def _observation(self) -> Any:
         return self._observe(self._window.last_frame, last_state(self._window), self._goal)[0]
+
+    @property
+    def shadow(self):
+        """With a state observation, a `PixelTaskEnv` of the task put in the imagined state each time
+        the env observes (reset, step): build a privileged scripted policy on it
+        (`envs.mujoco.policies.build_policy(name, env.shadow)`) and it acts on the imagined world. None
+        for observation="pixels"."""
+        return None if self._observe.observer is None else self._observe.observer.shadow
 
     def render(self) -> np.ndarray | None:
         """rgb_array: the current frame, (H * render_scale, W * render_scale, 3) uint8."""

@@ -68,9 +68,11 @@ def train_snapshots(
     hyperparameters: dict[str, Any] | None = None,
     seed: int = 0,
     progress: Callable[[Iterable[int]], Iterable[int]] = iter,
+    env: Any = None,
 ) -> list[ZooMember]:
     """Trains one agent and saves it after each of `budgets` env steps (cumulative, ascending) as
-    out/<algo>_<observes>_<steps>.zip."""
+    out/<algo>_<observes>_<steps>.zip. env: what it trains on (a gymnasium env or an SB3 VecEnv,
+    e.g. `envs.sb3.imagined_vec_env`: imagination); default the real task (`training_env`)."""
     import stable_baselines3
 
     budgets = sorted(int(b) for b in budgets)
@@ -79,7 +81,7 @@ def train_snapshots(
     algorithm = getattr(stable_baselines3, algo.upper())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    env = training_env(preset, observes)
+    env = training_env(preset, observes) if env is None else env
     model = algorithm("CnnPolicy" if observes == "pixels" else "MlpPolicy", env, seed=seed, device="cpu", verbose=0,
                       **(hyperparameters or {}))
     members = []

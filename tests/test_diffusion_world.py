@@ -193,10 +193,12 @@ def test_readme_env_examples_run(checkpoint):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## The world model as an environment")[1].split("\n## ")[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {}
-    for block in blocks:
+    for i, block in enumerate(blocks):
         exec(block.replace("runs/reacher/model.pt", str(checkpoint)), namespace)
+        if i == 1:  # the state observation example runs on the shipped pretrained model, as written
+            assert namespace["obs"].shape == (10,) and namespace["env"].observation_space.shape == (10,)
     assert namespace["frame"].shape == (256, 256, 3) and namespace["obs"].shape == (8, 64, 64, 3)
 
 
@@ -208,7 +210,9 @@ def test_imagine_tool_writes_a_video(checkpoint, tmp_path):
     assert 2 <= video.shape[0] <= 7 and video.shape[1:] == (128, 128, 3)
     run_tool("imagine.py", f"checkpoint={checkpoint}", "policy=zero", "steps=2", "scale=1", f"out={out}")
     refused = run_tool("imagine.py", f"checkpoint={checkpoint}", "policy=expert", f"out={out}", check=False)
-    assert refused.returncode != 0 and "scripted experts need the real simulator's state" in refused.stderr
+    assert refused.returncode != 0 and "does not imagine (no state track)" in refused.stderr
+    run_tool("imagine.py", "checkpoint=pretrained/reacher.pt", "policy=expert", "steps=3", "scale=1", f"out={out}")  # on the shadow
+    assert iio.imread(out).shape[0] == 4
 
 
 @pytest.mark.slow

@@ -152,7 +152,7 @@ def test_a_success_correlation_that_cannot_be_computed_says_why():
     assert stats["success_pearson_r"] is None and stats["success_pearson_r_missing"] == "imagined success is the same for every policy"
     assert stats["success_max_abs_error"] == 1.0 and stats["success_source"] == "reward"  # policy a: real 1.0, imagined 0.0
     stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, None, loop="open")
-    assert stats["success_pearson_r_missing"] == "the model has no success head and the task's reward does not tell success"
+    assert stats["success_pearson_r_missing"] == "neither the imagined state, the reward nor a success head tells success here"
 
 
 @pytest.mark.parametrize("first_frame", [None, 6])

@@ -116,6 +116,17 @@ def test_fetch_push_is_recorded_trained_evaluated_and_planned(tmp_path, fresh_ac
 
     wm = WorldModel.load(checkpoint)
     assert wm.pose_maps.projector.bodies == list(get_task("fetch_push").pose_bodies)
+    # the goal lives outside the simulator state: recorded per episode, carried by the start bank, shown in the state observation
+    with RolloutReader(data) as reader:
+        goals = reader.goals
+    assert goals.shape == (4, 3) and wm.start_bank["goals"].shape == (len(wm.start_bank["frames"]), 3)
+    env = gym.make("DiffusionWorld-v0", checkpoint=str(checkpoint), observation="state", bf16=False)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"observation", "achieved_goal", "desired_goal"} and any(np.allclose(obs["desired_goal"], g) for g in goals)
+    obs, _ = env.reset(options={"goal": goals[0] + 0.01, **{k: v[0].numpy() for k, v in (
+        ("context_frames", wm.start_bank["frames"]), ("context_actions", wm.start_bank["actions"]), ("context_states", wm.start_bank["states"]))}})
+    np.testing.assert_allclose(obs["desired_goal"], goals[0] + 0.01)
     run_tool("evaluate.py", f"checkpoint={checkpoint}", f"data={data}", f"out={tmp_path / 'eval'}", "horizons=[1,5]", "videos=1",
              "probe=false")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

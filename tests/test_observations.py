@@ -111,3 +111,37 @@ def test_an_sb3_policy_trained_on_the_real_env_runs_unchanged(tmp_path):
         obs, reward, terminated, truncated, _ = env.step(action)
         total += reward
     assert np.isfinite(total) and obs.shape == (10,)
+
+
+def test_sb3_learns_in_imagination_through_the_native_vector_env(state_checkpoint):
+    from stable_baselines3 import SAC
+
+    from envs.sb3 import imagined_vec_env
+
+    env = imagined_vec_env(str(state_checkpoint), num_envs=3, observation="state", bf16=False)
+    env.seed(0)
+    obs = env.reset()
+    assert obs.shape == (3, 10)
+    steps, ends = 0, 0
+    while ends == 0:  # to the first episode end: SB3 gets the reset observation and the last one in info
+        obs, rewards, dones, infos = env.step(np.stack([env.action_space.sample() for _ in range(3)]))
+        steps += 1
+        for done, info in zip(dones, infos):
+            if done:
+                ends += 1
+                assert info["terminal_observation"].shape == (10,)
+                assert info["TimeLimit.truncated"] == (steps == env.env.max_episode_steps)  # else the head predicted termination
+    assert obs.shape == (3, 10) and not env.env._autoreset.any()  # finished worlds were reset within the step
+    agent = SAC("MlpPolicy", env, learning_starts=8, batch_size=8, seed=0, gradient_steps=-1).learn(30)
+    assert agent.num_timesteps >= 30
+
+
+@pytest.mark.slow
+def test_train_policies_in_imagination_scores_them_in_mujoco(state_checkpoint, tmp_path):
+    from conftest import run_tool
+
+    zoo = tmp_path / "zoo"
+    result = run_tool("train_policies.py", "task=reacher", "task.episode_steps=8", f"out={zoo}", f"imagination.checkpoint={state_checkpoint}",
+                      "imagination.num_envs=2", "imagination.bf16=false", "state.budgets=[24]", "pixels.budgets=[]",
+                      "+state.hyperparameters.learning_starts=8", "+state.hyperparameters.batch_size=8", "score_episodes=1")
+    assert (zoo / "sac_state_24.zip").is_file() and "| sac_state_24 | 24 |" in result.stdout

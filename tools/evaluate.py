@@ -43,9 +43,11 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
         if cfg.probe:
             probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.probe_data, cfg.probe_steps,
                                         progress=lambda steps: tqdm(steps, unit="step", desc="position probe"))
+    observer = state_observer(wm, preset)
     logger.info("imagining %d episodes of %s (%s)", min(len(episodes), cfg.episodes), cfg.data, which)
     result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos,
-                              probe, env.key_positions if env else None, cfg.first_frame, preset.key_bodies)
+                              probe, env.key_positions if env else None, cfg.first_frame, preset.key_bodies,
+                              None if observer is None else lambda states: np.stack([observer.observe(s) for s in states]))
     if env:
         env.close()
     dropped = [h for h in cfg.horizons if h not in result["horizons"]]
@@ -70,7 +72,29 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
         rows = [f"| {h} | {body} | {result['state_position_cm'][body][h]:.2f} |" for body in preset.key_bodies for h in result["horizons"]]
         table += "\n\nPosition error (cm) of the key bodies in the imagined state (probe=false: the frames are not read):\n\n" + \
             "\n".join(["| horizon | body | imagined state |", "|---|---|---|", *rows])
+    if "observation_error" in result:
+        dims = len(result["observation_error"][result["horizons"][0]])
+        rows = [f"| {h} | " + " | ".join(f"{e:.3f} ({c:.3f})" for e, c in zip(result["observation_error"][h], result["copy_last_observation_error"][h]))
+                + " |" for h in result["horizons"]]
+        table += (f"\n\nThe task's observation ({preset.env_id}'s own) of the imagined state: mean |imagined - real| per dimension "
+                  "(copy-last in brackets):\n\n" + "\n".join(["| horizon | " + " | ".join(f"obs[{d}]" for d in range(dims)) + " |",
+                                                                  "|---|" + "---|" * dims, *rows]))
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
+
+
+def state_observer(wm: WorldModel, preset):
+    """The observer of the task's own observation for a model with a state track, else None; None
+    too for a goal-based task (its observation also needs each episode's goal: not measured here)."""
+    from envs.mujoco.observations import StateObserver
+
+    if wm.state_shape is None:
+        return None
+    observer = StateObserver(preset)
+    if observer.goal_based:
+        logger.info("%s is goal-based: no table of its observation's error", preset.env_id)
+        observer.close()
+        return None
+    return observer
 
 
 def policy_specs(entries) -> list:
@@ -100,8 +124,7 @@ def policy_setup(cfg: DictConfig, wm: WorldModel):
     names = [str(s) for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"policies must have distinct names (give a label): {names}.")
-    observer = StateObserver(preset) if wm.state_shape is not None else None
-    return preset, specs, names, observer
+    return preset, specs, names, StateObserver(preset) if wm.state_shape is not None else None
 
 
 def check_closed_loop(policies, names, observer) -> None:

@@ -3,10 +3,10 @@
 A policy acts on one env's observation: `reset(rng)` at the start of an episode, then
 `act(obs, info) -> action` each step. It declares what it observes:
 - "state": the source task env's own observation vector (what a gymnasium MuJoCo env returns;
-  `info["state"]` of `PixelTaskEnv`). Imagination has no such vector, so such a policy is scored
-  open loop: its real episode's actions are replayed.
-- "pixels": the (H, W, 3) uint8 frame. It is scored closed loop: it acts on imagined frames as it
-  acts on rendered ones.
+  `info["state"]` of `PixelTaskEnv`). In imagination it sees that env's observation of the
+  imagined state (`envs.mujoco.observations`).
+- "pixels": the (H, W, 3) uint8 frame. In imagination it acts on imagined frames as it acts on
+  rendered ones.
 
 Besides the scripted names of a task (`envs.mujoco.policies`), a policy is named by reference:
 `package.module:attribute` (a `Policy` subclass or instance, a class or factory called with no

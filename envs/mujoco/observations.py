@@ -62,6 +62,14 @@ class StateObserver:
         obs = self._env._get_obs()
         return {k: np.array(v) for k, v in obs.items()} if isinstance(obs, dict) else np.array(obs)
 
+    def success(self, state: np.ndarray, goal: np.ndarray | None = None) -> bool | None:
+        """The task's own success test (the preset's) on `state` (and the shadow put there); None
+        for a task without one."""
+        if not self.shadow.preset.has_success:
+            return None
+        self.observe(state, goal)
+        return self.shadow.success()
+
     def flat(self, obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         """An observation as one vector, as `PixelTaskEnv` gives it in info["state"] (a dict's keys in
         the space's order): what policies trained on a flattened goal-based env read."""

@@ -9,6 +9,8 @@ One file holds many episodes of one task, concatenated along the first axis of f
     /rewards       (N_steps,) float32
     /terminated, /truncated, /success  (N_steps,) bool   after step t
     /episodes/frame_start, step_start, length, seed  (E,) int64;  /episodes/policy (E,) JSON bytes
+    /episodes/goal (E, G) float64   a goal-based task's goal (desired_goal) per episode; only in
+                                    files whose `goal_shape` attribute names one (Fetch)
 
 An episode with T steps owns frames [frame_start, frame_start + T + 1) and steps
 [step_start, step_start + T). Episodes start on a frame-chunk boundary; rows between episodes
@@ -44,6 +46,7 @@ class Episode:
     actions: (T, A) float32, actions[t] leads from frames[t] to frames[t+1].
     rewards, terminated, truncated, success: (T,), for step t.
     qpos, qvel: (T+1, nq), (T+1, nv) simulator state at each frame.
+    goal: (G,) a goal-based task's goal (kept outside the simulator state), else None.
     """
 
     frames: np.ndarray
@@ -56,6 +59,7 @@ class Episode:
     qvel: np.ndarray
     seed: int = 0
     policy: dict[str, Any] = field(default_factory=dict)
+    goal: np.ndarray | None = None
 
     @property
     def length(self) -> int:

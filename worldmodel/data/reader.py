@@ -149,6 +149,7 @@ class RolloutReader:
         self.lengths = ep["length"][:n].astype(np.int64)
         self.seeds = ep["seed"][:n].astype(np.int64)
         self.policies = [decode_policy(p) for p in ep["policy"][:n]]
+        self.goals = ep["goal"][:n] if "goal" in ep else None  # (E, G): a goal-based task's
 
     @property
     def num_episodes(self) -> int:
@@ -190,6 +191,7 @@ class RolloutReader:
             **{name: self.steps(name, i) for name in STEP_FIELDS},
             seed=int(self.seeds[i]),
             policy=self.policies[i],
+            goal=None if self.goals is None else self.goals[i].copy(),
         )
 
     def check_actions(self, block: int = 65536) -> None:

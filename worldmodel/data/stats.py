@@ -111,7 +111,8 @@ def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:
     windows of `dataset` (a `RolloutWindows`), spread over its episodes: every episode gives one
     window before any gives a second (windows of one episode are alike; a still arm makes them
     identical). frames: (N, K, H, W, 3) uint8; actions: (N, K-1, A); for a dataset read with its
-    states, states: (N, K, nq+nv) float32 [qpos, qvel]."""
+    states, states: (N, K, nq+nv) float32 [qpos, qvel]; for a file of a goal-based task, goals: (N, G)
+    float64, each context's episode goal."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(dataset))
     episodes = dataset.index[order, 0]
@@ -128,4 +129,7 @@ def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:
     }
     if dataset.states:
         bank["states"] = torch.stack([torch.cat([it["qpos"][:k], it["qvel"][:k]], -1) for it in items]).contiguous()
+    with RolloutReader(dataset.path) as reader:
+        if reader.goals is not None:  # a goal-based task: each context's episode goal, for its state observation
+            bank["goals"] = torch.from_numpy(reader.goals[dataset.index[picks, 0]]).contiguous()
     return bank

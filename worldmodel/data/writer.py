@@ -160,6 +160,9 @@ class RolloutWriter:
             for name in ("frame_start", "step_start", "length", "seed"):
                 ep.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(rows,))
             ep.create_dataset("policy", (0,), f"S{POLICY_BYTES}", maxshape=(None,), chunks=(rows,))
+            if md.get("goal_shape"):  # SWMR appends cannot add datasets later: made with the file
+                goal = tuple(md["goal_shape"])
+                ep.create_dataset("goal", (0, *goal), np.float64, maxshape=(None, *goal), chunks=(rows, *goal))
         os.replace(tmp, self.path)
 
     def _check_compatible(self) -> None:
@@ -208,6 +211,10 @@ class RolloutWriter:
             raise RolloutFormatError(f"episode frames are {episode.frames.shape[1:]}, the file holds {expected}.")
         if episode.actions.shape[1:] != f["actions"].shape[1:]:
             raise RolloutFormatError(f"episode actions are {episode.actions.shape[1:]}, the file holds {f['actions'].shape[1:]}.")
+        goal_rows = f["episodes"].get("goal")
+        if goal_rows is not None and np.shape(episode.goal) != goal_rows.shape[1:]:
+            raise RolloutFormatError(f"this file holds each episode's goal {goal_rows.shape[1:]} (a goal-based task); the episode's is "
+                                     f"{None if episode.goal is None else np.shape(episode.goal)}.")
         need = sum(getattr(episode, name).nbytes for name in (*FRAME_FIELDS, *STEP_FIELDS)) + DISK_MARGIN
         check_free_space(self.path, need, f"{self._num_episodes} finished episodes are safe in {self.path}; free space and "
                                            "add more with append=true")
@@ -229,8 +236,10 @@ class RolloutWriter:
             "seed": int(episode.seed),
             "policy": np.bytes_(encode_policy(episode.policy)),
         }
+        if goal_rows is not None:
+            row["goal"] = np.asarray(episode.goal, np.float64)
         # `length` goes last: readers size the index by it, so a row shows only when complete.
-        for name in sorted(EPISODE_FIELDS, key=lambda n: n == "length"):
+        for name in sorted(row, key=lambda n: n == "length"):
             dset = f["episodes"][name]
             dset.resize(self._num_episodes + 1, axis=0)
             dset[self._num_episodes] = row[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ def rollout_fidelity(
     positions: Positions | None = None,
     first_frame: int | None = None,
     position_names: Sequence[str] = (),
+    observe: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict:
     """PSNR (dB), SSIM and flicker at each horizon of imagined vs real frames, next to the
     copy-last-frame baseline, averaged over episodes.
@@ -63,6 +64,10 @@ def rollout_fidelity(
     with a state track also "state_position_cm": the key positions of its imagined states (through
     `positions`), what its frames are drawn from; that one needs only `positions` (no probe).
     position_names: the key bodies `positions` returns, in order (default: the probe's).
+    observe: states (N, nq+nv) -> (N, D) the task's own observation vectors (`StateObserver`); for
+    a model with a state track, "observation_error" and "copy_last_observation_error": {h: (D,) mean
+    |imagined - real| per dimension} of the observation of imagined vs recorded states (copy-last:
+    the last context state's observation held).
 
     Horizon h is the h-th imagined frame; the first is frame `first_frame` of the episode (default
     K: right after the first K real frames; one value for models of different K scores them on the
@@ -89,6 +94,7 @@ def rollout_fidelity(
         states = None
         if world_model.state_shape is not None:  # the state track starts from the recorded state of the context frames
             states = torch.from_numpy(np.stack([reader.states(e, s, first) for e in chosen]))
+            real_states = np.stack([reader.states(e, first - 1, first + n) for e in chosen]).astype(np.float64)  # (E, 1 + n, S)
         if positions is not None:
             true = np.stack([positions(reader.frames(e, first, first + n, name="qpos"), reader.frames(e, first, first + n, name="qvel"))
                              for e in chosen])
@@ -120,6 +126,14 @@ def rollout_fidelity(
         imagined = out.states.numpy().astype(np.float64)
         flat = positions(imagined[..., :nq].reshape(-1, nq), imagined[..., nq:].reshape(-1, imagined.shape[-1] - nq))
         errors["state_position_cm"] = np.linalg.norm(flat.reshape(true.shape) - true, axis=-1) * 100
+    if observe is not None and out.states is not None:
+        def observed(states: np.ndarray) -> np.ndarray:
+            return observe(states.reshape(-1, states.shape[-1])).reshape(*states.shape[:-1], -1)
+
+        real_obs, imagined_obs = observed(real_states), observed(out.states.numpy().astype(np.float64))
+        for key, err in (("observation_error", np.abs(imagined_obs - real_obs[:, 1:])),
+                         ("copy_last_observation_error", np.abs(real_obs[:, :1] - real_obs[:, 1:]))):
+            result[key] = {h: err[:, h - 1].mean(0).tolist() for h in used}
     for key, err in errors.items():
         result[key] = {body: {h: float(err[:, h - 1, p].mean()) for h in used} for p, body in enumerate(position_names)}
         result["curves"][key] = {body: err[:, :, p].mean(0).tolist() for p, body in enumerate(position_names)}

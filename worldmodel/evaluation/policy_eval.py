@@ -3,6 +3,7 @@ and match real ones."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
@@ -66,6 +67,8 @@ class StateObserver(Protocol):
 
     def flat(self, obs: Any) -> np.ndarray: ...
 
+    def success(self, state: np.ndarray, goal: np.ndarray | None = None) -> bool | None: ...
+
 
 LOOPS = ("closed", "open")
 
@@ -82,36 +85,71 @@ def policy_observation(policy: Policy, frame: np.ndarray, state: np.ndarray | No
     return observer.flat(observer.observe(state, goal))
 
 
+@dataclass
+class Rollouts:
+    """B imagined episodes: rewards (B, T), actions (B, T, *A), success_prob (B,) of the success
+    head after the last step (None without one), last_state (B, nq+nv) the imagined state after it
+    (None without a state track)."""
+
+    rewards: np.ndarray
+    actions: np.ndarray
+    success_prob: np.ndarray | None
+    last_state: np.ndarray | None
+
+
 def run_closed_loop(world_model, policies: Sequence[Policy], window, steps: int, generator: Generators = None,
-                    observer: StateObserver | None = None, goals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                    observer: StateObserver | None = None, goals: np.ndarray | None = None) -> Rollouts:
     """B policies, one per world of `window` and already reset, act on what their worlds imagine for
     `steps` steps: the frame (pixel policies) or the task's observation of the imagined state. First
     each acts on the window's K-1 earlier context frames, as it did when they were recorded (its
-    actions there are the recorded ones). goals: (B, G), a goal-based task's goal per world.
-    Returns rewards (B, steps), actions (B, steps, *A) and success probabilities (B, steps) (None
-    without a success head)."""
+    actions there are the recorded ones). goals: (B, G), a goal-based task's goal per world."""
     k = world_model.context
     low, high = (np.asarray(world_model.action_space[key], np.float32) for key in ("low", "high"))
     frames = window.frames.cpu().numpy()
     states = None if window.states is None else window.states.cpu().double().numpy()
 
-    def observe(i: int, t: int, frame: np.ndarray, state: np.ndarray | None) -> Any:
+    def observe(i: int, frame: np.ndarray, state: np.ndarray | None) -> Any:
         return policy_observation(policies[i], frame, state, observer, None if goals is None else goals[i])
 
     for t in range(k - 1):
         for i, policy in enumerate(policies):
-            policy.act(observe(i, t, frames[i, t], None if states is None else states[i, t]), {"step": t})
-    rewards, actions, success = [], [], []
+            policy.act(observe(i, frames[i, t], None if states is None else states[i, t]), {"step": t})
+    rewards, actions = [], []
     for t in range(k - 1, k - 1 + steps):
         frames = window.last_frame.cpu().numpy()
         states = None if window.states is None else window.states[:, -1].cpu().double().numpy()
-        action = np.stack([policy_action(policy, observe(i, t, frames[i], None if states is None else states[i]), {"step": t}, low, high)
+        action = np.stack([policy_action(policy, observe(i, frames[i], None if states is None else states[i]), {"step": t}, low, high)
                            for i, policy in enumerate(policies)])
         window, out = world_model.step(window, torch.from_numpy(action), generator)
         rewards.append(out.reward.cpu().numpy())
         actions.append(action)
-        success.append(None if out.success_prob is None else out.success_prob.cpu().numpy())
-    return np.stack(rewards, 1), np.stack(actions, 1), None if success[0] is None else np.stack(success, 1)
+    return Rollouts(np.stack(rewards, 1), np.stack(actions, 1), None if out.success_prob is None else out.success_prob.cpu().numpy(),
+                    None if out.state is None else out.state.cpu().double().numpy())
+
+
+def judge_success(rollouts: Rollouts, observer: StateObserver | None, goals: np.ndarray | None,
+                  success_from_reward: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None) -> dict[str, np.ndarray]:
+    """Every way imagination can tell whether each episode ends in success (the task's test after
+    its last step), as (B,) 0/1 arrays by source: "state", the task's own test on the imagined state
+    (`observer.success`); "reward", on the distance the last predicted reward implies
+    (`success_from_reward`); "success head", its probability > 0.5. Sources that cannot judge are
+    absent."""
+    judged = {}
+    if observer is not None and rollouts.last_state is not None:
+        verdicts = [observer.success(state, None if goals is None else goals[i]) for i, state in enumerate(rollouts.last_state)]
+        if None not in verdicts:
+            judged["state"] = np.asarray(verdicts, float)
+    from_reward = None if success_from_reward is None else success_from_reward(rollouts.rewards[:, -1], rollouts.actions[:, -1])
+    if from_reward is not None:
+        judged["reward"] = np.asarray(from_reward, float)
+    if rollouts.success_prob is not None:
+        judged["success head"] = (rollouts.success_prob > 0.5).astype(float)
+    return judged
+
+
+# Which judge imagined success comes from when several can (`judge_success`), best first: measured
+# on reacher (docs/closed_loop.md).
+SUCCESS_SOURCES = ("state", "reward", "success head")
 
 
 def episode_window(world_model, episodes: Sequence[Episode]):
@@ -152,11 +190,10 @@ def evaluate_in_imagination(
     in that state (build them on `observer.shadow`). loop="open" (a diagnostic): every episode's real
     actions are replayed. goals: (P*M, G) each episode's goal, for a goal-based task. The rewards of
     the same steps, K-1 to the shortest episode's end, are summed on both sides. Success is the
-    task's test at the last step; in imagination `success_from_reward(last predicted rewards (N,),
-    last actions (N, A))` judges it where the reward determines the task distance, else the model's
-    success head (probability > 0.5; with both, the head's rate is kept as `imagined_success_head`;
-    neither: n/a). Returns `policy_statistics` plus the loop, per-policy real/imagined success, the
-    success Pearson r and max error, the returns and the scored steps.
+    task's test at the last step; in imagination the first of SUCCESS_SOURCES that can judge it
+    (`judge_success`; every other one's rate is kept as `imagined_success_<source>`; none: n/a).
+    Returns `policy_statistics` plus the loop, per-policy real/imagined success, the success Pearson
+    r and max error, the returns and the scored steps.
     """
     k, p = world_model.context, len(names)
     if loop not in LOOPS:
@@ -174,7 +211,7 @@ def evaluate_in_imagination(
     real = np.stack([e.rewards[k - 1 : steps].sum() for e in episodes]).reshape(p, -1)
     generator = torch.Generator().manual_seed(seed)
     rewards = np.zeros((len(episodes), steps - k + 1), np.float32)
-    success_prob = np.full(len(episodes), np.nan)  # at the last scored step, from a success head
+    judged: dict[str, np.ndarray] = {}  # source -> (N,) imagined success of every episode
     batches = [list(range(i, min(i + batch_size, len(episodes)))) for i in range(0, len(episodes), batch_size)]
     for b in progress(range(len(batches))):
         rows = batches[b]
@@ -183,45 +220,46 @@ def evaluate_in_imagination(
             copies = [policies[r // m]() for r in rows]
             for policy, episode in zip(copies, chosen):
                 policy.reset(np.random.default_rng(episode.seed))
-            rewards[rows], actions[rows, k - 1 :], success = run_closed_loop(
-                world_model, copies, episode_window(world_model, chosen), steps - k + 1, generator, observer,
-                None if goals is None else goals[rows])
+            out = run_closed_loop(world_model, copies, episode_window(world_model, chosen), steps - k + 1, generator, observer,
+                                  None if goals is None else goals[rows])
         else:
             frames = torch.from_numpy(np.stack([e.frames[:k] for e in chosen]))
             batch_actions = torch.from_numpy(actions[rows])
-            out = world_model.imagine(frames, batch_actions[:, : k - 1], batch_actions[:, k - 1 :], generator, _context_states(world_model, chosen))
-            rewards[rows] = out.rewards.numpy()
-            success = None if getattr(out, "success_prob", None) is None else out.success_prob.numpy()
-        if success is not None:
-            success_prob[rows] = success[:, -1]
-    imagined = rewards.sum(1).reshape(p, -1)
-    stats = policy_statistics(names, real, imagined, seed)
+            imagined = world_model.imagine(frames, batch_actions[:, : k - 1], batch_actions[:, k - 1 :], generator,
+                                           _context_states(world_model, chosen))
+            success = getattr(imagined, "success_prob", None)
+            states = getattr(imagined, "states", None)
+            out = Rollouts(imagined.rewards.numpy(), actions[rows, k - 1 :], None if success is None else success[:, -1].numpy(),
+                           None if states is None else states[:, -1].double().numpy())
+        rewards[rows], actions[rows, k - 1 :] = out.rewards, out.actions
+        for source, verdict in judge_success(out, observer, None if goals is None else goals[rows], success_from_reward).items():
+            judged.setdefault(source, np.full(len(episodes), np.nan))[rows] = verdict
+    imagined_returns = rewards.sum(1).reshape(p, -1)
+    stats = policy_statistics(names, real, imagined_returns, seed)
     real_success = np.asarray([e.success[-1] for e in episodes]).reshape(p, -1).mean(1)
-    from_reward = None if success_from_reward is None else success_from_reward(rewards[:, -1], actions[:, -1])
-    from_reward = None if from_reward is None else from_reward.reshape(p, -1).mean(1)
-    from_head = None if np.isnan(success_prob).any() else (success_prob > 0.5).reshape(p, -1).mean(1)
-    # Measured on reacher (README): the distance the predicted reward implies tells success better
-    # than the success head, so the head judges only where the reward cannot (pusher).
-    imagined_success, source = (from_reward, "reward") if from_reward is not None else (from_head, "success head")
-    stats["success_source"] = None if imagined_success is None else source
+    rates = {source: verdict.reshape(p, -1).mean(1) for source, verdict in judged.items()}
+    source = next((s for s in SUCCESS_SOURCES if s in rates), None)
+    imagined_success = None if source is None else rates[source]
+    stats["success_source"] = source
     stats["loop"] = loop
     for i, name in enumerate(names):
         stats["policies"][name]["loop"] = loop
         stats["policies"][name]["real_success"] = float(real_success[i])
         stats["policies"][name]["imagined_success"] = None if imagined_success is None else float(imagined_success[i])
-        if from_head is not None and source == "reward":
-            stats["policies"][name]["imagined_success_head"] = float(from_head[i])
+        for other, rate in rates.items():
+            if other != source:
+                stats["policies"][name][f"imagined_success_{other.replace(' ', '_')}"] = float(rate[i])
     # Calibration: the worst per-policy gap between imagined and real success rates.
     stats["success_max_abs_error"] = None if imagined_success is None else float(np.abs(imagined_success - real_success).max())
     # As WorldGym reports it: the correlation of per-policy success rates (None where either side is constant).
     success_r = float("nan") if imagined_success is None else pearson(real_success, imagined_success)
     stats["success_pearson_r"] = None if np.isnan(success_r) else success_r
     if imagined_success is None:
-        stats["success_pearson_r_missing"] = "the model has no success head and the task's reward does not tell success"
+        stats["success_pearson_r_missing"] = "neither the imagined state, the reward nor a success head tells success here"
     elif np.isnan(success_r):
         constant = [side for side, v in (("real", real_success), ("imagined", imagined_success)) if np.std(v) == 0]
         stats["success_pearson_r_missing"] = f"{' and '.join(constant) or 'one side'} success is the same for every policy" if len(real_success) > 1 else "one policy"
-    return {**stats, "scored_steps": [k - 1, steps], "real_returns": real.tolist(), "imagined_returns": imagined.tolist()}
+    return {**stats, "scored_steps": [k - 1, steps], "real_returns": real.tolist(), "imagined_returns": imagined_returns.tolist()}
 
 
 def score_in_imagination(
@@ -243,8 +281,8 @@ def score_in_imagination(
     with seed + j on start j (the same starts and seeds for every policy: a paired comparison).
 
     Returns per policy the mean imagined return and success rate (the task's test at the last step,
-    from the predicted reward where it tells the distance, else the success head; None with
-    neither), each with a 95 % bootstrap interval over the M episodes, and the (P, M) returns."""
+    judged by the first of SUCCESS_SOURCES that can; None where none can), each with a 95 %
+    bootstrap interval over the M episodes, and the (P, M) returns."""
     p, m = len(names), len(starts)
     if len(policies) != p:
         raise ValueError(f"give one policy (a factory of fresh copies) per name: {p} names, {len(policies)} policies.")
@@ -252,7 +290,7 @@ def score_in_imagination(
         raise ValueError(f"need at least one start and one step, got {m} starts and {steps} steps.")
     generator = torch.Generator().manual_seed(seed)
     returns = np.zeros(p * m)
-    success = np.full(p * m, np.nan)
+    judged: dict[str, np.ndarray] = {}
     rows_all = list(range(p * m))
     batches = [rows_all[i : i + batch_size] for i in range(0, p * m, batch_size)]
     for b in progress(range(len(batches))):
@@ -261,22 +299,21 @@ def score_in_imagination(
         for policy, r in zip(copies, rows):
             policy.reset(np.random.default_rng(seed + r % m))
         starts_of = [r % m for r in rows]
-        rewards, actions, success_prob = run_closed_loop(world_model, copies, starts[starts_of], steps, generator, observer,
-                                                         None if goals is None else goals[starts_of])
-        returns[rows] = rewards.sum(1)
-        from_reward = None if success_from_reward is None else success_from_reward(rewards[:, -1], actions[:, -1])
-        source = "reward" if from_reward is not None else None if success_prob is None else "success head"
-        if source is not None:
-            success[rows] = from_reward if from_reward is not None else success_prob[:, -1] > 0.5
+        goals_of = None if goals is None else goals[starts_of]
+        out = run_closed_loop(world_model, copies, starts[starts_of], steps, generator, observer, goals_of)
+        returns[rows] = out.rewards.sum(1)
+        for name, verdict in judge_success(out, observer, goals_of, success_from_reward).items():
+            judged.setdefault(name, np.full(p * m, np.nan))[rows] = verdict
+    source = next((s for s in SUCCESS_SOURCES if s in judged), None)
+    success = np.full(p * m, np.nan) if source is None else judged[source]
     returns, success = returns.reshape(p, m), success.reshape(p, m)
     rng = np.random.default_rng(seed)
     return_ci = bootstrap_interval(returns, rng)
-    judged = not np.isnan(success).any()
-    success_ci = bootstrap_interval(success, rng) if judged else None
+    success_ci = None if source is None else bootstrap_interval(success, rng)
     per_policy = {
         name: {"imagined_return": float(returns[i].mean()), "imagined_return_ci": return_ci[i].tolist(),
-               "imagined_success": float(success[i].mean()) if judged else None,
-               "imagined_success_ci": success_ci[i].tolist() if judged else None}
+               "imagined_success": None if source is None else float(success[i].mean()),
+               "imagined_success_ci": None if source is None else success_ci[i].tolist()}
         for i, name in enumerate(names)
     }
-    return {"policies": per_policy, "starts": m, "steps": steps, "success_source": source if judged else None, "imagined_returns": returns.tolist()}
+    return {"policies": per_policy, "starts": m, "steps": steps, "success_source": source, "imagined_returns": returns.tolist()}

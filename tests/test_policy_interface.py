@@ -153,10 +153,11 @@ def test_closed_loop_feeds_the_policy_its_imagined_frames():
     policies[0].reset(None)
     world = CountingWorld()
     window = world.window(torch.from_numpy(real[None, :2]), torch.from_numpy(episode.actions[None, :1]))
-    rewards, actions, success = run_closed_loop(world, policies, window, steps=3)
+    out = run_closed_loop(world, policies, window, steps=3)
     # warm-up on real frame 0 (10); then it sees real frame 1 (10: no rise -> +1), imagined 11 (rise -> +2), 13, 15
     assert policies[0].seen == [10, 10, 11, 13]
-    assert actions[0, :, 0].tolist() == [1.0, 2.0, 2.0] and rewards[0].tolist() == [11.0, 13.0, 15.0] and success is None
+    assert out.actions[0, :, 0].tolist() == [1.0, 2.0, 2.0] and out.rewards[0].tolist() == [11.0, 13.0, 15.0]
+    assert out.success_prob is None and out.last_state is None
 
 
 @pytest.mark.slow

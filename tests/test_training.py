@@ -256,7 +256,7 @@ def test_a_short_training_beats_copying_the_last_frame(tmp_path):
     from worldmodel.data.windows import RolloutWindows
 
     data = record(tmp_path / "learn.h5", policy="mixture", episodes=60, episode_steps=30, frame_size=(32, 32))
-    cfg = tiny_config(data, tmp_path / "run", steps=400, batch_size=16, mixed_precision="bf16",
+    cfg = tiny_config(data, tmp_path / "run", steps=400, batch_size=16, mixed_precision="auto",
                       **{"model": "framestack", "model.channels": "[32,32,32]", "model.cond_dim": 64,
                          "optim.lr": 1e-3, "optim.warmup_steps": 20, "window.val_fraction": 0.1, "save_every": 1000,
                          "dynamics.steps": 1000, "dynamics.horizon": 12, "dynamics.batch_size": 64})  # frames follow the state: train it

@@ -159,6 +159,16 @@ def policies_table(stats: dict, episodes: int) -> str:
                       f"(returns over steps {first}..{last - 1}, {episodes} episodes per policy)"])
 
 
+def episode_goals(episodes, observer) -> np.ndarray | None:
+    """(N, G) the episodes' goals where the task is goal-based (its state observation needs them)."""
+    if observer is None or not observer.goal_based:
+        return None
+    if any(e.goal is None for e in episodes):
+        raise ValueError("these episodes hold no goals (recorded before files kept them), which the task's state observation needs: "
+                         "record them again.")
+    return np.stack([e.goal for e in episodes])
+
+
 def interval(p: dict, key: str) -> str:
     return f"{p[key]:.2f} [{p[key + '_ci'][0]:.2f}, {p[key + '_ci'][1]:.2f}]"
 
@@ -172,15 +182,14 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     env = make_task_env(preset)
     policies = [s.build(env) for s in specs]  # unknown names raise here, before any work
     copies = imagined_copies(specs, observer, preset) if cfg.loop != "open" else None
-    episodes, goals = [], []
+    episodes = []
     with tqdm(total=len(specs) * cfg.policy_episodes, unit="ep", desc="real MuJoCo episodes") as bar:
         for policy in policies:
             for j in range(cfg.policy_episodes):
                 episodes.append(record_episode(env, policy, cfg.seed + j))  # same seeds: same initial states per policy
-                goals.append(getattr(env.unwrapped, "goal", None))  # a goal-based task's, for its state observation
                 bar.update(1)
     env.close()
-    goals = np.stack(goals) if observer is not None and observer.goal_based else None
+    goals = episode_goals(episodes, observer)
     loops = ["closed", "open"] if cfg.loop == "both" else [cfg.loop]
     results = {loop: evaluate_in_imagination(wm, names, episodes, cfg.batch_size, cfg.seed, preset.success_from_reward,
                                              lambda batches, loop=loop: tqdm(batches, unit="batch", desc=f"imagined episodes ({loop} loop)"),
@@ -212,7 +221,7 @@ def score_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
             wm.spec.check_data(cfg.data, reader.metadata["task"], list(reader.frame_shape), "score from starts of the model's task.")
             chosen = sorted(rng.permutation(reader.num_episodes)[: cfg.score_starts].tolist())
             episodes = [reader.episode(i) for i in chosen]
-        starts, source = episode_window(wm, episodes), f"{len(episodes)} episodes of {cfg.data}"
+        starts, source, goals = episode_window(wm, episodes), f"{len(episodes)} episodes of {cfg.data}", episode_goals(episodes, observer)
     else:
         starts, source = wm.window(*wm.random_start(cfg.score_starts, rng)), f"{cfg.score_starts} draws from the checkpoint's start bank"
         if observer is not None and observer.goal_based:

@@ -24,7 +24,6 @@ logger = logging.getLogger("imagine")
 
 @hydra.main(config_path="../configs", config_name="imagine", version_base=None)
 def main(cfg: DictConfig) -> None:
-    from envs.mujoco.policies import build_policy
     from envs.mujoco.recording import PolicySpec
     from worldmodel.policy import policy_action
 

@@ -25,7 +25,6 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
-
 from torch import Tensor
 
 from worldmodel.world_model import Step, Window, WorldModel
@@ -114,12 +113,10 @@ class Observation:
 
     def __call__(self, frames: Tensor, states: Tensor | None, goals: np.ndarray | None) -> list[Any]:
         """frames (B, H, W, 3) uint8, states (B, nq+nv), goals (B, G) or None -> B observations."""
-        frames_np = frames.cpu().numpy().copy()  # a copy: the window is the env's to change
         if self.observer is None:
-            return list(frames_np)
-        states_np = states.cpu().double().numpy()
-        obs = [self.observer.observe(s, None if goals is None else goals[i]) for i, s in enumerate(states_np)]
-        return obs if self.kind == "state" else [{"pixels": f, "state": o} for f, o in zip(frames_np, obs)]
+            return list(frames_of(frames))
+        obs = [self.observer.observe(s, None if goals is None else goals[i]) for i, s in enumerate(states.cpu().double().numpy())]
+        return obs if self.kind == "state" else [{"pixels": f, "state": o} for f, o in zip(frames_of(frames), obs)]
 
     def close(self) -> None:
         if self.observer is not None:
@@ -283,10 +280,15 @@ class DiffusionWorldEnv(gym.Env):
         """rgb_array: the current frame, (H * render_scale, W * render_scale, 3) uint8."""
         if self.render_mode is None or self._window is None:
             return None
-        return upscale(self._window.last_frame[0].cpu().numpy(), self.render_scale)
+        return upscale(frames_of(self._window.last_frame)[0], self.render_scale)
 
     def close(self):
         self._observe.close()
+
+
+def frames_of(frames: Tensor) -> np.ndarray:
+    """(B, H, W, 3) uint8 frames as a numpy copy: the window's rows are the env's to change."""
+    return frames.cpu().numpy().copy()
 
 
 def last_state(window: Window) -> Tensor | None:
@@ -437,7 +439,7 @@ class DiffusionWorldVectorEnv(VectorEnv):
         """rgb_array: each world's current frame, upscaled by render_scale."""
         if self.render_mode is None or self._window is None:
             return None
-        return tuple(upscale(frame, self.render_scale) for frame in self._window.last_frame.cpu().numpy())
+        return tuple(upscale(frame, self.render_scale) for frame in frames_of(self._window.last_frame))
 
     def close_extras(self, **kwargs):
         self._observe.close()

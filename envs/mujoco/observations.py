@@ -35,14 +35,10 @@ class StateObserver:
             raise ValueError(f"{preset.env_id} has no _get_obs(): its observation cannot be computed from a state; "
                              "use observation='pixels'.")
         self.observation_space = self.shadow.env.observation_space
-        self.goal_based = isinstance(self.observation_space, gym.spaces.Dict)
+        self.goal_shape = self.shadow.goal_shape  # (G,): the goal a goal-based env's state needs besides [qpos, qvel]
+        self.goal_based = self.goal_shape is not None
         model = self._env.model
         self.nq, self.nv = int(model.nq), int(model.nv)
-
-    @property
-    def goal_shape(self) -> tuple[int, ...] | None:
-        """(G,): the goal a goal-based env's state needs besides [qpos, qvel]; None for other envs."""
-        return tuple(self.observation_space["desired_goal"].shape) if self.goal_based else None
 
     def observe(self, state: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray | dict[str, np.ndarray]:
         """state: (nq+nv,) [qpos, qvel]; goal: (G,) for a goal-based env (its desired goal) ->
@@ -73,11 +69,7 @@ class StateObserver:
     def flat(self, obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         """An observation as one vector, as `PixelTaskEnv` gives it in info["state"] (a dict's keys in
         the space's order): what policies trained on a flattened goal-based env read."""
-        return gym.spaces.flatten(self.observation_space, obs) if self.goal_based else obs
-
-    def current_goal(self) -> np.ndarray | None:
-        """The goal the shadow holds now (after a reset of it, the one it sampled)."""
-        return np.array(self._env.goal) if self.goal_based else None
+        return gym.spaces.flatten(self.observation_space, obs) if isinstance(self.observation_space, gym.spaces.Dict) else obs
 
     def close(self) -> None:
         self.shadow.close()

@@ -70,20 +70,8 @@ def record_episode(env: PixelTaskEnv, policy: Policy, seed: int) -> Episode:
         qvel=np.stack(qvel),
         seed=seed,
         policy=describe_policy(policy),
-        goal=episode_goal(env),
+        goal=env.episode_goal(),
     )
-
-
-def episode_goal(env: PixelTaskEnv) -> np.ndarray | None:
-    """A goal-based env's goal for the current episode (desired_goal, outside the simulator state), else None."""
-    goal = getattr(env.unwrapped, "goal", None)
-    return None if goal is None or goal_shape(env) is None else np.array(goal, np.float64)
-
-
-def goal_shape(env: PixelTaskEnv) -> list[int] | None:
-    """The shape of a goal-based env's desired_goal, else None."""
-    space = env.env.observation_space
-    return list(space["desired_goal"].shape) if isinstance(space, gymnasium.spaces.Dict) and "desired_goal" in space.spaces else None
 
 
 def episode_plan(seed: int, first_episode: int, episodes: int, policies: Sequence[PolicySpec]) -> list[tuple[int, int]]:
@@ -116,7 +104,7 @@ def file_metadata(env: PixelTaskEnv, policies: Sequence[PolicySpec], seed: int) 
         "action_high": space.high.tolist(),
         "nq": int(env.unwrapped.model.nq),
         "nv": int(env.unwrapped.model.nv),
-        **({"goal_shape": goal_shape(env)} if goal_shape(env) else {}),
+        **({"goal_shape": list(env.goal_shape)} if env.goal_shape else {}),
         "policies": [vars(p) for p in policies],
         "seed": seed,
         "versions": {

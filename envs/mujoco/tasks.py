@@ -272,6 +272,16 @@ class PixelTaskEnv(gym.Wrapper):
         distance = self.distance()
         return distance is not None and distance < self.preset.success_distance
 
+    @property
+    def goal_shape(self) -> tuple[int, ...] | None:
+        """(G,): a goal-based env's goal (desired_goal, kept outside the simulator state); None for other envs."""
+        space = self.env.observation_space
+        return tuple(space["desired_goal"].shape) if isinstance(space, gym.spaces.Dict) and "desired_goal" in space.spaces else None
+
+    def episode_goal(self) -> np.ndarray | None:
+        """(G,) the current episode's goal of a goal-based env, else None."""
+        return None if self.goal_shape is None else np.array(self.env.unwrapped.goal, np.float64)
+
     def goal_point(self) -> np.ndarray:
         """(success_dims,) position of the preset's goal body: what goal-conditioned success compares."""
         if self.preset.goal_body is None:

@@ -127,6 +127,15 @@ def run_closed_loop(world_model, policies: Sequence[Policy], window, steps: int,
                     None if out.state is None else out.state.cpu().double().numpy())
 
 
+def fresh_closed_loop(world_model, factories: Sequence[Callable[[], Policy]], seeds: Sequence[int], window, steps: int,
+                      generator: Generators = None, observer: StateObserver | None = None, goals: np.ndarray | None = None) -> Rollouts:
+    """`run_closed_loop` with a fresh policy per world from `factories`, each reset with its seed."""
+    policies = [make() for make in factories]
+    for policy, seed in zip(policies, seeds):
+        policy.reset(np.random.default_rng(seed))
+    return run_closed_loop(world_model, policies, window, steps, generator, observer, goals)
+
+
 def judge_success(rollouts: Rollouts, observer: StateObserver | None, goals: np.ndarray | None,
                   success_from_reward: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None) -> dict[str, np.ndarray]:
     """Every way imagination can tell whether each episode ends in success (the task's test after
@@ -217,11 +226,9 @@ def evaluate_in_imagination(
         rows = batches[b]
         chosen = [episodes[r] for r in rows]
         if loop == "closed":
-            copies = [policies[r // m]() for r in rows]
-            for policy, episode in zip(copies, chosen):
-                policy.reset(np.random.default_rng(episode.seed))
-            out = run_closed_loop(world_model, copies, episode_window(world_model, chosen), steps - k + 1, generator, observer,
-                                  None if goals is None else goals[rows])
+            out = fresh_closed_loop(world_model, [policies[r // m] for r in rows], [e.seed for e in chosen],
+                                    episode_window(world_model, chosen), steps - k + 1, generator, observer,
+                                    None if goals is None else goals[rows])
         else:
             frames = torch.from_numpy(np.stack([e.frames[:k] for e in chosen]))
             batch_actions = torch.from_numpy(actions[rows])
@@ -295,12 +302,10 @@ def score_in_imagination(
     batches = [rows_all[i : i + batch_size] for i in range(0, p * m, batch_size)]
     for b in progress(range(len(batches))):
         rows = batches[b]
-        copies = [policies[r // m]() for r in rows]
-        for policy, r in zip(copies, rows):
-            policy.reset(np.random.default_rng(seed + r % m))
         starts_of = [r % m for r in rows]
         goals_of = None if goals is None else goals[starts_of]
-        out = run_closed_loop(world_model, copies, starts[starts_of], steps, generator, observer, goals_of)
+        out = fresh_closed_loop(world_model, [policies[r // m] for r in rows], [seed + j for j in starts_of], starts[starts_of],
+                                steps, generator, observer, goals_of)
         returns[rows] = out.rewards.sum(1)
         for name, verdict in judge_success(out, observer, goals_of, success_from_reward).items():
             judged.setdefault(name, np.full(p * m, np.nan))[rows] = verdict

@@ -215,7 +215,7 @@ class DiffusionWorldEnv(gym.Env):
 
     checkpoint: model.pt from tools/train.py (default: $DIFFUSION_WORLD_CHECKPOINT);
     sampler_steps, sampler_method, context_sigma: override the checkpoint's sampler;
-    device: "cpu", "cuda", "auto"; bf16: autocast (default on for CPU, ~2x faster, and GPUs with bf16 tensor cores);
+    device: "cpu", "cuda", "auto"; bf16: autocast (default: where the hardware computes bf16, `worldmodel.compiling.default_bf16`);
     compile: torch.compile the denoiser (for GPUs; no gain measured on CPU: `tools/bench.py`);
     render_mode: "rgb_array"; render_scale: integer upscaling of rendered frames for viewing;
     max_episode_steps: truncation (default: the recorded task's episode length, from the checkpoint);

@@ -175,8 +175,8 @@ class WorldModel:
         """Rebuilds the model of a checkpoint written by training (`model.pt`); needs nothing else.
 
         device: "cpu", "cuda", ... or "auto" (CUDA when available);
-        bf16: autocast the networks (default: on for CPU, where it is ~2x faster, and for GPUs with
-        bf16 tensor cores); compile: see `__init__`.
+        bf16: autocast the networks (default: where the hardware computes bf16, `compiling.default_bf16`);
+        compile: see `__init__`.
         sampler_overrides: e.g. steps=5, method="heun", context_sigma=0.01.
         """
         ckpt = load_checkpoint(path, map_location="cpu")

@@ -45,6 +45,23 @@ def test_action_repeat_advances_the_simulation_that_many_steps():
     assert double.data.time == pytest.approx(2 * single.data.time)
 
 
+@pytest.mark.parametrize("task", ["reacher", "fetch_push"])  # MuJoCo's native rollout; Fetch steps its env
+def test_rollout_states_is_stepping_the_simulator_and_leaves_it_as_it_was(task):
+    env = make_task_env(task)
+    env.reset(seed=0)
+    start = env.get_state()
+    actions = np.random.default_rng(0).uniform(env.action_space.low, env.action_space.high, (3, 4, *env.action_space.shape))
+    states = env.rollout_states(actions)
+    assert states.shape == (3, 4, env.data.qpos.size + env.data.qvel.size)
+    np.testing.assert_array_equal(env.get_state(), start)
+    for sequence, expected in zip(actions, states):
+        env.set_state(start)
+        for action, state in zip(sequence, expected):
+            env.simulate(action)
+            np.testing.assert_allclose(np.concatenate([env.data.qpos, env.data.qvel]), state, atol=1e-9)  # solver warm start: ~1e-15
+    env.close()
+
+
 def test_reacher_success_is_fingertip_on_target():
     env = make_task_env("reacher")
     env.reset(seed=0)

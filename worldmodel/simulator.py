@@ -34,8 +34,15 @@ class Simulator(Protocol):
                   qvel: np.ndarray | None = None) -> np.ndarray:
         """Restores a `get_state()` state or a recorded qpos/qvel; returns the frame."""
 
+    def rollout_states(self, actions: np.ndarray) -> np.ndarray:
+        """actions (N, T, *A) -> (N, T, nq+nv) [qpos, qvel] after each step of each open-loop
+        sequence from the current state, which is left as it was (the oracle's model)."""
+
     def simulate(self, action: np.ndarray, render: bool = False) -> tuple[float, np.ndarray | None]:
         """One raw step outside the episode's bookkeeping: (reward, frame if render)."""
+
+    def episode_goal(self) -> np.ndarray | None:
+        """(G,) a goal-based env's goal for this episode (kept outside its state), else None."""
 
     def goal_point(self) -> np.ndarray:
         """(2,) position of the task's goal body: what goal-conditioned success compares."""

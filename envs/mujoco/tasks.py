@@ -10,12 +10,15 @@ one config file (configs/task/*.yaml) with no Python.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+from gymnasium.envs.mujoco import MujocoEnv
+from mujoco import rollout
 
 from worldmodel.pose import task_camera
 
@@ -245,6 +248,8 @@ class PixelTaskEnv(gym.Wrapper):
         # its position is not in qpos: drawn, it would make frames depend on more than the state.
         model.geom_rgba[model.body_mocapid[model.geom_bodyid] >= 0, 3] = 0.0
         self._frame: np.ndarray | None = None
+        # rollout_states' workspaces, one per thread: the env's own data stays untouched
+        self._rollout_data = [mujoco.MjData(model) for _ in range(min(os.cpu_count() or 1, 8))]
         for name in (preset.goal_body, *preset.key_bodies, *preset.pose_bodies):
             if name is not None and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) < 0:
                 raise ValueError(f"Task {preset.name!r} names body {name!r}, which {preset.env_id} does not have; its bodies: "
@@ -308,19 +313,44 @@ class PixelTaskEnv(gym.Wrapper):
         mujoco.mj_getState(model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
         return state
 
+    def rollout_states(self, actions: np.ndarray) -> np.ndarray:
+        """actions (N, T, *A) -> (N, T, nq+nv) [qpos, qvel] after each step of each open-loop sequence,
+        all from the current state, which is left as it was. Envs whose step is `ctrl = action`
+        held for `frame_skip` substeps (gymnasium's MujocoEnv: reacher, pusher) run in MuJoCo's
+        native batched rollout, in parallel threads; others (Fetch's
+        mocap control) step the env."""
+        env, model = self.env.unwrapped, self.env.unwrapped.model
+        n, t = actions.shape[:2]
+        if isinstance(env, MujocoEnv):
+            repeat = env.frame_skip * self.preset.action_repeat
+            control = np.repeat(actions.reshape(n, t, -1).astype(np.float64), repeat, axis=1)
+            states, _ = rollout.rollout(model, self._rollout_data, self.get_state()[None], control)
+            return states[:, repeat - 1::repeat, 1:1 + model.nq + model.nv]  # FULLPHYSICS: [time, qpos, qvel, ...]
+        start, out = self.get_state(), np.empty((n, t, model.nq + model.nv))
+        for i, sequence in enumerate(actions):
+            self._restore(start)
+            for j, a in enumerate(sequence):
+                self.simulate(a)
+                out[i, j] = np.concatenate([self.data.qpos, self.data.qvel])
+        self._restore(start)
+        return out
+
     def set_state(self, state: np.ndarray | None = None, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None) -> np.ndarray:
         """Restores a `get_state()` state, or sets qpos/qvel (e.g. a recorded dataset state); returns the new frame.
         The episode's step count is unchanged. The frame shows the bodies exactly at this state; a step's
         frame shows them where its last physics substep began, as gymnasium's own rendering does."""
         if state is not None:
-            mujoco.mj_setState(self.env.unwrapped.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-            mujoco.mj_forward(self.env.unwrapped.model, self.data)
+            self._restore(state)
         else:
             # gymnasium's MujocoEnv has set_state; goal-based robot envs (Fetch) do not.
             model, data = self.env.unwrapped.model, self.data
             data.qpos[:], data.qvel[:] = qpos, qvel
             mujoco.mj_forward(model, data)
         return self._render_frame()
+
+    def _restore(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.env.unwrapped.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_forward(self.env.unwrapped.model, self.data)
 
     def simulate(self, action: np.ndarray, render: bool = False) -> tuple[float, np.ndarray | None]:
         """One step of the raw simulator, outside the episode's bookkeeping (no step count, no info):

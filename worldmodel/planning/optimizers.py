@@ -22,8 +22,11 @@ Score = Callable[[np.ndarray], np.ndarray]  # (N, H, A) float32 in the box -> (N
 
 @dataclass(frozen=True)
 class PlannerConfig:
-    """horizon: steps planned; samples per iteration; elites (CEM); temperature (MPPI, in units of
-    the score); init_std and min_std as fractions of the action range; warm_start: shift the last plan."""
+    """horizon: steps planned; samples per iteration (iCEM: the first); elites (CEM, iCEM);
+    temperature (MPPI, in units of the score); init_std and min_std as fractions of the action
+    range; warm_start: shift the last plan. iCEM only: noise_beta, the exponent of its coloured
+    noise (0 white); decay, the population's shrink factor per iteration; keep_elites, the fraction
+    of elites carried to the next iteration and plan; momentum, the weight of the old mean and std."""
 
     horizon: int = 10
     samples: int = 64
@@ -33,6 +36,10 @@ class PlannerConfig:
     init_std: float = 0.5
     min_std: float = 0.05
     warm_start: bool = True
+    noise_beta: float = 2.0
+    decay: float = 1.25
+    keep_elites: float = 0.3
+    momentum: float = 0.1
 
     def __post_init__(self):
         if self.horizon < 1 or self.samples < 2 or self.iterations < 1:
@@ -41,6 +48,8 @@ class PlannerConfig:
             raise ValueError(f"elites must be in [1, samples={self.samples}], got {self.elites}.")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+        if self.decay < 1 or not 0 <= self.keep_elites <= 1 or not 0 <= self.momentum < 1 or self.noise_beta < 0:
+            raise ValueError(f"decay >= 1, keep_elites in [0, 1], momentum in [0, 1) and noise_beta >= 0 needed, got {self}.")
 
 
 class Planner(Protocol):

@@ -10,6 +10,10 @@ reads the state last observed, as it reads the real simulator.
 
 Goal-based envs (Gymnasium-Robotics' Fetch) keep their goal outside the simulator state: it is given
 with the state (`goal`, the episode's `desired_goal`), and the copy's goal marker is moved to it.
+
+For planners that score thousands of imagined states per step, `rewards` and `goal_points` read a
+batch of states with kinematics alone (body positions, ~7 us a state for reacher, 5x cheaper than
+the forward pass and the env's own Python reward code).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import gymnasium as gym
 import mujoco
 import numpy as np
+from einops import rearrange
 
 from envs.mujoco.tasks import PixelTaskEnv, TaskPreset
 
@@ -39,6 +44,7 @@ class StateObserver:
         self.goal_based = self.goal_shape is not None
         model = self._env.model
         self.nq, self.nv = int(model.nq), int(model.nv)
+        self.action_shape = tuple(self.shadow.action_space.shape)
 
     def observe(self, state: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray | dict[str, np.ndarray]:
         """state: (nq+nv,) [qpos, qvel]; goal: (G,) for a goal-based env (its desired goal) ->
@@ -48,12 +54,7 @@ class StateObserver:
             raise ValueError(f"state must be [qpos, qvel] of shape ({self.nq + self.nv},), got {state.shape}.")
         data = self._env.data
         data.qpos[:], data.qvel[:] = state[: self.nq], state[self.nq :]
-        if self.goal_based:
-            if goal is None:
-                raise ValueError(f"{self.shadow.preset.env_id} keeps its goal outside the simulator state: give the episode's "
-                                 f"goal (desired_goal, shape {self.goal_shape}).")
-            self._env.goal = np.array(goal, np.float64).reshape(self.goal_shape)
-            self._env._render_callback()  # the goal marker, which privileged policies read, moves to the goal
+        self._set_goal(goal)
         mujoco.mj_forward(self._env.model, data)
         obs = self._env._get_obs()
         return {k: np.array(v) for k, v in obs.items()} if isinstance(obs, dict) else np.array(obs)
@@ -65,6 +66,62 @@ class StateObserver:
             return None
         self.observe(state, goal)
         return self.shadow.success()
+
+    def _set_goal(self, goal: np.ndarray | None) -> None:
+        if not self.goal_based:
+            return
+        if goal is None:
+            raise ValueError(f"{self.shadow.preset.env_id} keeps its goal outside the simulator state: give the episode's "
+                             f"goal (desired_goal, shape {self.goal_shape}).")
+        self._env.goal = np.array(goal, np.float64).reshape(self.goal_shape)
+        self._env._render_callback()  # the goal marker, which privileged policies read, moves to the goal
+
+    def _positions(self, states: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+        """states (M, nq+nv) -> (M, len(names), 3): world positions of bodies (or sites) by kinematics."""
+        states = np.asarray(states, np.float64)
+        if states.ndim != 2 or states.shape[1] != self.nq + self.nv:
+            raise ValueError(f"states must be (M, {self.nq + self.nv}) [qpos, qvel], got {states.shape}.")
+        model, data = self._env.model, self._env.data
+        rows = [(data.xpos, model.body(n).id) if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) >= 0
+                else (data.site_xpos, model.site(n).id) for n in names]
+        out = np.empty((len(states), len(names), 3))
+        for i, qpos in enumerate(states[:, : self.nq]):
+            data.qpos[:] = qpos
+            mujoco.mj_kinematics(model, data)
+            for j, (table, row) in enumerate(rows):
+                out[i, j] = table[row]
+        return out
+
+    def goal_points(self, states: np.ndarray) -> np.ndarray:
+        """states (M, nq+nv) -> (M, success_dims): where the preset's goal body is in each, the
+        position goal-conditioned success compares (as `PixelTaskEnv.goal_point`)."""
+        preset = self.shadow.preset
+        if preset.goal_body is None:
+            raise ValueError(f"Task {preset.name!r} has no goal_body: goal-conditioned planning needs one.")
+        return self._positions(states, (preset.goal_body,))[:, 0, : preset.success_dims]
+
+    def rewards(self, states: np.ndarray, actions: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray:
+        """The task's reward of steps that reached `states` (M, nq+nv) by `actions` (M, *A) (goal: a
+        goal-based env's desired goal) -> (M,), as the real env computes it from its state after the
+        step. Tasks with `reward_decode` (-w_d * distance(goal body, target) - w_c * |a|^2, in
+        space) are read from body positions; others call the env's own reward code on each state."""
+        states, actions = np.asarray(states, np.float64), np.asarray(actions, np.float64)
+        if actions.shape != (len(states), *self.action_shape):
+            raise ValueError(f"actions must be ({len(states)}, {', '.join(map(str, self.action_shape))}), one per state, got {actions.shape}.")
+        self._set_goal(goal)
+        preset = self.shadow.preset
+        if preset.reward_decode is not None and preset.has_success:
+            body, target = rearrange(self._positions(states, (preset.goal_body, preset.success_target)), "m two d -> two m d")
+            w = preset.reward_decode
+            return -w["distance_weight"] * np.linalg.norm(body - target, axis=-1) - w["control_weight"] * np.square(actions).sum(-1)
+        out = np.empty(len(states))
+        for i, (state, action) in enumerate(zip(states, actions)):
+            obs = self.observe(state, goal)
+            if self.goal_based:
+                out[i] = self._env.compute_reward(obs["achieved_goal"], self._env.goal, {})
+            else:
+                out[i] = self._env._get_rew(action)[0]
+        return out
 
     def flat(self, obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         """An observation as one vector, as `PixelTaskEnv` gives it in info["state"] (a dict's keys in

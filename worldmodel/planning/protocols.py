@@ -4,9 +4,16 @@ simulator itself as the model (the oracle) and with random actions, from the sam
 - reward: from reset(seed), K-1 zero actions build the first context, then MPC maximises the
   predicted reward sum for the rest of the episode; success is the task's test at the last step.
 - goal (as stable-worldmodel does it): start from a recorded state; the goal is the recorded frame
-  `offset` steps later; MPC minimises the blurred pixel distance to it within `budget` steps;
-  success when the task's goal body is within the task's success distance of where it is in the
+  `offset` steps later; MPC brings the task's goal body to where the goal frame shows it within
+  `budget` steps; success when it is within the task's success distance of where it is in the
   goal state.
+
+Candidates are scored in one of two ways. In states (`StateScoring`, a model with a state track):
+the state track rolls them forward, the task's reward or goal distance is read from the states, and
+a goal frame is first mapped to where it shows the goal body (`estimate_goal`, e.g. the position
+probe); the oracle scores the real simulator's states the same way, with the true goal. In frames:
+every candidate's frames are sampled and rewarded by the reward head, or compared with the goal
+frame after a blur; the oracle renders its frames.
 """
 
 from __future__ import annotations
@@ -22,11 +29,24 @@ from worldmodel.data.reader import RolloutReader
 from worldmodel.planning.mpc import EpisodeResult, MakeScore, run_mpc
 from worldmodel.planning.objectives import goal_distance, predicted_return, simulator_goal_distance, simulator_return
 from worldmodel.planning.optimizers import Planner
+from worldmodel.planning.state_space import TaskReadout, dynamics_rollout, simulator_rollout, state_goal_distance, state_return
 from worldmodel.simulator import Simulator
 from worldmodel.world_model import WorldModel
 
 MODELS = ("world_model", "oracle", "random")
 PROTOCOLS = ("reward", "goal")
+
+
+@dataclass(frozen=True)
+class StateScoring:
+    """Score candidates in states: readout, the task's reward and goal body as functions of a
+    state; estimate_goal, a goal frame (H, W, 3) uint8 -> (D,) where it shows the goal body (the
+    goal protocol's world model; D may be fewer than the task's success dims, e.g. the table plane);
+    terminal_weight, the reward protocol's weight on the horizon's last state (`state_return`)."""
+
+    readout: TaskReadout
+    estimate_goal: Callable[[np.ndarray], np.ndarray] | None = None
+    terminal_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,7 +67,7 @@ class GoalProtocol:
 class EpisodeStart:
     """Where an episode starts: the context (K, H, W, 3) frames and (K-1, A) actions that led there,
     the step budget, the goal frame (goal protocol), the success test on a step's info and the
-    context's states (K, nq+nv) [qpos, qvel]."""
+    context's states (K, nq+nv) [qpos, qvel], where the goal state puts the goal body (goal protocol)."""
 
     frames: np.ndarray
     actions: np.ndarray
@@ -56,6 +76,7 @@ class EpisodeStart:
     success: Callable[[dict], bool]
     stop_on_success: bool
     states: np.ndarray
+    goal_point: np.ndarray | None = None
 
 
 @dataclass
@@ -142,21 +163,33 @@ def goal_start(sim: Simulator, start: GoalStart, budget: int, seed: int) -> Epis
     goal_point = sim.goal_point()
     sim.set_state(qpos=start.qpos, qvel=start.qvel)
     return EpisodeStart(start.frames, start.actions, budget, start.goal_frame,
-                        lambda info: bool(np.linalg.norm(sim.goal_point() - goal_point) < sim.success_distance), True, start.states)
+                        lambda info: bool(np.linalg.norm(sim.goal_point() - goal_point) < sim.success_distance), True, start.states,
+                        goal_point)
 
 
-def score_maker(model: str, wm: WorldModel, sim: Simulator, goal_frame: np.ndarray | None, generator: torch.Generator,
-                blur: float) -> MakeScore | None:
+def score_maker(model: str, wm: WorldModel, sim: Simulator, start: EpisodeStart, generator: torch.Generator, blur: float,
+                scoring: StateScoring | None = None, goal_point: np.ndarray | None = None) -> MakeScore | None:
     """What the planner scores candidates with: the world model from the real context, the simulator
-    (oracle), or None (random). blur: Gaussian blur (pixels) of frames and goal before their distance."""
+    (oracle), or None (random); in states (`scoring`) or in frames (None). blur: Gaussian blur
+    (pixels) of frames and goal before their distance. goal_point: the world model's estimate of
+    where the goal frame shows the goal body (states, goal protocol)."""
     if model == "random":
         return None
+    goal_frame = start.goal_frame
     if model == "oracle":
+        if scoring is not None:
+            rollout = simulator_rollout(sim)
+            return lambda frames, actions, states: state_return(rollout, scoring.readout, sim.episode_goal(), scoring.terminal_weight) if goal_frame is None \
+                else state_goal_distance(rollout, scoring.readout, start.goal_point)
         return lambda frames, actions, states: simulator_return(sim) if goal_frame is None else simulator_goal_distance(sim, goal_frame, blur)
 
     def make_score(frames: np.ndarray, actions: np.ndarray, states: np.ndarray | None):
         window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None],
                            None if states is None else torch.from_numpy(states)[None])
+        if scoring is not None:
+            rollout = dynamics_rollout(wm, window)
+            return state_return(rollout, scoring.readout, sim.episode_goal(), scoring.terminal_weight) if goal_frame is None else \
+                state_goal_distance(rollout, scoring.readout, goal_point)
         return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator, blur)
 
     return make_score
@@ -164,20 +197,31 @@ def score_maker(model: str, wm: WorldModel, sim: Simulator, goal_frame: np.ndarr
 
 def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str, models: Sequence[str], episodes: int,
                  seed: int, replan_every: int, goal: GoalProtocol | None = None,
-                 progress: Callable[[str], Callable[[range], Any]] = lambda name: iter) -> dict[str, dict]:
+                 progress: Callable[[str], Callable[[range], Any]] = lambda name: iter, scoring: StateScoring | None = None) -> dict[str, dict]:
     """Runs `episodes` MPC episodes per model (same starts for every model) and summarises them:
-    {model: {success_rate, mean_return, plan_seconds_per_step, mean_steps, episodes}}.
-    progress(model name) wraps the episode range (e.g. a tqdm bar)."""
+    {model: {success_rate, mean_return, plan_seconds_per_step, mean_steps, episodes}} (the world
+    model's goal protocol in states also: goal_estimate_error_cm, the mean distance of its goal
+    estimates from the true goal points). progress(model name) wraps the episode range (e.g. a tqdm
+    bar); scoring: score in states (else in frames)."""
     if protocol == "goal" and (goal is None or not goal.data):
         raise ValueError("protocol=goal needs goal.data=PATH: recorded rollouts of the task (starts and goal frames).")
+    if scoring is not None and "world_model" in models and wm.dynamics is None:
+        raise ValueError("scoring in states needs a model with a state track (model.state in training); plan with scoring=frames.")
+    if scoring is not None and protocol == "goal" and "world_model" in models and scoring.estimate_goal is None:
+        raise ValueError("the goal protocol in states needs estimate_goal: where a goal frame shows the goal body.")
     blur = goal.blur if goal is not None else 0.0
     starts = goal_starts(sim, goal, wm.spec.task_name, wm.context, episodes, seed) if protocol == "goal" else None
     results = {}
     for model in models:
         runs: list[EpisodeResult] = []
+        estimate_errors = []
         for i in progress(model)(range(episodes)):
             start = reward_start(sim, wm.context, seed + i) if starts is None else goal_start(sim, starts[i], goal.budget, seed + i)
-            make_score = score_maker(model, wm, sim, start.goal_frame, torch.Generator().manual_seed(seed * 100_003 + i), blur)
+            goal_point = None
+            if model == "world_model" and scoring is not None and start.goal_frame is not None:
+                goal_point = np.asarray(scoring.estimate_goal(start.goal_frame), np.float64)
+                estimate_errors.append(float(np.linalg.norm(goal_point - start.goal_point[: len(goal_point)]) * 100))
+            make_score = score_maker(model, wm, sim, start, torch.Generator().manual_seed(seed * 100_003 + i), blur, scoring, goal_point)
             runs.append(run_mpc(sim, planner, make_score, start.frames, start.actions, start.steps, replan_every,
                                 np.random.default_rng([seed, i]), start.success, start.stop_on_success,
                                 start.states if wm.state_shape is not None else None))
@@ -188,4 +232,6 @@ def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str
             "mean_steps": float(np.mean([e.steps for e in runs])),
             "episodes": [vars(e) for e in runs],
         }
+        if estimate_errors:
+            results[model]["goal_estimate_error_cm"] = float(np.mean(estimate_errors))
     return results

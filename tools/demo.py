@@ -58,7 +58,7 @@ def main(cfg: DictConfig) -> None:
             "task.episode_steps=60", "workers=2", f"out={val}", timings=timings)
     run("imagine and evaluate fidelity", "evaluate.py", f"checkpoint={checkpoint}", f"data={val}", f"out={out / 'eval'}",
         f"episodes={cfg.held_out_episodes}", "videos=4", "probe=false", timings=timings)
-    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", "planner=cem", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}",
+    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}",
         timings=timings)
     timings["total"] = round(time.perf_counter() - start, 1)
     fidelity = json.loads((out / "eval" / "metrics.json").read_text())

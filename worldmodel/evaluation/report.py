@@ -59,7 +59,9 @@ def write_report(out: Path, checkpoint: str | os.PathLike, fidelity: dict[str, A
     episodes = len(fidelity["episodes"])
     plot, video = out / "eval" / "fidelity.png", out / "eval" / "side_by_side.mp4"
     fidelity_title = f"Fidelity on {episodes} held-out episodes ({fidelity['data']}), from the real context frames under the recorded actions"
-    planning_title = "MPC in the real MuJoCo reacher (CEM on the predicted reward; oracle: the same planner on MuJoCo)"
+    scored = "the reward read from imagined states" if planning.get("scoring") == "states" else "the predicted reward of imagined frames"
+    planning_title = (f"MPC in the real MuJoCo {planning['task']} ({planning['config']['planner']} on {scored}; "
+                      "oracle: the same planner on MuJoCo)")
     summary = "\n".join([
         "# DiffusionWorld demo", "", f"Model: {model}.", "",
         f"## {fidelity_title}", "", fidelity["table"], "",

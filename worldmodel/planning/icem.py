@@ -42,7 +42,9 @@ class ICEM(GaussianPlanner):
     def shift(self, k: int) -> None:
         kept = self._kept
         super().shift(k)
-        if self.cfg.warm_start and len(kept) and k < self.cfg.horizon:
+        if not self.cfg.warm_start or k >= self.cfg.horizon:  # nothing of the old plan is left
+            self._kept = kept[:0]
+        else:
             centre = (self.low + self.high) / 2
             self._kept = np.concatenate([kept[:, k:], np.broadcast_to(centre, (len(kept), k, *self.low.shape))], axis=1)
 

@@ -176,20 +176,22 @@ def score_maker(model: str, wm: WorldModel, sim: Simulator, start: EpisodeStart,
     if model == "random":
         return None
     goal_frame = start.goal_frame
+
+    def in_states(rollout, point: np.ndarray | None):
+        if goal_frame is None:
+            return state_return(rollout, scoring.readout, sim.episode_goal(), scoring.terminal_weight)
+        return state_goal_distance(rollout, scoring.readout, point)
+
     if model == "oracle":
         if scoring is not None:
-            rollout = simulator_rollout(sim)
-            return lambda frames, actions, states: state_return(rollout, scoring.readout, sim.episode_goal(), scoring.terminal_weight) if goal_frame is None \
-                else state_goal_distance(rollout, scoring.readout, start.goal_point)
+            return lambda frames, actions, states: in_states(simulator_rollout(sim), start.goal_point)
         return lambda frames, actions, states: simulator_return(sim) if goal_frame is None else simulator_goal_distance(sim, goal_frame, blur)
 
     def make_score(frames: np.ndarray, actions: np.ndarray, states: np.ndarray | None):
         window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None],
                            None if states is None else torch.from_numpy(states)[None])
         if scoring is not None:
-            rollout = dynamics_rollout(wm, window)
-            return state_return(rollout, scoring.readout, sim.episode_goal(), scoring.terminal_weight) if goal_frame is None else \
-                state_goal_distance(rollout, scoring.readout, goal_point)
+            return in_states(dynamics_rollout(wm, window), goal_point)
         return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator, blur)
 
     return make_score

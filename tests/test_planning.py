@@ -194,6 +194,17 @@ def test_plan_tool_scores_in_states_with_a_state_track(state_checkpoint, reacher
     assert all(1 <= e["steps"] <= 6 for r in results.values() for e in r["episodes"])
 
 
+def test_plan_tool_runs_the_oracle_on_a_task_without_a_model(tmp_path):
+    """What the planner can do with the task itself as its model, before any model is trained."""
+    plan("task=reacher", "task.episode_steps=8", "models=[oracle,random]", f"out={tmp_path}", *SMALL)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"oracle", "random"} and metrics["scoring"] == "states"
+    assert all(r["mean_steps"] == 8 for r in metrics["results"].values()), "one context frame: the whole episode is planned"
+    for args, message in [([], "name the task"), (["task=reacher"], "without one, models=[oracle,random]")]:
+        result = plan(f"out={tmp_path}", *args, check=False)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-2000:])
+
+
 def test_plan_tool_refuses_bad_input(checkpoint, tmp_path):
     cases = [(["planner=annealing"], "Unknown planner"), (["task=pusher"], "checkpoint models task 'reacher'"),
              (["protocol=teleport"], "Unknown protocol"), (["models=[dream]"], "Unknown models"),

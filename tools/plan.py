@@ -4,6 +4,7 @@
     python tools/plan.py checkpoint=runs/reacher/model.pt task=reacher episodes=20 out=plan/reacher
     python tools/plan.py checkpoint=runs/reacher/model.pt planner=cem scoring=frames search.horizon=5 search.samples=16 out=plan/frames
     python tools/plan.py checkpoint=runs/reacher/model.pt protocol=goal goal.data=data/reacher_val.h5 episodes=10 out=plan/reacher_goal
+    python tools/plan.py task=pusher models=[oracle,random] episodes=20 out=plan/pusher_oracle   # no model: the planner on the task itself
 
 Writes out/metrics.json and prints a table: success rate, return, planning seconds per step.
 """
@@ -30,10 +31,17 @@ logger = logging.getLogger("plan")
 
 @hydra.main(config_path="../configs", config_name="plan", version_base=None)
 def main(cfg: DictConfig) -> None:
-    wm = WorldModel.load(cfg.checkpoint, device=cfg.device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))
-    task = wm.spec.task_name
-    check_protocol(cfg.protocol, cfg.models, cfg.task.name if cfg.get("task") else task, task)
-    env = make_task_env(get_task(wm.spec.task))  # the task exactly as the model's data was recorded
+    if cfg.checkpoint is None:  # what the planner does with the task itself as its model, before any model is trained
+        if not cfg.get("task"):
+            raise ValueError("Without a checkpoint, name the task (task=pusher) and plan with the oracle and random only (models=[oracle,random]).")
+        wm, preset = None, get_task(OmegaConf.to_container(cfg.task, resolve=True))
+        check_protocol(cfg.protocol, cfg.models, preset.name, preset.name)
+    else:
+        wm = WorldModel.load(cfg.checkpoint, device=cfg.device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))
+        preset = get_task(wm.spec.task)  # the task exactly as the model's data was recorded
+        check_protocol(cfg.protocol, cfg.models, cfg.task.name if cfg.get("task") else preset.name, preset.name)
+    task = preset.name
+    env = make_task_env(preset)
     planner = make_planner(cfg.planner, env.action_space.low, env.action_space.high, PlannerConfig(**cfg.search))
     goal = GoalProtocol(**{k: v for k, v in cfg.goal.items() if not k.startswith("probe_")}) if cfg.protocol == "goal" else None
     scoring = state_scoring(cfg, wm, env)
@@ -57,17 +65,17 @@ def main(cfg: DictConfig) -> None:
     logger.info("wrote %s", out / "metrics.json")
 
 
-def state_scoring(cfg: DictConfig, wm: WorldModel, env) -> StateScoring | None:
+def state_scoring(cfg: DictConfig, wm: WorldModel | None, env) -> StateScoring | None:
     """Scoring in states (scoring=states, or auto with a state track), else None (in frames). The goal
     protocol's world model maps each goal frame to its goal body's table-plane position with the
     position probe (trained once on goal.probe_data, default the model's training data, and cached)."""
     if cfg.scoring not in ("auto", "states", "frames"):
         raise ValueError(f"scoring must be auto, states or frames, got {cfg.scoring!r}.")
-    if cfg.scoring == "frames" or (cfg.scoring == "auto" and wm.dynamics is None):
+    if cfg.scoring == "frames" or (cfg.scoring == "auto" and wm is not None and wm.dynamics is None):
         return None
     preset = env.preset
     estimate_goal = None
-    if cfg.protocol == "goal" and "world_model" in cfg.models:
+    if cfg.protocol == "goal" and "world_model" in cfg.models and wm is not None:
         if preset.goal_body not in preset.key_bodies:
             raise ValueError(f"Task {preset.name!r}: the goal frame is read by the position probe, whose key_bodies "
                              f"{list(preset.key_bodies)} lack the goal body {preset.goal_body!r}; add it or plan with scoring=frames.")

@@ -18,6 +18,7 @@ class Simulator(Protocol):
     """
 
     action_space: Any
+    task_name: str  # the task it simulates (a recording's metadata["task"])
     episode_steps: int  # steps of a full episode
     success_distance: float | None  # m; None for a task without a success test
 

@@ -262,6 +262,10 @@ class PixelTaskEnv(gym.Wrapper):
         return self.env.unwrapped.data
 
     @property
+    def task_name(self) -> str:
+        return self.preset.name
+
+    @property
     def episode_steps(self) -> int:
         return self.preset.episode_steps
 

@@ -197,14 +197,18 @@ def score_maker(model: str, wm: WorldModel, sim: Simulator, start: EpisodeStart,
     return make_score
 
 
-def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str, models: Sequence[str], episodes: int,
+def run_protocol(wm: WorldModel | None, sim: Simulator, planner: Planner, protocol: str, models: Sequence[str], episodes: int,
                  seed: int, replan_every: int, goal: GoalProtocol | None = None,
                  progress: Callable[[str], Callable[[range], Any]] = lambda name: iter, scoring: StateScoring | None = None) -> dict[str, dict]:
     """Runs `episodes` MPC episodes per model (same starts for every model) and summarises them:
     {model: {success_rate, mean_return, plan_seconds_per_step, mean_steps, episodes}} (the world
     model's goal protocol in states also: goal_estimate_error_cm, the mean distance of its goal
     estimates from the true goal points). progress(model name) wraps the episode range (e.g. a tqdm
-    bar); scoring: score in states (else in frames)."""
+    bar); scoring: score in states (else in frames). wm None (the oracle and random only, what the
+    task allows before any model is trained): one context frame, the simulator's own task."""
+    if wm is None and "world_model" in models:
+        raise ValueError("planning with the world model needs its checkpoint; without one, models=[oracle,random].")
+    context, task = (1, sim.task_name) if wm is None else (wm.context, wm.spec.task_name)
     if protocol == "goal" and (goal is None or not goal.data):
         raise ValueError("protocol=goal needs goal.data=PATH: recorded rollouts of the task (starts and goal frames).")
     if scoring is not None and "world_model" in models and wm.dynamics is None:
@@ -212,13 +216,13 @@ def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str
     if scoring is not None and protocol == "goal" and "world_model" in models and scoring.estimate_goal is None:
         raise ValueError("the goal protocol in states needs estimate_goal: where a goal frame shows the goal body.")
     blur = goal.blur if goal is not None else 0.0
-    starts = goal_starts(sim, goal, wm.spec.task_name, wm.context, episodes, seed) if protocol == "goal" else None
+    starts = goal_starts(sim, goal, task, context, episodes, seed) if protocol == "goal" else None
     results = {}
     for model in models:
         runs: list[EpisodeResult] = []
         estimate_errors = []
         for i in progress(model)(range(episodes)):
-            start = reward_start(sim, wm.context, seed + i) if starts is None else goal_start(sim, starts[i], goal.budget, seed + i)
+            start = reward_start(sim, context, seed + i) if starts is None else goal_start(sim, starts[i], goal.budget, seed + i)
             goal_point = None
             if model == "world_model" and scoring is not None and start.goal_frame is not None:
                 goal_point = np.asarray(scoring.estimate_goal(start.goal_frame), np.float64)
@@ -226,7 +230,7 @@ def run_protocol(wm: WorldModel, sim: Simulator, planner: Planner, protocol: str
             make_score = score_maker(model, wm, sim, start, torch.Generator().manual_seed(seed * 100_003 + i), blur, scoring, goal_point)
             runs.append(run_mpc(sim, planner, make_score, start.frames, start.actions, start.steps, replan_every,
                                 np.random.default_rng([seed, i]), start.success, start.stop_on_success,
-                                start.states if wm.state_shape is not None else None))
+                                start.states if wm is not None and wm.state_shape is not None else None))
         results[model] = {
             "success_rate": float(np.mean([e.success for e in runs])),
             "mean_return": float(np.mean([e.episode_return for e in runs])),

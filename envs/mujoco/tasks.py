@@ -321,8 +321,7 @@ class PixelTaskEnv(gym.Wrapper):
         """actions (N, T, *A) -> (N, T, nq+nv) [qpos, qvel] after each step of each open-loop sequence,
         all from the current state, which is left as it was. Envs whose step is `ctrl = action`
         held for `frame_skip` substeps (gymnasium's MujocoEnv: reacher, pusher) run in MuJoCo's
-        native batched rollout, in parallel threads; others (Fetch's
-        mocap control) step the env."""
+        native batched rollout, in parallel threads; others (Fetch's mocap control) step the env."""
         env, model = self.env.unwrapped, self.env.unwrapped.model
         n, t = actions.shape[:2]
         if isinstance(env, MujocoEnv):

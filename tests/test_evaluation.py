@@ -196,3 +196,17 @@ def test_score_policies_in_imagination_alone(state_checkpoint, checkpoint, reach
     # a model that imagines no state cannot show a state policy anything: refused before any work
     refused = evaluate("mode=score", f"checkpoint={checkpoint}", f"out={tmp_path / 'x'}", "policies=[expert]", check=False)
     assert refused.returncode != 0 and "no state track" in refused.stderr and "loop=open" in refused.stderr
+
+
+@pytest.mark.parametrize("tool, args, message", [
+    ("plan.py", ["episodes=-1"], "episodes must be a whole number >= 1, got -1"),
+    ("plan.py", ["replan_every=0"], "replan_every must be a whole number >= 1, got 0"),
+    ("evaluate.py", ["episodes=-2"], "episodes must be a whole number >= 1, got -2"),
+    ("evaluate.py", ["videos=1.5"], "videos must be a whole number >= 0, got 1.5"),
+    ("imagine.py", ["episodes=0"], "episodes must be a whole number >= 1, got 0"),
+])
+def test_tools_refuse_counts_below_their_minimum_before_any_work(tool, args, message, tmp_path):
+    """One shared check (worldmodel.checks.check_counts): not a table of nan, a silent slice or a stack error."""
+    result = run_tool(tool, "checkpoint=pretrained/reacher.pt", f"out={tmp_path / 'out'}", *args, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from envs import get_task, make_task_env
+from worldmodel.checks import check_counts
 from worldmodel.evaluation.fidelity import held_out_episodes, rollout_fidelity
 from worldmodel.evaluation.plots import plot_fidelity, plot_returns
 from worldmodel.evaluation.policy_eval import episode_window, evaluate_in_imagination, score_in_imagination
@@ -241,6 +242,8 @@ def score_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base=None)
 def main(cfg: DictConfig) -> None:
+    check_counts(cfg, episodes=1, videos=0, batch_size=1, seed=0, probe_steps=1, policy_episodes=1, policy_episode_steps=1,
+                 score_starts=1, score_steps=1, first_frame=0, sampler_steps=1)
     if cfg.mode not in MODES:
         raise ValueError(f"Unknown mode {cfg.mode!r}; choose one of {list(MODES)}.")
     wm = WorldModel.load(cfg.checkpoint, device=cfg.device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))

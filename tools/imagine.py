@@ -18,12 +18,14 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import envs  # registers DiffusionWorld-v0
+from worldmodel.checks import check_counts
 
 logger = logging.getLogger("imagine")
 
 
 @hydra.main(config_path="../configs", config_name="imagine", version_base=None)
 def main(cfg: DictConfig) -> None:
+    check_counts(cfg, episodes=1, steps=1, seed=0, scale=1, fps=1, sampler_steps=1)
     from envs.mujoco.recording import PolicySpec
     from worldmodel.policy import policy_action
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from envs import get_task, make_task_env
 from envs.mujoco.observations import StateObserver
+from worldmodel.checks import check_counts
 from worldmodel.evaluation.probe import load_or_train_probe
 from worldmodel.planning import GoalProtocol, PlannerConfig, StateScoring, check_protocol, make_planner, run_protocol
 from worldmodel.world_model import WorldModel
@@ -31,6 +32,7 @@ logger = logging.getLogger("plan")
 
 @hydra.main(config_path="../configs", config_name="plan", version_base=None)
 def main(cfg: DictConfig) -> None:
+    check_counts(cfg, episodes=1, replan_every=1, seed=0, sampler_steps=1)
     if cfg.checkpoint is None:  # what the planner does with the task itself as its model, before any model is trained
         if not cfg.get("task"):
             raise ValueError("Without a checkpoint, name the task (task=pusher) and plan with the oracle and random only (models=[oracle,random]).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 
 def whole_number(value: Any, name: str, minimum: int | None = None) -> int:
@@ -15,3 +15,11 @@ def whole_number(value: Any, name: str, minimum: int | None = None) -> int:
         bound = f" >= {minimum}" if minimum is not None else ""
         raise ValueError(f"{name} must be a whole number{bound}, got {value!r}.")
     return value
+
+
+def check_counts(cfg: Mapping[str, Any], **minimums: int) -> None:
+    """Each `cfg[key]` a whole number >= `minimums[key]` (a null key is left to its default): a
+    tool's counts checked before any work, so `episodes=-1` is refused rather than sliced or averaged."""
+    for key, minimum in minimums.items():
+        if cfg.get(key) is not None:
+            whole_number(cfg[key], key, minimum)

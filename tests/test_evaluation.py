@@ -199,14 +199,18 @@ def test_score_policies_in_imagination_alone(state_checkpoint, checkpoint, reach
 
 
 @pytest.mark.parametrize("tool, args, message", [
-    ("plan.py", ["episodes=-1"], "episodes must be a whole number >= 1, got -1"),
-    ("plan.py", ["replan_every=0"], "replan_every must be a whole number >= 1, got 0"),
-    ("evaluate.py", ["episodes=-2"], "episodes must be a whole number >= 1, got -2"),
-    ("evaluate.py", ["videos=1.5"], "videos must be a whole number >= 0, got 1.5"),
-    ("imagine.py", ["episodes=0"], "episodes must be a whole number >= 1, got 0"),
+    ("plan.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=-1"], "episodes must be a whole number >= 1, got -1"),
+    ("plan.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "replan_every=0"], "replan_every must be a whole number >= 1, got 0"),
+    ("evaluate.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=-2"], "episodes must be a whole number >= 1, got -2"),
+    ("evaluate.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "videos=1.5"], "videos must be a whole number >= 0, got 1.5"),
+    ("imagine.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=0"], "episodes must be a whole number >= 1, got 0"),
+    ("demo.py", ["out=OUT", "plan_episodes=0"], "plan_episodes must be a whole number >= 1, got 0"),
+    ("bench.py", ["loop_steps=1"], "loop_steps must be a whole number >= 2, got 1"),
+    ("train_policies.py", ["out=OUT", "task=reacher", "score_episodes=0"], "score_episodes must be a whole number >= 1, got 0"),
+    ("inspect_data.py", ["data=missing.h5", "scale=0"], "scale must be a whole number >= 1, got 0"),
 ])
 def test_tools_refuse_counts_below_their_minimum_before_any_work(tool, args, message, tmp_path):
     """One shared check (worldmodel.checks.check_counts): not a table of nan, a silent slice or a stack error."""
-    result = run_tool(tool, "checkpoint=pretrained/reacher.pt", f"out={tmp_path / 'out'}", *args, check=False)
+    result = run_tool(tool, *(a.replace("OUT", str(tmp_path / "out")) for a in args), check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "out").exists()

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from envs import get_task
 from envs.mujoco.recording import PolicySpec, record_rollouts
+from worldmodel.checks import check_counts
 
 SECTIONS = ("record", "storage", "windows", "train", "loop", "memory", "env")
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,6 +316,7 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 @hydra.main(config_path="../configs", config_name="bench", version_base=None)
 def main(cfg: DictConfig) -> None:
+    check_counts(cfg, episodes=1, env_rounds=1, loop_batch=1, loop_steps=2)
     unknown = set(cfg.only) - set(SECTIONS)
     if unknown:
         raise ValueError(f"Unknown bench sections {sorted(unknown)}; choose from {list(SECTIONS)}.")

@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from worldmodel.checks import check_counts
 from worldmodel.evaluation.report import write_report
 
 TOOLS = Path(__file__).parent
@@ -32,6 +33,7 @@ def run(stage: str, tool: str, *args: str, timings: dict) -> None:
 
 @hydra.main(config_path="../configs", config_name="demo", version_base=None)
 def main(cfg: DictConfig) -> None:
+    check_counts(cfg, steps=1, dynamics_steps=1, episodes=1, held_out_episodes=1, plan_episodes=1)
     out = Path(cfg.out)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from worldmodel.checks import check_counts
 from worldmodel.data.inspect import summarize, write_video
 from worldmodel.data.reader import RolloutReader
 
 
 @hydra.main(config_path="../configs", config_name="inspect_data", version_base=None)
 def main(cfg: DictConfig) -> None:
+    check_counts(cfg, episode=0, scale=1, fps=1)
     try:
         with RolloutReader(cfg.data) as reader:
             print(summarize(reader))

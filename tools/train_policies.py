@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from envs import get_task
 from envs.policy_zoo import score_members, train_snapshots, write_index
+from worldmodel.checks import check_counts
 
 logger = logging.getLogger("train_policies")
 
@@ -38,6 +39,7 @@ def imagined_env(cfg: DictConfig, preset, observes: str):
 
 @hydra.main(config_path="../configs", config_name="train_policies", version_base=None)
 def main(cfg: DictConfig) -> None:
+    check_counts(cfg, seed=0, score_episodes=1)
     preset = get_task(OmegaConf.to_container(cfg.task, resolve=True))
     members = []
     for observes in ("state", "pixels"):

@@ -62,6 +62,8 @@ def test_policy_statistics_pairs_policies_and_checks_shapes():
     assert stats["policies"]["a"] == {"real_return": 2.0, "imagined_return": 3.0, "return_error": 1.0, "abs_episode_error": 1.0,
                                       "real_return_ci": [1.0, 3.0], "imagined_return_ci": [2.0, 4.0]}
     assert stats["mmrv"] == 0.0 and stats["normalized_mmrv"] == 0.0
+    assert stats["pearson_r"] == pytest.approx(1.0) and "Only 2 policies" in stats["caveat"], "two points always correlate: said so"
+    assert policy_statistics(list("abcd"), np.arange(8.0).reshape(4, 2), np.zeros((4, 2)))["caveat"] is None
     # reversed order over a real range of 2: MMRV (2 + 1 + 2) / 3 in return units, 5/6 of the range
     real = np.array([[1.0], [2.0], [3.0]])
     stats = policy_statistics(["a", "b", "c"], real, real[::-1])
@@ -106,6 +108,7 @@ def test_evaluate_policies_end_to_end(state_checkpoint, tmp_path):
     # closed loop is the protocol; the open-loop diagnostic is reported beside it, and the table says which is which
     assert metrics["loop"] == "closed" and metrics["open_loop"]["loop"] == "open"
     assert "| expert | closed |" in result.stdout and "| expert | open |" in result.stdout
+    assert "Only 3 policies" in result.stdout and "Only 3 policies" in metrics["caveat"]
     # random acts on its own rng alone: closed loop takes the very actions it took for real
     assert metrics["policies"]["random"]["imagined_return"] == metrics["open_loop"]["policies"]["random"]["imagined_return"]
     assert np.asarray(metrics["real_returns"]).shape == (3, 2) and -1 <= metrics["spearman_rho"] <= 1

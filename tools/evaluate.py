@@ -157,7 +157,8 @@ def policies_table(stats: dict, episodes: int) -> str:
                       f"{stats['mmrv']:.3f} (normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r}"
                       + ("" if stats["success_max_abs_error"] is None else
                          f", max |imagined - real success| {stats['success_max_abs_error']:.2f} ({stats['success_source']})") + " "
-                      f"(returns over steps {first}..{last - 1}, {episodes} episodes per policy)"])
+                      f"(returns over steps {first}..{last - 1}, {episodes} episodes per policy)"
+                      + ("" if not stats.get("caveat") else f"\n{stats['caveat']}")])
 
 
 def episode_goals(episodes, observer) -> np.ndarray | None:

@@ -25,12 +25,16 @@ def bootstrap_interval(samples: np.ndarray, rng: np.random.Generator, resamples:
     return np.percentile(means, [tail, 100 - tail], axis=1).T
 
 
+MIN_POLICIES = 4  # below this, correlations across policies are near-certain to look perfect
+
+
 def policy_statistics(names: Sequence[str], real: np.ndarray, imagined: np.ndarray, seed: int = 0) -> dict:
     """real, imagined: (P, M) returns of P policies over M episodes each (paired: same start).
 
     Returns per-policy means, return errors and 95 % bootstrap intervals of both means, and across
     policies Pearson r, Spearman rho and MMRV of the mean returns: in return units, and normalised
-    by the real returns' range (SIMPLER's convention; 0 = every pair ordered as in reality).
+    by the real returns' range (SIMPLER's convention; 0 = every pair ordered as in reality); with
+    fewer than `MIN_POLICIES` policies, a caveat that says so (else None).
     """
     real, imagined = np.asarray(real, float), np.asarray(imagined, float)
     if real.shape != imagined.shape or real.ndim != 2 or len(names) != len(real):
@@ -54,6 +58,9 @@ def policy_statistics(names: Sequence[str], real: np.ndarray, imagined: np.ndarr
         "mmrv": violation,
         "normalized_mmrv": violation / spread if spread > 0 else float("nan"),
         "episode_pearson_r": pearson(real.ravel(), imagined.ravel()),
+        "caveat": None if len(names) >= MIN_POLICIES else
+        (f"Only {len(names)} policies: the correlations and MMRV across policies mean little below {MIN_POLICIES} "
+         "(two points always correlate perfectly); score more policies to rank them."),
     }
 
 

@@ -1,6 +1,6 @@
 """Planning in the model's compact state: candidates are rolled forward by the state track (the
 imagined [qpos, qvel], a small MLP) and scored by the task's own reward or goal distance read from
-those states, with no frame sampled. A plan of iCEM's 312 candidates over 15 steps takes ~0.07 s on
+those states, with no frame sampled. A plan of iCEM's ~320 candidates over 15 steps takes ~0.07 s on
 a 2-core CPU, against ~200 s through sampled frames, so a search that solves the task fits the
 CPU's budget (docs/planning.md). The same objectives score the real simulator's states for the
 oracle, so the two differ only in the model.

@@ -25,7 +25,7 @@ import mujoco
 import numpy as np
 from einops import rearrange
 
-from envs.mujoco.tasks import PixelTaskEnv, TaskPreset
+from envs.mujoco.tasks import PixelTaskEnv, TaskPreset, _position
 
 
 class StateObserver:
@@ -82,14 +82,13 @@ class StateObserver:
         if states.ndim != 2 or states.shape[1] != self.nq + self.nv:
             raise ValueError(f"states must be (M, {self.nq + self.nv}) [qpos, qvel], got {states.shape}.")
         model, data = self._env.model, self._env.data
-        rows = [(data.xpos, model.body(n).id) if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) >= 0
-                else (data.site_xpos, model.site(n).id) for n in names]
+        views = [_position(data, n) for n in names]  # views into data: each kinematics pass updates them
         out = np.empty((len(states), len(names), 3))
         for i, qpos in enumerate(states[:, : self.nq]):
             data.qpos[:] = qpos
             mujoco.mj_kinematics(model, data)
-            for j, (table, row) in enumerate(rows):
-                out[i, j] = table[row]
+            for j, view in enumerate(views):
+                out[i, j] = view
         return out
 
     def goal_points(self, states: np.ndarray) -> np.ndarray:

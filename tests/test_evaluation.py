@@ -217,3 +217,23 @@ def test_tools_refuse_counts_below_their_minimum_before_any_work(tool, args, mes
     result = run_tool(tool, *(a.replace("OUT", str(tmp_path / "out")) for a in args), check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+def test_held_out_data_never_holds_a_training_episode(checkpoint, reacher_file, tmp_path):
+    """The training episodes recorded again (same seeds, so a file of another fingerprint) are
+    recognised episode by episode and left out; a file of nothing else is refused."""
+    from worldmodel.data.stats import episode_fingerprints
+    from worldmodel.data.windows import split_episodes
+    from worldmodel.evaluation.fidelity import held_out_episodes
+    from worldmodel.world_model import WorldModel
+
+    wm = WorldModel.load(checkpoint)
+    trained = set(split_episodes(6, wm.spec.split["val_fraction"], wm.spec.split["split_seed"])["train"].tolist())
+    assert held_out_episodes(wm, reacher_file)[0] == sorted(set(range(6)) - trained)  # the training file: its own split
+    again = record(tmp_path / "again.h5", episodes=8)  # the training file's 6 episodes recorded again, and 2 more
+    assert episode_fingerprints(again)[:6] == episode_fingerprints(reacher_file)
+    episodes, which = held_out_episodes(wm, again)
+    assert episodes == sorted(set(range(8)) - trained) and f"({len(trained)} the model trained on left out)" in which
+    wm.provenance["dataset"]["train_episodes"] = episode_fingerprints(again)
+    with pytest.raises(ValueError, match="all 8 episodes of .* are episodes the model trained on"):
+        held_out_episodes(wm, again)

@@ -12,7 +12,8 @@ cannot run anything. Keys:
                                      with a state track also "states": (N, K, nq+nv) float32}
     dynamics                        the state track's weights (a spec with `dynamics` only)
     codec                           a latent model's frame codec weights (a spec with `codec` only)
-    provenance                      {"dataset": {...fingerprint}, "code_version", "steps", "created"}
+    provenance                      {"dataset": {...fingerprint, "train_episodes": [one hash per trained
+                                     episode]}, "code_version", "steps", "created"}
     training_config                 the fully resolved training config, for the record: no consumer reads it
 
 `load_checkpoint` returns the payload with `spec` as a `ModelSpec`.

@@ -26,6 +26,22 @@ def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
         return {"path": str(path), "episodes": reader.num_episodes, "frames": reader.num_frames, "sha256": h.hexdigest()}
 
 
+FINGERPRINT_ACTIONS = 8
+
+
+def episode_fingerprints(path: str | os.PathLike, episodes=None) -> list[str]:
+    """One short hash per episode of its first frame and first FINGERPRINT_ACTIONS actions: the same
+    episode recorded again (same seed, any file) gets the same fingerprint, so a checkpoint that keeps
+    its training episodes' fingerprints recognises them in any file. episodes: indices (all if None)."""
+    with RolloutReader(path) as reader:
+        out = []
+        for e in range(reader.num_episodes) if episodes is None else episodes:
+            h = hashlib.sha1(np.ascontiguousarray(reader.frames(int(e), 0, 1)).tobytes())
+            h.update(np.asarray(reader.steps("actions", int(e), 0, FINGERPRINT_ACTIONS), np.float32).tobytes())
+            out.append(h.hexdigest()[:16])
+        return out
+
+
 def action_space_of(metadata: dict[str, Any]) -> dict[str, Any]:
     """The file's action space in plain types: {"type": "box", "low", "high", "shape"}."""
     return {"type": "box", "low": metadata["action_low"], "high": metadata["action_high"], "shape": metadata["action_shape"]}

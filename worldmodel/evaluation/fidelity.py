@@ -3,6 +3,7 @@ the recorded actions and compare with what really happened (PSNR, SSIM, flicker 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,25 +12,42 @@ import numpy as np
 import torch
 
 from worldmodel.data.reader import RolloutReader
-from worldmodel.data.stats import dataset_fingerprint
+from worldmodel.data.stats import dataset_fingerprint, episode_fingerprints
 from worldmodel.data.windows import split_episodes
 from worldmodel.evaluation.metrics import flicker, psnr, ssim
 from worldmodel.evaluation.probe import Positions, Probe, position_errors
 
+logger = logging.getLogger(__name__)
+
 
 def held_out_episodes(world_model, data: str | os.PathLike) -> tuple[list[int], str]:
-    """The episodes of `data` a model may be evaluated on, and which rule chose them: all of a file
-    it was not trained on; the checkpoint's own validation split of its training file (recognised
-    by fingerprint). Refuses data of another task or frame shape."""
-    spec = world_model.spec
+    """The episodes of `data` a model may be evaluated on, and which rule chose them: the checkpoint's
+    own validation split of its training file (recognised by file fingerprint); of any other file,
+    every episode the model did not train on, recognised by the episode fingerprints the checkpoint
+    keeps (a re-recording of the training data shares them). Refuses data of another task or frame
+    shape, and a file holding training episodes only."""
+    spec, dataset = world_model.spec, world_model.provenance.get("dataset", {})
     with RolloutReader(data) as reader:
         if reader.num_episodes == 0:
             raise ValueError(f"{data} holds no episodes; record some with tools/record_rollouts.py.")
         task, shape, n = reader.metadata["task"], list(reader.frame_shape), reader.num_episodes
     spec.check_data(data, task, shape, "evaluate on data of the model's task.")
-    if world_model.provenance.get("dataset", {}).get("sha256") == dataset_fingerprint(data)["sha256"]:
+    if dataset.get("sha256") == dataset_fingerprint(data)["sha256"]:
         return list(split_episodes(n, spec.split["val_fraction"], spec.split["split_seed"])["val"]), "the checkpoint's held-out split"
-    return list(range(n)), "all episodes (a file the model was not trained on)"
+    if "train_episodes" not in dataset:
+        logger.warning("the checkpoint keeps no fingerprints of its training episodes (exported by older code): "
+                       "cannot check that %s holds none of them", data)
+        return list(range(n)), "all episodes (unchecked: the checkpoint keeps no training-episode fingerprints)"
+    trained = set(dataset["train_episodes"])
+    kept = [i for i, f in enumerate(episode_fingerprints(data)) if f not in trained]
+    if not kept:
+        raise ValueError(f"all {n} episodes of {data} are episodes the model trained on (the same seeds recorded again?); "
+                         "record held-out data with a seed training never used, e.g. python tools/record_rollouts.py "
+                         "task=reacher policy=mixture episodes=32 seed=7 task.episode_steps=60 out=data/reacher_val.h5")
+    if len(kept) < n:
+        logger.warning("%s: %d of %d episodes are ones the model trained on; they are left out", data, n - len(kept), n)
+        return kept, f"{len(kept)} of {n} episodes ({n - len(kept)} the model trained on left out)"
+    return kept, "all episodes (none of them a training episode)"
 
 
 def side_by_side(real_u8: np.ndarray, imagined_u8: np.ndarray, scale: int = 2) -> np.ndarray:

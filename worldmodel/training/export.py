@@ -10,7 +10,7 @@ import torch
 
 import worldmodel
 from worldmodel.checkpoint import save_checkpoint
-from worldmodel.data.stats import dataset_fingerprint, start_bank
+from worldmodel.data.stats import dataset_fingerprint, episode_fingerprints, start_bank
 from worldmodel.diffusion import EDM, SamplerConfig
 from worldmodel.spec import ModelSpec
 
@@ -99,7 +99,9 @@ def export_model(path: Path, spec: ModelSpec, shadow, train_set, data_path: Path
         "reward_stats": reward_stats,
         "start_bank": start_bank(train_set, cfg["start_bank_size"], cfg["seed"]),
         "provenance": {
-            "dataset": dataset_fingerprint(data_path),
+            # the trained episodes themselves, so evaluation recognises them in any file (a re-recording too)
+            "dataset": dataset_fingerprint(data_path) | {
+                "train_episodes": episode_fingerprints(data_path, sorted(set(train_set.index[:, 0].tolist())))},
             "code_version": worldmodel.__version__,
             "steps": steps,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

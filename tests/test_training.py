@@ -439,3 +439,18 @@ def test_a_compiled_run_trains_exports_plain_weights_and_reports_its_speed(small
     ckpt = load_checkpoint(path)
     assert not any("_orig_mod" in k for k in ckpt["denoiser"]), "compiling must not rename the exported weights"
     WorldModel.load(path)  # the eager network takes them as they are
+
+
+def test_the_state_track_follows_the_run_length(reacher_file, tmp_path, fresh_accelerate_state, caplog):
+    """dynamics.steps=auto (the default): a short run is short in the state-track stage too."""
+    import logging
+
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        assert compose("train", overrides=["data=x"]).dynamics.steps == "auto"
+    with caplog.at_level(logging.INFO, logger="worldmodel"):
+        train(tiny_config(reacher_file, tmp_path / "auto", steps=3, save_every=3, **{"dynamics.steps": "auto"}))
+    assert "state track: 15 steps (dynamics.steps=auto) before the denoiser's 3" in caplog.text
+    with pytest.raises(ValueError, match=r"dynamics.steps \(or auto: 5 x steps\) must be a whole number >= 1, got 'many'"):
+        train(tiny_config(reacher_file, tmp_path / "bad", **{"dynamics.steps": "many"}))

@@ -33,6 +33,15 @@ def load_transitions(path: str | Path, episodes: Sequence[int]) -> tuple[list[np
     return states, actions
 
 
+STEPS_PER_RUN_STEP = 5  # "auto": 4,000 state-track steps for the measured 800-step recipe
+
+
+def state_track_steps(cfg: dict[str, Any], run_steps: int) -> int:
+    """The state track's optimiser steps: cfg["steps"], or for "auto" STEPS_PER_RUN_STEP x the run's
+    own steps, so a short run is short in both stages."""
+    return STEPS_PER_RUN_STEP * int(run_steps) if cfg["steps"] == "auto" else int(cfg["steps"])
+
+
 def train_dynamics(dynamics: StateDynamics, path: str | Path, episodes: Sequence[int], cfg: dict[str, Any], seed: int,
                    device: torch.device | str = "cpu", progress: bool = True) -> float:
     """Fits `dynamics` (its statistics already set) in place: cfg["steps"] AdamW steps (cosine decay

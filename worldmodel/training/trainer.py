@@ -36,7 +36,7 @@ from worldmodel.pose import PoseMaps, PoseProjector, qpos_limits, task_model
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
 from worldmodel.training.codec import train_codec
-from worldmodel.training.dynamics import train_dynamics
+from worldmodel.training.dynamics import state_track_steps, train_dynamics
 from worldmodel.training.ema import EMA
 from worldmodel.training.export import export_model, spec_from_config
 from worldmodel.training.losses import WindowLoss, WindowLossConfig
@@ -112,6 +112,8 @@ def _check_numbers(cfg: dict[str, Any]) -> None:
     for key in ("max_unroll", "curriculum_steps"):
         whole_number(cfg["rollout"][key], f"rollout.{key}", 0)
     whole_number(cfg["rollout"]["sampler_steps"], "rollout.sampler_steps", 1)
+    if cfg.get("dynamics") and cfg["dynamics"]["steps"] != "auto":
+        whole_number(cfg["dynamics"]["steps"], "dynamics.steps (or auto: 5 x steps)", 1)
 
 
 def train(cfg: dict[str, Any]) -> Path:
@@ -214,7 +216,10 @@ def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, 
         dynamics.eval().requires_grad_(False)
         logger.info("state dynamics loaded from %s", path)
     else:
-        train_dynamics(dynamics, data_path, episodes, cfg["dynamics"], cfg["seed"], accelerator.device, accelerator.is_main_process)
+        steps = state_track_steps(cfg["dynamics"], cfg["steps"])
+        logger.info("state track: %d steps (dynamics.steps=%s) before the denoiser's %d", steps, cfg["dynamics"]["steps"], cfg["steps"])
+        train_dynamics(dynamics, data_path, episodes, cfg["dynamics"] | {"steps": steps}, cfg["seed"], accelerator.device,
+                       accelerator.is_main_process)
         if accelerator.is_main_process:  # atomically: a run killed while saving leaves no half-written file to resume from
             torch.save(dynamics.state_dict(), path.with_name(path.name + ".tmp"))
             os.replace(path.with_name(path.name + ".tmp"), path)

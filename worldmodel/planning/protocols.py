@@ -19,6 +19,7 @@ frame after a blur; the oracle renders its frames.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -31,6 +32,7 @@ from worldmodel.planning.objectives import goal_distance, predicted_return, simu
 from worldmodel.planning.optimizers import Planner
 from worldmodel.planning.state_space import TaskReadout, dynamics_rollout, simulator_rollout, state_goal_distance, state_return
 from worldmodel.simulator import Simulator
+from worldmodel.threads import small_ops
 from worldmodel.world_model import WorldModel
 
 MODELS = ("world_model", "oracle", "random")
@@ -218,26 +220,27 @@ def run_protocol(wm: WorldModel | None, sim: Simulator, planner: Planner, protoc
     blur = goal.blur if goal is not None else 0.0
     starts = goal_starts(sim, goal, task, context, episodes, seed) if protocol == "goal" else None
     results = {}
-    for model in models:
-        runs: list[EpisodeResult] = []
-        estimate_errors = []
-        for i in progress(model)(range(episodes)):
-            start = reward_start(sim, context, seed + i) if starts is None else goal_start(sim, starts[i], goal.budget, seed + i)
-            goal_point = None
-            if model == "world_model" and scoring is not None and start.goal_frame is not None:
-                goal_point = np.asarray(scoring.estimate_goal(start.goal_frame), np.float64)
-                estimate_errors.append(float(np.linalg.norm(goal_point - start.goal_point[: len(goal_point)]) * 100))
-            make_score = score_maker(model, wm, sim, start, torch.Generator().manual_seed(seed * 100_003 + i), blur, scoring, goal_point)
-            runs.append(run_mpc(sim, planner, make_score, start.frames, start.actions, start.steps, replan_every,
-                                np.random.default_rng([seed, i]), start.success, start.stop_on_success,
-                                start.states if wm is not None and wm.state_shape is not None else None))
-        results[model] = {
-            "success_rate": float(np.mean([e.success for e in runs])),
-            "mean_return": float(np.mean([e.episode_return for e in runs])),
-            "plan_seconds_per_step": float(np.mean([e.plan_seconds_per_step for e in runs])),
-            "mean_steps": float(np.mean([e.steps for e in runs])),
-            "episodes": [vars(e) for e in runs],
-        }
-        if estimate_errors:
-            results[model]["goal_estimate_error_cm"] = float(np.mean(estimate_errors))
+    with small_ops() if scoring is not None else nullcontext():  # in states, every stage is small operations
+        for model in models:
+            runs: list[EpisodeResult] = []
+            estimate_errors = []
+            for i in progress(model)(range(episodes)):
+                start = reward_start(sim, context, seed + i) if starts is None else goal_start(sim, starts[i], goal.budget, seed + i)
+                goal_point = None
+                if model == "world_model" and scoring is not None and start.goal_frame is not None:
+                    goal_point = np.asarray(scoring.estimate_goal(start.goal_frame), np.float64)
+                    estimate_errors.append(float(np.linalg.norm(goal_point - start.goal_point[: len(goal_point)]) * 100))
+                make_score = score_maker(model, wm, sim, start, torch.Generator().manual_seed(seed * 100_003 + i), blur, scoring, goal_point)
+                runs.append(run_mpc(sim, planner, make_score, start.frames, start.actions, start.steps, replan_every,
+                                    np.random.default_rng([seed, i]), start.success, start.stop_on_success,
+                                    start.states if wm is not None and wm.state_shape is not None else None))
+            results[model] = {
+                "success_rate": float(np.mean([e.success for e in runs])),
+                "mean_return": float(np.mean([e.episode_return for e in runs])),
+                "plan_seconds_per_step": float(np.mean([e.plan_seconds_per_step for e in runs])),
+                "mean_steps": float(np.mean([e.steps for e in runs])),
+                "episodes": [vars(e) for e in runs],
+            }
+            if estimate_errors:
+                results[model]["goal_estimate_error_cm"] = float(np.mean(estimate_errors))
     return results

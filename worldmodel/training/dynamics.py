@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from worldmodel.data.reader import RolloutReader
 from worldmodel.models.state_dynamics import StateDynamics
+from worldmodel.threads import small_ops
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +64,14 @@ def train_dynamics(dynamics: StateDynamics, path: str | Path, episodes: Sequence
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * i / max(1, steps))))
     generator = torch.Generator().manual_seed(seed)
     loss = torch.zeros(())
-    for _ in tqdm(range(steps), desc="state dynamics", disable=not progress, dynamic_ncols=True):
-        first = starts[torch.randint(len(starts), (int(cfg["batch_size"]),), generator=generator)]
-        loss = dynamics.loss(all_states[first[:, :1] + offsets], all_actions[first[:, 1:] + offsets[:-1]])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+    with small_ops():
+        for _ in tqdm(range(steps), desc="state dynamics", disable=not progress, dynamic_ncols=True):
+            first = starts[torch.randint(len(starts), (int(cfg["batch_size"]),), generator=generator)]
+            loss = dynamics.loss(all_states[first[:, :1] + offsets], all_actions[first[:, 1:] + offsets[:-1]])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
     dynamics.eval().requires_grad_(False)
     logger.info("state dynamics: %d steps on %d windows of %d steps, last loss %.5f", steps, len(starts), horizon, loss.item())
     return float(loss.item())

@@ -92,7 +92,7 @@ def test_evaluate_fidelity_end_to_end(checkpoint, reacher_file, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("position_cm", "position_floor_cm", "copy_last_position_cm"):
         assert set(metrics[key]) == {"fingertip", "target"} and set(metrics[key]["fingertip"]) == {"1", "5", "8"}
-    assert "Position error (cm)" in result.stdout and reacher_file.with_suffix(".probe.pt").exists()
+    assert "Position error (cm, lower is better)" in result.stdout and reacher_file.with_suffix(".probe.pt").exists()
     assert metrics["horizons"] == [1, 5, 8] and "held-out split" in metrics["split"]
     assert set(metrics["psnr"]) == {"1", "5", "8"} and 0 < metrics["ssim"]["1"] <= 1
     assert len(metrics["curves"]["copy_last_flicker"]) == 8

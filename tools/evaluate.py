@@ -24,6 +24,7 @@ from tqdm import tqdm
 from envs import get_task, make_task_env
 from worldmodel.checks import check_counts
 from worldmodel.evaluation.fidelity import held_out_episodes, rollout_fidelity
+from worldmodel.evaluation.tables import fidelity_tables
 from worldmodel.evaluation.plots import plot_fidelity, plot_returns
 from worldmodel.evaluation.policy_eval import episode_window, evaluate_in_imagination, score_in_imagination
 from worldmodel.evaluation.probe import load_or_train_probe
@@ -56,30 +57,7 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
         logger.warning("horizons %s are longer than the episodes allow after %d context frames; record longer episodes "
                        "(task.episode_steps=...) to measure them", dropped, wm.context)
     plot_fidelity(result["curves"], out / "fidelity.png", f"{wm.spec.task_name}: {len(result['episodes'])} held-out episodes")
-    rows = [f"| {h} | {result['psnr'][h]:.2f} | {result['copy_last_psnr'][h]:.2f} | {result['ssim'][h]:.3f} | "
-            f"{result['copy_last_ssim'][h]:.3f} | {result['flicker'][h]:.2f} | {result['copy_last_flicker'][h]:.2f} |"
-            for h in result["horizons"]]
-    table = "\n".join(["| horizon | PSNR | copy-last PSNR | SSIM | copy-last SSIM | flicker | copy-last flicker |",
-                       "|---|---|---|---|---|---|---|", *rows])
-    state = "state_position_cm" in result  # a state track: also the error of the state its frames are drawn from
-    if probe is not None:
-        rows = [f"| {h} | {body} | {result['position_cm'][body][h]:.2f} | {result['position_floor_cm'][body][h]:.2f} | "
-                f"{result['copy_last_position_cm'][body][h]:.2f} |" + (f" {result['state_position_cm'][body][h]:.2f} |" if state else "")
-                for body in probe.names for h in result["horizons"]]
-        table += "\n\nPosition error (cm) of the key bodies, read off the frames by the probe:\n\n" + "\n".join(
-            ["| horizon | body | imagined | probe floor (real frames) | copy-last |" + (" imagined state |" if state else ""),
-             "|---|---|---|---|---|" + ("---|" if state else ""), *rows])
-    elif state:
-        rows = [f"| {h} | {body} | {result['state_position_cm'][body][h]:.2f} |" for body in preset.key_bodies for h in result["horizons"]]
-        table += "\n\nPosition error (cm) of the key bodies in the imagined state (probe=false: the frames are not read):\n\n" + \
-            "\n".join(["| horizon | body | imagined state |", "|---|---|---|", *rows])
-    if "observation_error" in result:
-        dims = len(result["observation_error"][result["horizons"][0]])
-        rows = [f"| {h} | " + " | ".join(f"{e:.3f} ({c:.3f})" for e, c in zip(result["observation_error"][h], result["copy_last_observation_error"][h]))
-                + " |" for h in result["horizons"]]
-        table += (f"\n\nThe task's observation ({preset.env_id}'s own) of the imagined state: mean |imagined - real| per dimension "
-                  "(copy-last in brackets):\n\n" + "\n".join(["| horizon | " + " | ".join(f"obs[{d}]" for d in range(dims)) + " |",
-                                                                  "|---|" + "---|" * dims, *rows]))
+    table = fidelity_tables(result, preset.key_bodies, preset.env_id)
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
 
 

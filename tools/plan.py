@@ -24,6 +24,7 @@ from envs import get_task, make_task_env
 from envs.mujoco.observations import StateObserver
 from worldmodel.checks import check_counts
 from worldmodel.evaluation.probe import load_or_train_probe
+from worldmodel.evaluation.tables import planning_verdict
 from worldmodel.planning import GoalProtocol, PlannerConfig, StateScoring, check_protocol, make_planner, run_protocol
 from worldmodel.world_model import WorldModel
 
@@ -58,7 +59,7 @@ def main(cfg: DictConfig) -> None:
     estimate = results.get("world_model", {}).get("goal_estimate_error_cm")
     table = "\n".join([f"{task}, protocol={cfg.protocol}, planner={cfg.planner}, scoring in {mode}, {cfg.episodes} episodes"
                        + ("" if estimate is None else f", goal estimated from the goal frame {estimate:.2f} cm off on average"),
-                       "| model | success | return | planning s/step | steps |", "|---|---|---|---|---|", *rows])
+                       planning_verdict(results), "", "| model | success | return | planning s/step | steps |", "|---|---|---|---|---|", *rows])
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"task": task, "scoring": mode, "results": results, "table": table,

@@ -50,11 +50,29 @@ def held_out_episodes(world_model, data: str | os.PathLike) -> tuple[list[int], 
     return kept, "all episodes (none of them a training episode)"
 
 
+PANELS = ("real", "imagined", "|difference|")
+
+
+def label_strip(width: int, labels: Sequence[str], height: int = 14) -> np.ndarray:
+    """(height, width, 3) uint8: each label centred in its equal share of the width, white on black."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(strip)
+    share = width / len(labels)
+    for i, label in enumerate(labels):
+        draw.text(((i + 0.5) * share, height / 2), label, fill=(255, 255, 255), anchor="mm")
+    return np.asarray(strip)
+
+
 def side_by_side(real_u8: np.ndarray, imagined_u8: np.ndarray, scale: int = 2) -> np.ndarray:
-    """(T, H, W, 3) x 2 -> (T, H*scale, 3*W*scale, 3): real | imagined | |difference|."""
+    """(T, H, W, 3) x 2 -> (T, 14 + H*scale, 3*W*scale, 3): real | imagined | |difference|, each
+    panel named in a strip above it."""
     diff = np.abs(real_u8.astype(np.int16) - imagined_u8.astype(np.int16)).astype(np.uint8)
     video = np.concatenate([real_u8, imagined_u8, diff], axis=2)
-    return video.repeat(scale, axis=1).repeat(scale, axis=2)
+    video = video.repeat(scale, axis=1).repeat(scale, axis=2)
+    strip = label_strip(video.shape[2], PANELS)
+    return np.concatenate([np.broadcast_to(strip, (len(video), *strip.shape)), video], axis=1)
 
 
 def rollout_fidelity(
@@ -80,7 +98,9 @@ def rollout_fidelity(
     to the probe's floor (its error on the real frames) and copy-last, per key body:
     {"position_cm" | "position_floor_cm" | "copy_last_position_cm": {body: {h: mean}}}; for a model
     with a state track also "state_position_cm": the key positions of its imagined states (through
-    `positions`), what its frames are drawn from; that one needs only `positions` (no probe).
+    `positions`), what its frames are drawn from; that one needs only `positions` (no probe); and
+    with `positions`, "motion_cm": how far each body really moved since the last context frame
+    (copy-last's error, in the simulator's own positions; ~0 for a body that never moves).
     position_names: the key bodies `positions` returns, in order (default: the probe's).
     observe: states (N, nq+nv) -> (N, D) the task's own observation vectors (`StateObserver`); for
     a model with a state track, "observation_error" and "copy_last_observation_error": {h: (D,) mean
@@ -114,8 +134,9 @@ def rollout_fidelity(
             states = torch.from_numpy(np.stack([reader.states(e, s, first) for e in chosen]))
             real_states = np.stack([reader.states(e, first - 1, first + n) for e in chosen]).astype(np.float64)  # (E, 1 + n, S)
         if positions is not None:
-            true = np.stack([positions(reader.frames(e, first, first + n, name="qpos"), reader.frames(e, first, first + n, name="qvel"))
-                             for e in chosen])
+            true = np.stack([positions(reader.frames(e, first - 1, first + n, name="qpos"), reader.frames(e, first - 1, first + n, name="qvel"))
+                             for e in chosen])  # from the last context frame: how far each body really moves since
+            last_true, true = true[:, :1], true[:, 1:]
     out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed),
                               context_states=states)
     real, previous_real = frames[:, k:], frames[:, k - 1 : -1]
@@ -139,6 +160,8 @@ def rollout_fidelity(
             "position_floor_cm": position_errors(probe, real, true),
             "copy_last_position_cm": position_errors(probe, copy_last, true),
         }
+    if positions is not None:  # how far each body really moved since the last context frame: copy-last's error in positions
+        errors["motion_cm"] = np.linalg.norm(true - last_true, axis=-1) * 100
     if positions is not None and out.states is not None:  # the state track's own error: its imagined qpos through the kinematics
         nq = world_model.spec.dynamics["nq"]
         imagined = out.states.numpy().astype(np.float64)

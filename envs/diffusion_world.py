@@ -16,6 +16,7 @@ NaN/inf or a wrong shape raise ValueError.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
@@ -30,6 +31,7 @@ from torch import Tensor
 from worldmodel.world_model import Step, Window, WorldModel
 
 CHECKPOINT_ENV_VAR = "DIFFUSION_WORLD_CHECKPOINT"
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "reacher.pt"  # shipped with the project
 TERMINATION_THRESHOLD = 0.5
 # Frames per second for videos of imagined episodes: a viewing rate, not the simulator's clock.
 RENDER_FPS = 20
@@ -48,9 +50,9 @@ def load_world_model(
     checkpoint = checkpoint or os.environ.get(CHECKPOINT_ENV_VAR)
     if not checkpoint:
         raise ValueError(
-            f"DiffusionWorld-v0 needs a trained model: pass checkpoint='runs/reacher/model.pt' or set ${CHECKPOINT_ENV_VAR}. "
-            "Get one with: python tools/record_rollouts.py task=reacher policy=mixture episodes=200 out=data/reacher.h5 "
-            "&& python tools/train.py data=data/reacher.h5 run_dir=runs/reacher"
+            f"DiffusionWorld-v0 needs a trained model: pass checkpoint=PATH or set ${CHECKPOINT_ENV_VAR}. The project ships one "
+            f"for reacher: checkpoint='{PRETRAINED}'. Train your own with: python tools/record_rollouts.py task=reacher "
+            "policy=mixture episodes=240 out=data/reacher_mix.h5 && python tools/train.py data=data/reacher_mix.h5 run_dir=runs/reacher"
         )
     overrides = {"steps": sampler_steps, "method": sampler_method, "context_sigma": context_sigma}
     return WorldModel.load(checkpoint, device=device, bf16=bf16, compile=compile, **{k: v for k, v in overrides.items() if v is not None})

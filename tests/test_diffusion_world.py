@@ -1,7 +1,9 @@
 """DiffusionWorld-v0 as RL code sees it: registration, spaces, determinism, gymnasium's and SB3's
 checkers, the native vector env against single envs, bad input, rendering."""
 
+import ast
 import re
+from pathlib import Path
 
 import gymnasium as gym
 import imageio.v3 as iio
@@ -188,18 +190,33 @@ def test_stable_baselines3_checker_and_ppo(checkpoint):
     assert env.action_space.contains(action.astype(np.float32))
 
 
-def test_readme_env_examples_run(checkpoint):
-    """The README's env examples, as written, with this session's checkpoint in place of runs/reacher."""
+def test_readme_env_examples_run_as_written():
+    """The README's env examples, exactly as written (the shipped model), and the info keys it prints are the env's."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## The world model as an environment")[1].split("\n## ")[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 4
     namespace: dict = {}
     for i, block in enumerate(blocks):
-        exec(block.replace("runs/reacher/model.pt", str(checkpoint)), namespace)
-        if i == 1:  # the state observation example runs on the shipped pretrained model, as written
+        exec(block, namespace)
+        if i == 1:
             assert namespace["obs"].shape == (10,) and namespace["env"].observation_space.shape == (10,)
     assert namespace["frame"].shape == (256, 256, 3) and namespace["obs"].shape == (8, 64, 64, 3)
+    printed = ast.literal_eval(re.search(r"print\(sorted\(info\)\) +# (\[.*?\])", blocks[0]).group(1))
+    env = gym.make("DiffusionWorld-v0", checkpoint="pretrained/reacher.pt")
+    _, reset_info = env.reset(seed=0)
+    assert set(reset_info) == {"step", "state"}, "reset: the step and the start state, as the README says"
+    assert sorted(env.step(env.action_space.sample())[4]) == printed
+
+
+def test_without_a_checkpoint_the_env_names_the_shipped_one(monkeypatch):
+    monkeypatch.delenv("DIFFUSION_WORLD_CHECKPOINT", raising=False)
+    with pytest.raises(ValueError, match="ships one for reacher: checkpoint='.*pretrained/reacher.pt'") as refused:
+        gym.make("DiffusionWorld-v0")
+    shipped = re.search(r"checkpoint='(.*?)'", str(refused.value)).group(1)
+    assert Path(shipped).is_absolute() and Path(shipped).exists()
+    with pytest.raises(FileNotFoundError, match="ships a reacher model: pretrained/reacher.pt"):
+        gym.make("DiffusionWorld-v0", checkpoint="runs/reacher/model.pt")
 
 
 def test_imagine_tool_writes_a_video(checkpoint, tmp_path):

@@ -73,7 +73,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"No checkpoint at {path}. Train one with: python tools/train.py data=data/reacher.h5 run_dir=runs/reacher"
+            f"No checkpoint at {path}. The project ships a reacher model: pretrained/reacher.pt (in the repository root); "
+            "train your own with: python tools/train.py data=data/reacher_mix.h5 run_dir=runs/reacher"
         )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)

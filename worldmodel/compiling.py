@@ -9,7 +9,7 @@ from torch import nn
 def compile_enabled(setting: bool | str, device: torch.device | str) -> bool:
     """setting: true | false | "auto" (on for CUDA, where compiling the denoiser measured 2.3x in
     training and 3.5x in sampling on an H100; off elsewhere: on this project's 2-core CPU it did not
-    pay, README)."""
+    pay, docs/benchmarks.md)."""
     if isinstance(setting, str):
         if setting != "auto":
             raise ValueError(f"compile must be true, false or auto, got {setting!r}.")

@@ -2,7 +2,7 @@
 
 The state track rolls [qpos, qvel] forward accurately for tens of steps, but a denoiser given that
 state as a vector ignores it (teacher forcing makes the next pose easy to extrapolate from the
-context frames) and a learned renderer of the vector draws a blob at CPU budgets (README). The
+context frames) and a learned renderer of the vector draws a blob at CPU budgets (docs/studies.md). The
 geometry needs no learning: forward kinematics places every body, the task's camera projects it
 into the frame, and each body becomes one map channel — a soft line from its parent's origin to
 its own (a link of the robot), or a soft point for a body hanging from the world (the target, an

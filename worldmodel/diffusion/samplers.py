@@ -56,7 +56,7 @@ def randn(shape: Sequence[int], generator: Generators = None, device: str | torc
     """Unit Gaussian noise on `device`, drawn where its generator lives: CPU generators give the
     same noise on any device; generators on the model's GPU (the env's are) spare the host drawing
     and copying K+1 frames of noise per world and step, which for a large vector env costs the host
-    more than the GPU's denoising (README, "Speed").
+    more than the GPU's denoising (docs/benchmarks.md).
 
     generator: one for the whole batch, or one per row of the batch (dim 0): then each row's noise
     depends on its own generator only, and a world sampled in a batch of N gets the same noise as

@@ -34,7 +34,7 @@ class FourierFeatures(nn.Module):
 def full_precision(device: torch.device | str):
     """A context with autocast off, for the conditioning path: it multiplies a few vectors by
     weights that bf16 autocast would recast on every call, a copy that costs more than the fp32
-    product (a single world's step is overhead-bound: README, Benchmarks)."""
+    product (a single world's step is overhead-bound: docs/benchmarks.md)."""
     return torch.autocast(torch.device(device).type, enabled=False)
 
 

@@ -2,7 +2,7 @@
 
 A state given only as one global conditioning vector is ignored: in teacher-forced training the
 real context frames and the actions already fix the next frame, and a global vector must be
-turned into a pose at every pixel by the U-Net's norms. Measured (README): frames drawn with the
+turned into a pose at every pixel by the U-Net's norms. Measured (docs/studies.md): frames drawn with the
 arm's angles shifted by 1 rad moved by 0.1-0.3 grey levels. This renderer is an implicit network
 over pixel coordinates and the state's features (is this pixel on the arm, given its angles?),
 so the pose arrives spatially aligned with the frame being denoised, as input channels; its first

@@ -144,3 +144,43 @@ def test_a_pose_model_draws_frames_from_the_imagined_states_pose(state_checkpoin
     nq = spec.dynamics["nq"]
     expected = PoseMaps.from_spec(spec.task, spec.frame_shape, spec.pose)(torch.stack([states[:, -1, :nq], step.state[:, :nq]], 1))
     assert seen and all(torch.allclose(pose, expected) for pose in seen)
+
+
+@pytest.mark.parametrize("task", ["reacher", "pusher", "fetch_push", "fetch_pick_and_place"])
+def test_the_presets_model_file_is_the_envs_model(task):
+    """The library loads a task's kinematics from the preset's model_file: the env's own model, body for body."""
+    from worldmodel.pose import task_model
+
+    preset = get_task(task)
+    env = make_task_env(preset)
+    env.reset(seed=0)
+    loaded, own = task_model(preset.describe()), env.unwrapped.model
+    assert [loaded.body(i).name for i in range(loaded.nbody)] == [own.body(i).name for i in range(own.nbody)]
+    for field in ("body_pos", "body_quat", "jnt_range", "qpos0", "jnt_axis"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(own, field))
+    state = np.concatenate([env.unwrapped.data.qpos, env.unwrapped.data.qvel])[None]
+    nq = own.nq
+    np.testing.assert_allclose(PoseProjector(loaded, preset.describe()["camera"], preset.frame_size).segments(state[:, :nq]),
+                               PoseProjector(own, preset.describe()["camera"], preset.frame_size).segments(state[:, :nq]), atol=1e-9)
+    env.close()
+
+
+def test_the_library_never_imports_envs(tmp_path):
+    """Every worldmodel module, and a Fetch task's kinematics for pose maps, without envs in sys.modules."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    preset = json.dumps(get_task("fetch_push").describe())
+    code = ("import json, pkgutil, importlib, sys, worldmodel\n"
+            "for m in pkgutil.walk_packages(worldmodel.__path__, 'worldmodel.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "from worldmodel.pose import PoseProjector\n"
+            f"PoseProjector.from_task(json.loads({preset!r}), (64, 64))\n"
+            "assert not [m for m in sys.modules if m == 'envs' or m.startswith('envs.')], sorted(m for m in sys.modules if m.startswith('envs'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -12,7 +12,9 @@ learns at once. The same model gives the state track its joint limits (`qpos_lim
 
 from __future__ import annotations
 
+import importlib.util
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import mujoco
@@ -38,7 +40,15 @@ def task_camera(model: mujoco.MjModel, camera: dict[str, Any]) -> mujoco.MjvCame
 
 
 def task_model(task: dict[str, Any]) -> mujoco.MjModel:
-    """The MuJoCo model of a task preset's env (`env_id`, `env_kwargs`), as recording built it."""
+    """The MuJoCo model of a task preset's env, as recording built it: from the preset's
+    `model_file` (package, path) where it names one, never importing the package or envs; else by
+    making the env (`env_id`, `env_kwargs`)."""
+    if task.get("model_file"):
+        package, path = task["model_file"]
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise ModuleNotFoundError(f"Task {task.get('name')!r}: its MuJoCo model is in package {package!r}, which is not installed.")
+        return mujoco.MjModel.from_xml_path(str(Path(found.submodule_search_locations[0]) / path))
     import gymnasium as gym
 
     env = gym.make(task["env_id"], **task.get("env_kwargs", {}))

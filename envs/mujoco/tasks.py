@@ -66,6 +66,10 @@ class TaskPreset:
     pose_bodies: tuple[str, ...] = ()
     # Shadows and reflections cost 4-20x render time under software EGL and add nothing to learn.
     shadows: bool = False
+    # (package, path inside it) of the env's MuJoCo XML: the library loads the task's kinematics
+    # (pose maps, joint limits) from it without making the env, so it never imports envs (Fetch's
+    # env ids name envs.mujoco.robotics). None: the library makes the env for its model.
+    model_file: tuple[str, str] | None = None
 
     @property
     def has_success(self) -> bool:
@@ -98,6 +102,7 @@ class TaskPreset:
         d["camera"]["lookat"] = list(self.camera.lookat)
         d["key_bodies"] = list(self.key_bodies)
         d["pose_bodies"] = list(self.pose_bodies)
+        d["model_file"] = None if self.model_file is None else list(self.model_file)
         return d
 
     @classmethod
@@ -117,6 +122,7 @@ class TaskPreset:
                         "frame_size": tuple(int(s) for s in d.get("frame_size", (64, 64))),
                         "key_bodies": tuple(d.get("key_bodies", ())),
                         "pose_bodies": tuple(d.get("pose_bodies", ())),
+                        "model_file": None if d.get("model_file") is None else tuple(d["model_file"]),
                         "env_kwargs": dict(d.get("env_kwargs", {}))})
         h, w = preset.frame_size
         if min(h, w) < 8 or max(h, w) > 1024:
@@ -155,6 +161,7 @@ TASKS: dict[str, TaskPreset] = {
         reward_decode={"distance_weight": 1.0, "control_weight": 1.0},
         key_bodies=("fingertip", "target"),
         episode_steps=50,
+        model_file=("gymnasium", "envs/mujoco/assets/reacher.xml"),
     ),
     "pusher": TaskPreset(
         name="pusher",
@@ -166,6 +173,7 @@ TASKS: dict[str, TaskPreset] = {
         success_distance=0.08,  # object centre inside the red goal disc (r 0.08)
         key_bodies=("object", "tips_arm", "goal"),
         episode_steps=100,
+        model_file=("gymnasium", "envs/mujoco/assets/pusher_v5.xml"),
     ),
     "fetch_push": TaskPreset(
         name="fetch_push",
@@ -173,6 +181,7 @@ TASKS: dict[str, TaskPreset] = {
         # From the table's far corner, looking back at the arm: gripper, block and goal in view.
         camera=Camera(distance=0.9, elevation=-35.0, azimuth=120.0, lookat=(1.3, 0.75, 0.5)),
         pose_bodies=FETCH_ARM + ("object0",),
+        model_file=("gymnasium_robotics", "envs/assets/fetch/push.xml"),
         **FETCH_TASK,
     ),
     "fetch_pick_and_place": TaskPreset(
@@ -181,6 +190,7 @@ TASKS: dict[str, TaskPreset] = {
         # Half the goals are up to 45 cm above the table: the view reaches higher.
         camera=Camera(distance=1.0, elevation=-30.0, azimuth=120.0, lookat=(1.3, 0.75, 0.55)),
         pose_bodies=FETCH_ARM + ("robot0:r_gripper_finger_link", "robot0:l_gripper_finger_link", "object0"),
+        model_file=("gymnasium_robotics", "envs/assets/fetch/pick_and_place.xml"),
         **FETCH_TASK,
     ),
 }

@@ -172,6 +172,9 @@ class RolloutWriter:
         keys = [*COMPAT_KEYS, *(k for k in OPTIONAL_COMPAT_KEYS if k in existing or k in self.metadata)]
         for key in keys:
             old, new = existing.get(key), self.metadata.get(key)
+            if isinstance(old, dict) and isinstance(new, dict):  # a field newer code added (or older lacked) is no conflict
+                shared = old.keys() & new.keys()
+                old, new = {k: old[k] for k in shared}, {k: new[k] for k in shared}
             if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
                 if isinstance(old, dict) and isinstance(new, dict):
                     differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))

@@ -16,8 +16,9 @@ NaN/inf or a wrong shape raise ValueError.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -79,9 +80,11 @@ class Observation:
         if kind not in OBSERVATIONS:
             raise ValueError(f"observation must be one of {OBSERVATIONS}, got {kind!r}.")
         if kind != "pixels" and model.state_shape is None:
-            raise ValueError(f"observation={kind!r} computes the task's observation from the imagined simulator state, and this "
-                             "model imagines none (it has no state track). Train one with the state track: record data with "
-                             "states (tools/record_rollouts.py does) and train with dynamics=state_mlp (the default).")
+            raise ValueError(
+                f"observation={kind!r} computes the task's observation from the imagined simulator state, and this "
+                "model imagines none (it has no state track). Train one with the state track: record data with "
+                "states (tools/record_rollouts.py does) and train with dynamics=state_mlp (the default)."
+            )
         from envs.mujoco.observations import observer_for
 
         self.kind, self.model = kind, model
@@ -94,8 +97,9 @@ class Observation:
         else:
             self.space = spaces.Dict({"pixels": frame, "state": self.observer.observation_space})
 
-    def goals(self, options: dict[str, Any] | None, batch_shape: tuple[int, ...], rows: Sequence[int],
-              bank_rows: Sequence[int | None]) -> np.ndarray | None:
+    def goals(
+        self, options: dict[str, Any] | None, batch_shape: tuple[int, ...], rows: Sequence[int], bank_rows: Sequence[int | None]
+    ) -> np.ndarray | None:
         """(len(rows), G) goals of the worlds `rows` being reset (None where the task has no goal):
         options["goal"] ((*batch_shape, G), one per world), else each one's start bank row's
         (`bank_rows`, aligned with `rows`)."""
@@ -109,9 +113,11 @@ class Observation:
             return goal.reshape(-1, *shape)[list(rows)]
         if all(row is not None for row in bank_rows) and "goals" in self.model.start_bank:
             return self.model.start_bank["goals"][list(bank_rows)].numpy().astype(np.float64)
-        raise ValueError(f"{self.observer.shadow.preset.env_id} keeps its goal outside the simulator state, and this start has "
-                         "none: pass reset(options={..., 'goal': desired_goal}) (the episode's goal, shape "
-                         f"{shape}), or use a checkpoint whose start bank holds goals (data recorded with them).")
+        raise ValueError(
+            f"{self.observer.shadow.preset.env_id} keeps its goal outside the simulator state, and this start has "
+            "none: pass reset(options={..., 'goal': desired_goal}) (the episode's goal, shape "
+            f"{shape}), or use a checkpoint whose start bank holds goals (data recorded with them)."
+        )
 
     def __call__(self, frames: Tensor, states: Tensor | None, goals: np.ndarray | None) -> list[Any]:
         """frames (B, H, W, 3) uint8, states (B, nq+nv), goals (B, G) or None -> B observations."""
@@ -178,12 +184,16 @@ def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape
     actions = real_numbers(options["context_actions"], "context_actions").astype(np.float32)
     want = (*batch_shape, k - 1, *model.action_shape)
     if actions.shape != want:
-        raise ValueError(f"context_actions must have shape {want}: the {k - 1} actions between the {k} context frames; got {actions.shape}.")
+        raise ValueError(
+            f"context_actions must have shape {want}: the {k - 1} actions between the {k} context frames; got {actions.shape}."
+        )
     states = None
     if model.state_shape is not None:
         if "context_states" not in options:
-            raise ValueError(f"options needs 'context_states': this model draws frames from the simulator state, the [qpos, qvel] "
-                             f"({model.state_shape[0]} numbers) of each of the {k} context frames.")
+            raise ValueError(
+                f"options needs 'context_states': this model draws frames from the simulator state, the [qpos, qvel] "
+                f"({model.state_shape[0]} numbers) of each of the {k} context frames."
+            )
         states = torch.from_numpy(real_numbers(options["context_states"], "context_states").astype(np.float32))
     frames, actions = torch.from_numpy(frames), torch.from_numpy(actions)
     if not batch_shape:
@@ -194,13 +204,17 @@ def context_from_options(model: WorldModel, options: dict[str, Any], batch_shape
 def given_context(model: WorldModel, options: dict[str, Any] | None, batch_shape: tuple[int, ...]) -> Window | None:
     """The start window in reset options, if any (every key but reset_mask and goal is about it)."""
     if options is not None and not isinstance(options, Mapping):
-        raise ValueError(f"options must be a dict (e.g. {{'context_frames': ..., 'context_actions': ...}}), got {type(options).__name__} {options!r:.40}.")
+        raise ValueError(
+            f"options must be a dict (e.g. {{'context_frames': ..., 'context_actions': ...}}), got {type(options).__name__} {options!r:.40}."
+        )
     if not options or not set(options) - {"reset_mask", "goal"}:
         return None
     return context_from_options(model, options, batch_shape)
 
 
-def start_window(model: WorldModel, rng: np.random.Generator, generator: torch.Generator, given: Window | None) -> tuple[Window, int | None]:
+def start_window(
+    model: WorldModel, rng: np.random.Generator, generator: torch.Generator, given: Window | None
+) -> tuple[Window, int | None]:
     """One world's start: `given`, or a context drawn from the checkpoint's bank by `rng` (and its
     bank row); then reseeds the world's sampling noise from `rng`, so a seeded reset fixes the whole
     episode."""
@@ -240,8 +254,9 @@ class DiffusionWorldEnv(gym.Env):
         compile: bool = False,
         observation: str = "pixels",
     ):
-        self.model, self.max_episode_steps = open_world(self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16,
-                                                        sampler_steps, sampler_method, context_sigma, compile)
+        self.model, self.max_episode_steps = open_world(
+            self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16, sampler_steps, sampler_method, context_sigma, compile
+        )
         self._observe = Observation(self.model, observation)
         self.observation_space, self.action_space = self._observe.space, action_space(self.model)
         self.render_mode, self.render_scale = render_mode, int(render_scale)
@@ -351,8 +366,9 @@ class DiffusionWorldVectorEnv(VectorEnv):
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
-        self.model, self.max_episode_steps = open_world(self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16,
-                                                        sampler_steps, sampler_method, context_sigma, compile)
+        self.model, self.max_episode_steps = open_world(
+            self.metadata, render_mode, max_episode_steps, checkpoint, device, bf16, sampler_steps, sampler_method, context_sigma, compile
+        )
         self.num_envs = num_envs
         self._observe = Observation(self.model, observation)
         self.single_observation_space, self.single_action_space = self._observe.space, action_space(self.model)
@@ -378,8 +394,9 @@ class DiffusionWorldVectorEnv(VectorEnv):
             infos = self._add_info(infos, {"step": 0} | window_state(self._window, i), i)
         return self._observations(), infos
 
-    def _reset_rows(self, rows: np.ndarray, seeds: Sequence[int | None], given: Window | None,
-                    options: dict[str, Any] | None = None) -> None:
+    def _reset_rows(
+        self, rows: np.ndarray, seeds: Sequence[int | None], given: Window | None, options: dict[str, Any] | None = None
+    ) -> None:
         bank_rows = []
         for i in rows:
             if seeds[i] is not None:

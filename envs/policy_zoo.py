@@ -10,9 +10,10 @@ first by SB3 itself). Each snapshot is scored on real episodes, and the zoo's in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -51,8 +52,10 @@ def training_env(preset: TaskPreset, observes: str) -> gym.Env:
     if observes != "state":
         raise ValueError(f"observes must be 'state' or 'pixels', got {observes!r}.")
     if preset.action_repeat != 1:
-        raise ValueError(f"task {preset.name!r} repeats actions {preset.action_repeat}x; state policies train on the source env, "
-                         "which does not: train pixel policies, or use action_repeat=1.")
+        raise ValueError(
+            f"task {preset.name!r} repeats actions {preset.action_repeat}x; state policies train on the source env, "
+            "which does not: train pixel policies, or use action_repeat=1."
+        )
     env = gym.make(preset.env_id, max_episode_steps=preset.episode_steps, **preset.env_kwargs)
     if isinstance(env.observation_space, gym.spaces.Dict):  # goal-based envs: the flat vector PixelTaskEnv gives as info["state"]
         env = gym.wrappers.FlattenObservation(env)
@@ -82,8 +85,9 @@ def train_snapshots(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = training_env(preset, observes) if env is None else env
-    model = algorithm("CnnPolicy" if observes == "pixels" else "MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                      **(hyperparameters or {}))
+    model = algorithm(
+        "CnnPolicy" if observes == "pixels" else "MlpPolicy", env, seed=seed, device="cpu", verbose=0, **(hyperparameters or {})
+    )
     members = []
     for budget in progress(budgets):
         model.learn(budget - model.num_timesteps, reset_num_timesteps=False)
@@ -101,8 +105,9 @@ def score_members(preset: TaskPreset, members: Sequence[ZooMember], episodes: in
     for member in members:
         policy = SB3Policy(member.algo, member.path)
         runs = [record_episode(env, policy, seed + j) for j in range(episodes)]
-        scores.append({"real_return": float(np.mean([e.rewards.sum() for e in runs])),
-                       "real_success": float(np.mean([e.success[-1] for e in runs]))})
+        scores.append(
+            {"real_return": float(np.mean([e.rewards.sum() for e in runs])), "real_success": float(np.mean([e.success[-1] for e in runs]))}
+        )
     env.close()
     return scores
 

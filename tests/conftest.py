@@ -32,9 +32,22 @@ def tiny_config(data, run_dir, **overrides):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    defaults = {"steps": 6, "batch_size": 4, "model.channels": "[8,16]", "model.blocks": 1, "model.cond_dim": 32,
-                "model.reward_channels": 8, "log_every": 2, "save_every": 3, "val_every": 0, "start_bank_size": 4,
-                "window.val_fraction": 0.25, "window.context": 4, "mixed_precision": "no", "device": "cpu"}
+    defaults = {
+        "steps": 6,
+        "batch_size": 4,
+        "model.channels": "[8,16]",
+        "model.blocks": 1,
+        "model.cond_dim": 32,
+        "model.reward_channels": 8,
+        "log_every": 2,
+        "save_every": 3,
+        "val_every": 0,
+        "start_bank_size": 4,
+        "window.val_fraction": 0.25,
+        "window.context": 4,
+        "mixed_precision": "no",
+        "device": "cpu",
+    }
     dynamics = overrides.pop("dynamics", "state_mlp")
     if dynamics != "none":  # the state track's own stage, kept short
         defaults |= {"dynamics.steps": 40, "dynamics.batch_size": 16, "dynamics.horizon": 6}
@@ -84,8 +97,15 @@ def checkpoint(reacher_file, tmp_path_factory):
 
     from worldmodel.training.trainer import train
 
-    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "tiny", model="framestack", steps=20, save_every=20, start_bank_size=8,
-                         dynamics="none")
+    config = tiny_config(
+        reacher_file,
+        tmp_path_factory.mktemp("run") / "tiny",
+        model="framestack",
+        steps=20,
+        save_every=20,
+        start_bank_size=8,
+        dynamics="none",
+    )
     path = train(config)
     AcceleratorState._reset_state()
     return path
@@ -98,8 +118,15 @@ def state_checkpoint(reacher_file, tmp_path_factory):
 
     from worldmodel.training.trainer import train
 
-    config = tiny_config(reacher_file, tmp_path_factory.mktemp("run") / "state", model="framestack", steps=20, save_every=20, start_bank_size=8,
-                         **{"model.state_render_channels": 4})
+    config = tiny_config(
+        reacher_file,
+        tmp_path_factory.mktemp("run") / "state",
+        model="framestack",
+        steps=20,
+        save_every=20,
+        start_bank_size=8,
+        **{"model.state_render_channels": 4},
+    )
     path = train(config)
     AcceleratorState._reset_state()
     return path

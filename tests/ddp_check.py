@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from accelerate import PartialState
-
 from test_training import tiny_config
+
 from worldmodel.training import trainer
 
 captured = {}

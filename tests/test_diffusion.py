@@ -1,6 +1,5 @@
 """The diffusion math where the answer is known: Gaussian data has an exact denoiser."""
 
-
 import pytest
 import torch
 

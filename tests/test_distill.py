@@ -11,8 +11,17 @@ from worldmodel.world_model import WorldModel
 
 def test_distill_tool_writes_a_one_step_model(checkpoint, reacher_file, tmp_path):
     out = tmp_path / "student.pt"
-    result = run_tool("distill.py", f"teacher={checkpoint}", f"data={reacher_file}", f"out={out}", "steps=12", "batch_size=4",
-                      "lr=1e-3", "warmup_steps=2", "gap_batches=2")
+    result = run_tool(
+        "distill.py",
+        f"teacher={checkpoint}",
+        f"data={reacher_file}",
+        f"out={out}",
+        "steps=12",
+        "batch_size=4",
+        "lr=1e-3",
+        "warmup_steps=2",
+        "gap_batches=2",
+    )
     assert "the teacher's own one call" in result.stdout and "the student's" in result.stdout
     student = WorldModel.load(out)
     assert (student.sampler.method, student.sampler.steps) == ("euler", 1)
@@ -21,9 +30,12 @@ def test_distill_tool_writes_a_one_step_model(checkpoint, reacher_file, tmp_path
     teacher = WorldModel.load(checkpoint)
     assert not torch.equal(next(student.denoiser.parameters()), next(teacher.denoiser.parameters()))
     k = student.context
-    imagined = student.imagine(torch.zeros(1, k, *student.spec.frame_shape, dtype=torch.uint8),
-                               torch.zeros(1, k - 1, *student.spec.action_space["shape"]), torch.zeros(1, 3, *student.spec.action_space["shape"]),
-                               generator=torch.Generator().manual_seed(0))
+    imagined = student.imagine(
+        torch.zeros(1, k, *student.spec.frame_shape, dtype=torch.uint8),
+        torch.zeros(1, k - 1, *student.spec.action_space["shape"]),
+        torch.zeros(1, 3, *student.spec.action_space["shape"]),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert imagined.frames.shape[:2] == (1, 3)
 
 
@@ -31,8 +43,12 @@ def test_distill_tool_writes_a_one_step_model(checkpoint, reacher_file, tmp_path
 def test_student_is_closer_to_the_teacher_than_one_teacher_call(teacher, reacher_file, tmp_path, request):
     """Held out: the student's one call lands nearer the teacher's 3-step samples than the teacher's
     own one call does (with the state track too, whose imagined states condition both)."""
-    result = distill(request.getfixturevalue(teacher), reacher_file, tmp_path / "student.pt",
-                     DistillConfig(steps=20, batch_size=4, lr=1e-3, warmup_steps=2, gap_batches=2))
+    result = distill(
+        request.getfixturevalue(teacher),
+        reacher_file,
+        tmp_path / "student.pt",
+        DistillConfig(steps=20, batch_size=4, lr=1e-3, warmup_steps=2, gap_batches=2),
+    )
     assert result["samples"] == 80
     assert result["gap_after"] < 0.9 * result["gap_before"], result
 

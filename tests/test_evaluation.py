@@ -59,8 +59,14 @@ def test_policy_statistics_pairs_policies_and_checks_shapes():
     real = np.array([[1.0, 3.0], [5.0, 7.0]])
     stats = policy_statistics(["a", "b"], real, real + 1)
     # two episodes per policy: resampled means are the min, the mean or the max, so the 95 % interval spans min..max
-    assert stats["policies"]["a"] == {"real_return": 2.0, "imagined_return": 3.0, "return_error": 1.0, "abs_episode_error": 1.0,
-                                      "real_return_ci": [1.0, 3.0], "imagined_return_ci": [2.0, 4.0]}
+    assert stats["policies"]["a"] == {
+        "real_return": 2.0,
+        "imagined_return": 3.0,
+        "return_error": 1.0,
+        "abs_episode_error": 1.0,
+        "real_return_ci": [1.0, 3.0],
+        "imagined_return_ci": [2.0, 4.0],
+    }
     assert stats["mmrv"] == 0.0 and stats["normalized_mmrv"] == 0.0
     assert stats["pearson_r"] == pytest.approx(1.0) and "Only 2 policies" in stats["caveat"], "two points always correlate: said so"
     assert policy_statistics(list("abcd"), np.arange(8.0).reshape(4, 2), np.zeros((4, 2)))["caveat"] is None
@@ -101,8 +107,15 @@ def test_evaluate_fidelity_end_to_end(checkpoint, reacher_file, tmp_path):
 
 def test_evaluate_policies_end_to_end(state_checkpoint, tmp_path):
     out = tmp_path / "policies"
-    result = evaluate("mode=policies", f"checkpoint={state_checkpoint}", f"out={out}", "policy_episodes=2", "policy_episode_steps=8",
-                      "policies=[{name: expert}, {name: noisy_expert, eps: 0.5}, {name: random}]", "loop=both")
+    result = evaluate(
+        "mode=policies",
+        f"checkpoint={state_checkpoint}",
+        f"out={out}",
+        "policy_episodes=2",
+        "policy_episode_steps=8",
+        "policies=[{name: expert}, {name: noisy_expert, eps: 0.5}, {name: random}]",
+        "loop=both",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["policies"]) == ["expert", "noisy_expert(eps=0.5)", "random"]
     # closed loop is the protocol; the open-loop diagnostic is reported beside it, and the table says which is which
@@ -137,8 +150,8 @@ def test_evaluate_bad_input_is_refused_clearly(checkpoint, reacher_file, tmp_pat
 
 
 def test_a_success_correlation_that_cannot_be_computed_says_why():
-    from worldmodel.evaluation.policy_eval import evaluate_in_imagination
     from worldmodel.data.format import Episode
+    from worldmodel.evaluation.policy_eval import evaluate_in_imagination
 
     class Still:  # imagines zero reward whatever happens
         context, state_shape = 2, None
@@ -147,9 +160,18 @@ def test_a_success_correlation_that_cannot_be_computed_says_why():
             return type("Imagined", (), {"rewards": torch.zeros(actions.shape[:2])})()
 
     def episode(success):
-        return Episode(frames=np.zeros((5, 4, 4, 3), np.uint8), qpos=np.zeros((5, 1)), qvel=np.zeros((5, 1)),
-                       actions=np.zeros((4, 1), np.float32), rewards=np.zeros(4, np.float32), terminated=np.zeros(4, bool),
-                       truncated=np.zeros(4, bool), success=np.array([False] * 3 + [success]), seed=0, policy={"name": "x"})
+        return Episode(
+            frames=np.zeros((5, 4, 4, 3), np.uint8),
+            qpos=np.zeros((5, 1)),
+            qvel=np.zeros((5, 1)),
+            actions=np.zeros((4, 1), np.float32),
+            rewards=np.zeros(4, np.float32),
+            terminated=np.zeros(4, bool),
+            truncated=np.zeros(4, bool),
+            success=np.array([False] * 3 + [success]),
+            seed=0,
+            policy={"name": "x"},
+        )
 
     stats = evaluate_in_imagination(Still(), ["a", "b"], [episode(True), episode(False)], 2, 0, lambda r, a: r > 1, loop="open")
     assert stats["success_pearson_r"] is None and stats["success_pearson_r_missing"] == "imagined success is the same for every policy"
@@ -185,33 +207,49 @@ def test_fidelity_scores_the_frames_from_first_frame_on(reacher_file, first_fram
 def test_score_policies_in_imagination_alone(state_checkpoint, checkpoint, reacher_file, tmp_path):
     """No real episode: every policy acts closed loop from the same starts; means with intervals."""
     out = tmp_path / "score"
-    result = evaluate("mode=score", f"checkpoint={state_checkpoint}", f"out={out}", "score_starts=3", "score_steps=4",
-                      "policies=[{name: expert}, {name: random}]")
+    result = evaluate(
+        "mode=score",
+        f"checkpoint={state_checkpoint}",
+        f"out={out}",
+        "score_starts=3",
+        "score_steps=4",
+        "policies=[{name: expert}, {name: random}]",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["policies"]) == ["expert", "random"] and np.asarray(metrics["imagined_returns"]).shape == (2, 3)
     for p in metrics["policies"].values():
         low, high = p["imagined_return_ci"]
         assert low <= p["imagined_return"] <= high and 0 <= p["imagined_success"] <= 1
     assert "start bank" in metrics["start_source"] and "| expert |" in result.stdout
-    evaluate("mode=score", f"checkpoint={state_checkpoint}", f"out={tmp_path / 'from_file'}", f"data={reacher_file}", "score_starts=2",
-             "score_steps=3", "policies=[random]")
+    evaluate(
+        "mode=score",
+        f"checkpoint={state_checkpoint}",
+        f"out={tmp_path / 'from_file'}",
+        f"data={reacher_file}",
+        "score_starts=2",
+        "score_steps=3",
+        "policies=[random]",
+    )
     assert "episodes of" in json.loads((tmp_path / "from_file" / "metrics.json").read_text())["start_source"]
     # a model that imagines no state cannot show a state policy anything: refused before any work
     refused = evaluate("mode=score", f"checkpoint={checkpoint}", f"out={tmp_path / 'x'}", "policies=[expert]", check=False)
     assert refused.returncode != 0 and "no state track" in refused.stderr and "loop=open" in refused.stderr
 
 
-@pytest.mark.parametrize("tool, args, message", [
-    ("plan.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=-1"], "episodes must be a whole number >= 1, got -1"),
-    ("plan.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "replan_every=0"], "replan_every must be a whole number >= 1, got 0"),
-    ("evaluate.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=-2"], "episodes must be a whole number >= 1, got -2"),
-    ("evaluate.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "videos=1.5"], "videos must be a whole number >= 0, got 1.5"),
-    ("imagine.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=0"], "episodes must be a whole number >= 1, got 0"),
-    ("demo.py", ["out=OUT", "plan_episodes=0"], "plan_episodes must be a whole number >= 1, got 0"),
-    ("bench.py", ["loop_steps=1"], "loop_steps must be a whole number >= 2, got 1"),
-    ("train_policies.py", ["out=OUT", "task=reacher", "score_episodes=0"], "score_episodes must be a whole number >= 1, got 0"),
-    ("inspect_data.py", ["data=missing.h5", "scale=0"], "scale must be a whole number >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "tool, args, message",
+    [
+        ("plan.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=-1"], "episodes must be a whole number >= 1, got -1"),
+        ("plan.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "replan_every=0"], "replan_every must be a whole number >= 1, got 0"),
+        ("evaluate.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=-2"], "episodes must be a whole number >= 1, got -2"),
+        ("evaluate.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "videos=1.5"], "videos must be a whole number >= 0, got 1.5"),
+        ("imagine.py", ["checkpoint=pretrained/reacher.pt", "out=OUT", "episodes=0"], "episodes must be a whole number >= 1, got 0"),
+        ("demo.py", ["out=OUT", "plan_episodes=0"], "plan_episodes must be a whole number >= 1, got 0"),
+        ("bench.py", ["loop_steps=1"], "loop_steps must be a whole number >= 2, got 1"),
+        ("train_policies.py", ["out=OUT", "task=reacher", "score_episodes=0"], "score_episodes must be a whole number >= 1, got 0"),
+        ("inspect_data.py", ["data=missing.h5", "scale=0"], "scale must be a whole number >= 1, got 0"),
+    ],
+)
 def test_tools_refuse_counts_below_their_minimum_before_any_work(tool, args, message, tmp_path):
     """One shared check (worldmodel.checks.check_counts): not a table of nan, a silent slice or a stack error."""
     result = run_tool(tool, *(a.replace("OUT", str(tmp_path / "out")) for a in args), check=False)

@@ -82,8 +82,15 @@ def test_presets_round_trip_through_their_description():
     with pytest.raises(ValueError, match="needs \\['camera', 'env_id'\\]"):
         get_task({"name": "walker", "episode_steps": 10})
     with pytest.raises(ValueError, match="success test needs"):
-        get_task({"name": "arm", "env_id": "Reacher-v5", "camera": {"distance": 1, "elevation": -90, "azimuth": 0},
-                  "episode_steps": 5, "success_target": "target"})
+        get_task(
+            {
+                "name": "arm",
+                "env_id": "Reacher-v5",
+                "camera": {"distance": 1, "elevation": -90, "azimuth": 0},
+                "episode_steps": 5,
+                "success_target": "target",
+            }
+        )
 
 
 @pytest.mark.slow

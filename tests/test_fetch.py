@@ -124,15 +124,38 @@ def test_fetch_push_is_recorded_trained_evaluated_and_planned(tmp_path, fresh_ac
     check_env(env.unwrapped, skip_render_check=True)
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"observation", "achieved_goal", "desired_goal"} and any(np.allclose(obs["desired_goal"], g) for g in goals)
-    obs, _ = env.reset(options={"goal": goals[0] + 0.01, **{k: v[0].numpy() for k, v in (
-        ("context_frames", wm.start_bank["frames"]), ("context_actions", wm.start_bank["actions"]), ("context_states", wm.start_bank["states"]))}})
+    obs, _ = env.reset(
+        options={
+            "goal": goals[0] + 0.01,
+            **{
+                k: v[0].numpy()
+                for k, v in (
+                    ("context_frames", wm.start_bank["frames"]),
+                    ("context_actions", wm.start_bank["actions"]),
+                    ("context_states", wm.start_bank["states"]),
+                )
+            },
+        }
+    )
     np.testing.assert_allclose(obs["desired_goal"], goals[0] + 0.01)
-    run_tool("evaluate.py", f"checkpoint={checkpoint}", f"data={data}", f"out={tmp_path / 'eval'}", "horizons=[1,5]", "videos=1",
-             "probe=false")
+    run_tool(
+        "evaluate.py", f"checkpoint={checkpoint}", f"data={data}", f"out={tmp_path / 'eval'}", "horizons=[1,5]", "videos=1", "probe=false"
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["state_position_cm"]) == {"object0", "robot0:gripper_link"}
-    run_tool("plan.py", f"checkpoint={checkpoint}", f"out={tmp_path / 'plan'}", "episodes=1", "replan_every=3", "search.horizon=3",
-             "search.samples=4", "search.iterations=1", "search.elites=2", "models=[world_model,oracle]", "task=fetch_push",
-             "task.episode_steps=8")
+    run_tool(
+        "plan.py",
+        f"checkpoint={checkpoint}",
+        f"out={tmp_path / 'plan'}",
+        "episodes=1",
+        "replan_every=3",
+        "search.horizon=3",
+        "search.samples=4",
+        "search.iterations=1",
+        "search.elites=2",
+        "models=[world_model,oracle]",
+        "task=fetch_push",
+        "task.episode_steps=8",
+    )
     results = json.loads((tmp_path / "plan" / "metrics.json").read_text())["results"]
     assert results["world_model"]["plan_seconds_per_step"] > 0 and "oracle" in results

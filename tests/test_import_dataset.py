@@ -33,8 +33,15 @@ def collect(env, dataset_id, seeds, **kw):
         while not done:
             _, _, terminated, truncated, _ = env.step(env.action_space.sample())
             done = terminated or truncated
-    env.create_dataset(dataset_id=dataset_id, algorithm_name="random", author="tests", author_email="tests@example.org",
-                       code_permalink="https://example.org", description="made by the tests", eval_env=env.env.spec)
+    env.create_dataset(
+        dataset_id=dataset_id,
+        algorithm_name="random",
+        author="tests",
+        author_email="tests@example.org",
+        code_permalink="https://example.org",
+        description="made by the tests",
+        eval_env=env.env.spec,
+    )
 
 
 class StateInfo(gym.Wrapper):
@@ -154,35 +161,70 @@ def write_lerobot(root, version, lengths, fps=10):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    features = {"observation.images.top": {"dtype": "video", "shape": [48, 64, 3]}, "observation.images.wrist": {"dtype": "image", "shape": [48, 64, 3]},
-                "observation.state": {"dtype": "float32", "shape": [2]}, "action": {"dtype": "float32", "shape": [2]}}
+    features = {
+        "observation.images.top": {"dtype": "video", "shape": [48, 64, 3]},
+        "observation.images.wrist": {"dtype": "image", "shape": [48, 64, 3]},
+        "observation.state": {"dtype": "float32", "shape": [2]},
+        "action": {"dtype": "float32", "shape": [2]},
+    }
     info = {"codebase_version": version, "fps": fps, "chunks_size": 1000, "features": features}
     rows = []
     for e, n in enumerate(lengths):
         for t in range(n):
-            rows.append({"episode_index": e, "frame_index": t, "timestamp": t / fps, "action": [0.1 * t, -0.1 * e], "observation.state": [t, e],
-                         "next.reward": float(t), "next.done": t == n - 1,
-                         "observation.images.wrist": {"bytes": iio.imwrite("<bytes>", scene(e, t)[::-1], extension=".png"), "path": None}})
+            rows.append(
+                {
+                    "episode_index": e,
+                    "frame_index": t,
+                    "timestamp": t / fps,
+                    "action": [0.1 * t, -0.1 * e],
+                    "observation.state": [t, e],
+                    "next.reward": float(t),
+                    "next.done": t == n - 1,
+                    "observation.images.wrist": {"bytes": iio.imwrite("<bytes>", scene(e, t)[::-1], extension=".png"), "path": None},
+                }
+            )
     if version == "v3.0":
-        info |= {"data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
-                 "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"}
+        info |= {
+            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+            "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+        }
         (root / "data/chunk-000").mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows), root / "data/chunk-000/file-000.parquet")
-        encode_video(root / "videos/observation.images.top/chunk-000/file-000.mp4",
-                     np.stack([scene(e, t) for e, n in enumerate(lengths) for t in range(n)]), fps)
+        encode_video(
+            root / "videos/observation.images.top/chunk-000/file-000.mp4",
+            np.stack([scene(e, t) for e, n in enumerate(lengths) for t in range(n)]),
+            fps,
+        )
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) / fps
         (root / "meta/episodes/chunk-000").mkdir(parents=True)
-        pq.write_table(pa.Table.from_pylist([{"episode_index": e, "length": n, "videos/observation.images.top/chunk_index": 0,
-                                              "videos/observation.images.top/file_index": 0,
-                                              "videos/observation.images.top/from_timestamp": float(starts[e])}
-                                             for e, n in enumerate(lengths)]), root / "meta/episodes/chunk-000/file-000.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(
+                [
+                    {
+                        "episode_index": e,
+                        "length": n,
+                        "videos/observation.images.top/chunk_index": 0,
+                        "videos/observation.images.top/file_index": 0,
+                        "videos/observation.images.top/from_timestamp": float(starts[e]),
+                    }
+                    for e, n in enumerate(lengths)
+                ]
+            ),
+            root / "meta/episodes/chunk-000/file-000.parquet",
+        )
     else:
-        info |= {"data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
-                 "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"}
+        info |= {
+            "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+            "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+        }
         (root / "data/chunk-000").mkdir(parents=True)
         for e, n in enumerate(lengths):
-            pq.write_table(pa.Table.from_pylist([r for r in rows if r["episode_index"] == e]), root / f"data/chunk-000/episode_{e:06d}.parquet")
-            encode_video(root / f"videos/chunk-000/observation.images.top/episode_{e:06d}.mp4", np.stack([scene(e, t) for t in range(n)]), fps)
+            pq.write_table(
+                pa.Table.from_pylist([r for r in rows if r["episode_index"] == e]), root / f"data/chunk-000/episode_{e:06d}.parquet"
+            )
+            encode_video(
+                root / f"videos/chunk-000/observation.images.top/episode_{e:06d}.mp4", np.stack([scene(e, t) for t in range(n)]), fps
+            )
     (root / "meta").mkdir(exist_ok=True)
     (root / "meta/info.json").write_text(json.dumps(info))
     return root

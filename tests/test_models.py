@@ -170,8 +170,9 @@ def test_bf16_convolutions_give_what_autocast_gives_and_conditioning_stays_fp32(
     assert projections == [torch.float32, torch.float32]
 
 
-@pytest.mark.parametrize("batch, size, channels_last", [(1, 32, False), (3, 32, False), (1, 32, True), (3, 32, True),
-                                                        (3, 8, True), (1, 8, True)])
+@pytest.mark.parametrize(
+    "batch, size, channels_last", [(1, 32, False), (3, 32, False), (1, 32, True), (3, 32, True), (3, 8, True), (1, 8, True)]
+)
 def test_adaptive_group_norm_is_group_norm_then_each_samples_affine(batch, size, channels_last):
     """Whichever path the layout and map size pick (folded into one GroupNorm, through the contiguous
     layout on small channels-last maps, or norm then affine), the result is the textbook one, in the

@@ -96,8 +96,11 @@ def test_state_observations_from_imagination_pass_the_checker(observation):
     for _ in range(3):
         obs, _, _, _, info = env.step(env.action_space.sample())
     state = obs if observation == "state" else obs["state"]
-    assert env.observation_space == (real.env.observation_space if observation == "state"
-                                     else gym.spaces.Dict({"pixels": real.observation_space, "state": real.env.observation_space}))
+    assert env.observation_space == (
+        real.env.observation_space
+        if observation == "state"
+        else gym.spaces.Dict({"pixels": real.observation_space, "state": real.env.observation_space})
+    )
     observer = StateObserver(envs.get_task("reacher"))
     np.testing.assert_allclose(state, observer.observe(info["state"]), atol=1e-6)  # the observation of the imagined state
     real.close()
@@ -165,7 +168,18 @@ def test_train_policies_in_imagination_scores_them_in_mujoco(state_checkpoint, t
     from conftest import run_tool
 
     zoo = tmp_path / "zoo"
-    result = run_tool("train_policies.py", "task=reacher", "task.episode_steps=8", f"out={zoo}", f"imagination.checkpoint={state_checkpoint}",
-                      "imagination.num_envs=2", "imagination.bf16=false", "state.budgets=[24]", "pixels.budgets=[]",
-                      "+state.hyperparameters.learning_starts=8", "+state.hyperparameters.batch_size=8", "score_episodes=1")
+    result = run_tool(
+        "train_policies.py",
+        "task=reacher",
+        "task.episode_steps=8",
+        f"out={zoo}",
+        f"imagination.checkpoint={state_checkpoint}",
+        "imagination.num_envs=2",
+        "imagination.bf16=false",
+        "state.budgets=[24]",
+        "pixels.budgets=[]",
+        "+state.hyperparameters.learning_starts=8",
+        "+state.hyperparameters.batch_size=8",
+        "score_episodes=1",
+    )
     assert (zoo / "sac_state_24.zip").is_file() and "| sac_state_24 | 24 |" in result.stdout

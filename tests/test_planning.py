@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from conftest import run_tool
-
 from worldmodel.planning import PlannerConfig, goal_distance, make_planner, predicted_return, state_goal_distance, state_return
 from worldmodel.planning.icem import coloured_noise
 from worldmodel.planning.objectives import _best_distance, blur
@@ -87,7 +86,9 @@ def test_bad_planner_settings_are_refused():
     with pytest.raises(ValueError, match="elites"):
         PlannerConfig(samples=8, elites=16)
     with pytest.raises(ValueError, match="finite"):
-        make_planner("mppi", LOW, HIGH, PlannerConfig(samples=4, elites=2)).plan(lambda a: np.full(len(a), np.nan), np.random.default_rng(0))
+        make_planner("mppi", LOW, HIGH, PlannerConfig(samples=4, elites=2)).plan(
+            lambda a: np.full(len(a), np.nan), np.random.default_rng(0)
+        )
 
 
 def test_world_model_objectives_score_candidates_in_one_batch(checkpoint):
@@ -107,7 +108,7 @@ def test_world_model_objectives_score_candidates_in_one_batch(checkpoint):
 def test_blurred_goal_distance_keeps_falling_as_a_thin_bar_nears_its_goal():
     def bar(column: int) -> torch.Tensor:
         frame = torch.zeros(64, 64, 3, dtype=torch.uint8)
-        frame[16:48, column:column + 2] = 255
+        frame[16:48, column : column + 2] = 255
         return frame
 
     goal, frames = bar(10), torch.stack([bar(c) for c in (26, 20, 16, 13, 10)])[:, None]  # 5 futures of 1 frame
@@ -124,7 +125,7 @@ def point_mass():
 
     class Readout:
         def rewards(self, states, actions, goal=None):
-            return -np.linalg.norm(states - [1.0, 0.0], axis=-1) - 0.5 * (actions ** 2).sum(-1)
+            return -np.linalg.norm(states - [1.0, 0.0], axis=-1) - 0.5 * (actions**2).sum(-1)
 
         def goal_points(self, states):
             return states
@@ -150,8 +151,9 @@ def test_state_goal_distance_rewards_reaching_the_goal_point_soonest():
     near = np.array([[[0.5, 0.0], [0.4, 0.0]]])  # ends 0.1 short
     score = state_goal_distance(rollout, readout, np.array([1.0, 0.0]))
     np.testing.assert_allclose(score(np.concatenate([soon, late, near])), [0.0, -0.05, -(0.1 + 0.1 * 0.3)])
-    assert state_goal_distance(rollout, readout, np.array([1.0]))(late + [0.0, 5.0])[0] == pytest.approx(-0.05), \
+    assert state_goal_distance(rollout, readout, np.array([1.0]))(late + [0.0, 5.0])[0] == pytest.approx(-0.05), (
         "a goal point of fewer dims compares those only"
+    )
 
 
 def plan(*args, check=True):
@@ -175,8 +177,16 @@ def test_plan_tool_reward_protocol_end_to_end(checkpoint, tmp_path, planner):
 
 def test_plan_tool_goal_protocol_end_to_end(checkpoint, reacher_file, tmp_path):
     out = tmp_path / "goal"
-    plan(f"checkpoint={checkpoint}", "protocol=goal", f"goal.data={reacher_file}", "goal.offset=5", "goal.budget=6",
-         "models=[world_model,oracle]", f"out={out}", *SMALL)
+    plan(
+        f"checkpoint={checkpoint}",
+        "protocol=goal",
+        f"goal.data={reacher_file}",
+        "goal.offset=5",
+        "goal.budget=6",
+        "models=[world_model,oracle]",
+        f"out={out}",
+        *SMALL,
+    )
     results = json.loads((out / "metrics.json").read_text())["results"]
     assert all(1 <= e["steps"] <= 6 for r in results.values() for e in r["episodes"])
 
@@ -187,8 +197,18 @@ def test_plan_tool_scores_in_states_with_a_state_track(state_checkpoint, reacher
     metrics = json.loads((tmp_path / "reward" / "metrics.json").read_text())
     assert metrics["scoring"] == "states" and "scoring in states" in metrics["table"]
     assert all(r["mean_steps"] == 12 - 3 for r in metrics["results"].values())
-    plan(f"checkpoint={state_checkpoint}", "protocol=goal", f"goal.data={reacher_file}", f"goal.probe_data={reacher_file}",
-         "goal.probe_steps=20", "goal.offset=5", "goal.budget=6", "models=[world_model,oracle]", f"out={tmp_path / 'goal'}", *SMALL)
+    plan(
+        f"checkpoint={state_checkpoint}",
+        "protocol=goal",
+        f"goal.data={reacher_file}",
+        f"goal.probe_data={reacher_file}",
+        "goal.probe_steps=20",
+        "goal.offset=5",
+        "goal.budget=6",
+        "models=[world_model,oracle]",
+        f"out={tmp_path / 'goal'}",
+        *SMALL,
+    )
     results = json.loads((tmp_path / "goal" / "metrics.json").read_text())["results"]
     assert results["world_model"]["goal_estimate_error_cm"] > 0 and "goal_estimate_error_cm" not in results["oracle"]
     assert all(1 <= e["steps"] <= 6 for r in results.values() for e in r["episodes"])
@@ -206,10 +226,15 @@ def test_plan_tool_runs_the_oracle_on_a_task_without_a_model(tmp_path):
 
 
 def test_plan_tool_refuses_bad_input(checkpoint, tmp_path):
-    cases = [(["planner=annealing"], "Unknown planner"), (["task=pusher"], "checkpoint models task 'reacher'"),
-             (["protocol=teleport"], "Unknown protocol"), (["models=[dream]"], "Unknown models"),
-             (["protocol=goal"], "needs goal.data"), (["scoring=states"], "needs a model with a state track"),
-             (["scoring=latents"], "scoring must be auto, states or frames")]
+    cases = [
+        (["planner=annealing"], "Unknown planner"),
+        (["task=pusher"], "checkpoint models task 'reacher'"),
+        (["protocol=teleport"], "Unknown protocol"),
+        (["models=[dream]"], "Unknown models"),
+        (["protocol=goal"], "needs goal.data"),
+        (["scoring=states"], "needs a model with a state track"),
+        (["scoring=latents"], "scoring must be auto, states or frames"),
+    ]
     for args, message in cases:
         result = plan(f"checkpoint={checkpoint}", f"out={tmp_path}", *args, check=False)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-2000:])

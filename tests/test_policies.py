@@ -65,7 +65,16 @@ def test_bad_policy_requests_are_named():
         make_policy("noisy_expert", env, eps=1.5)
     with pytest.raises(ValueError, match="needs eps"):
         make_policy("noisy_expert", env)
-    pendulum = make_task_env(get_task({"name": "pendulum", "env_id": "InvertedPendulum-v5", "episode_steps": 10, "frame_size": [16, 16],
-                                       "camera": {"distance": 1.6, "elevation": 0.0, "azimuth": 90.0}}))
+    pendulum = make_task_env(
+        get_task(
+            {
+                "name": "pendulum",
+                "env_id": "InvertedPendulum-v5",
+                "episode_steps": 10,
+                "frame_size": [16, 16],
+                "camera": {"distance": 1.6, "elevation": 0.0, "azimuth": 90.0},
+            }
+        )
+    )
     with pytest.raises(ValueError, match="No expert for task 'pendulum'"):
         make_policy("expert", pendulum)

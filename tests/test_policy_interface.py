@@ -80,11 +80,13 @@ def test_module_attribute_policies_load_as_functions_classes_and_factories(user_
 
 def test_bad_policy_references_are_refused_clearly(user_module):
     env = make_task_env("reacher", episode_steps=5)
-    for reference, message in [("no_such_module:policy", "cannot import 'no_such_module'"),
-                               (f"{user_module}:missing", "has no attribute 'missing'"),
-                               ("sb3:XYZ:a.zip", "unknown Stable-Baselines3 algorithm"),
-                               ("sb3:PPO:no/such.zip", "no such checkpoint"),
-                               ("sb3:PPO", "sb3:ALGO:path.zip")]:
+    for reference, message in [
+        ("no_such_module:policy", "cannot import 'no_such_module'"),
+        (f"{user_module}:missing", "has no attribute 'missing'"),
+        ("sb3:XYZ:a.zip", "unknown Stable-Baselines3 algorithm"),
+        ("sb3:PPO:no/such.zip", "no such checkpoint"),
+        ("sb3:PPO", "sb3:ALGO:path.zip"),
+    ]:
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             load_policy(reference)
     with pytest.raises(ValueError, match="eps applies to noisy_expert only"):
@@ -147,8 +149,17 @@ def test_closed_loop_feeds_the_policy_its_imagined_frames():
     from worldmodel.data.format import Episode
 
     real = np.stack([np.full((2, 2, 3), v, np.uint8) for v in (10, 10, 50, 50, 50)])  # what MuJoCo showed
-    episode = Episode(frames=real, actions=np.zeros((4, 1), np.float32), rewards=np.zeros(4, np.float32), terminated=np.zeros(4, bool),
-                      truncated=np.zeros(4, bool), success=np.zeros(4, bool), qpos=np.zeros((5, 1)), qvel=np.zeros((5, 1)), seed=0)
+    episode = Episode(
+        frames=real,
+        actions=np.zeros((4, 1), np.float32),
+        rewards=np.zeros(4, np.float32),
+        terminated=np.zeros(4, bool),
+        truncated=np.zeros(4, bool),
+        success=np.zeros(4, bool),
+        qpos=np.zeros((5, 1)),
+        qvel=np.zeros((5, 1)),
+        seed=0,
+    )
     policies = [AddTwo()]
     policies[0].reset(None)
     world = CountingWorld()
@@ -163,13 +174,31 @@ def test_closed_loop_feeds_the_policy_its_imagined_frames():
 @pytest.mark.slow
 def test_evaluate_scores_scripted_callable_and_sb3_policies_side_by_side(state_checkpoint, user_module, tmp_path):
     zoo = tmp_path / "zoo"
-    run_tool("train_policies.py", "task=reacher", "task.episode_steps=12", f"out={zoo}", "state.budgets=[40]", "pixels.budgets=[32]",
-             "+state.hyperparameters.learning_starts=20", "+state.hyperparameters.batch_size=16", "pixels.hyperparameters.n_steps=32",
-             "+pixels.hyperparameters.batch_size=16", "pixels.hyperparameters.n_epochs=1",
-             "score_episodes=2")
+    run_tool(
+        "train_policies.py",
+        "task=reacher",
+        "task.episode_steps=12",
+        f"out={zoo}",
+        "state.budgets=[40]",
+        "pixels.budgets=[32]",
+        "+state.hyperparameters.learning_starts=20",
+        "+state.hyperparameters.batch_size=16",
+        "pixels.hyperparameters.n_steps=32",
+        "+pixels.hyperparameters.batch_size=16",
+        "pixels.hyperparameters.n_epochs=1",
+        "score_episodes=2",
+    )
     out = tmp_path / "eval"
-    result = run_tool("evaluate.py", "mode=policies", f"checkpoint={state_checkpoint}", f"out={out}", "policy_episodes=2", "policy_episode_steps=8",
-                      f"policies=[expert,{{name: '{user_module}:Brightness', label: brightness}}]", f"zoo={zoo}")
+    result = run_tool(
+        "evaluate.py",
+        "mode=policies",
+        f"checkpoint={state_checkpoint}",
+        f"out={out}",
+        "policy_episodes=2",
+        "policy_episode_steps=8",
+        f"policies=[expert,{{name: '{user_module}:Brightness', label: brightness}}]",
+        f"zoo={zoo}",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["loop"] == "closed" and {p["loop"] for p in metrics["policies"].values()} == {"closed"}
     for p in metrics["policies"].values():
@@ -178,7 +207,13 @@ def test_evaluate_scores_scripted_callable_and_sb3_policies_side_by_side(state_c
     assert (out / "returns.png").is_file()
     # the same reference records rollouts
     data = tmp_path / "brightness.h5"
-    run_tool("record_rollouts.py", "task=reacher", "task.episode_steps=6", f'policy.components=[{{name: "{user_module}:Brightness"}}]',
-             "episodes=2", f"out={data}")
+    run_tool(
+        "record_rollouts.py",
+        "task=reacher",
+        "task.episode_steps=6",
+        f'policy.components=[{{name: "{user_module}:Brightness"}}]',
+        "episodes=2",
+        f"out={data}",
+    )
     with RolloutReader(data) as reader:
         assert reader.num_episodes == 2 and reader.metadata["policies"][0]["name"] == f"{user_module}:Brightness"

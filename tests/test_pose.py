@@ -45,8 +45,16 @@ def test_projection_lands_on_the_rendered_body(task, bodies):
 
 
 def test_a_tracking_camera_centres_the_tracked_body():
-    env = make_task_env(get_task({"name": "cheetah", "env_id": "HalfCheetah-v5", "episode_steps": 10,
-                                  "camera": {"distance": 4.0, "elevation": -15.0, "azimuth": 90.0, "track_body": "torso"}}))
+    env = make_task_env(
+        get_task(
+            {
+                "name": "cheetah",
+                "env_id": "HalfCheetah-v5",
+                "episode_steps": 10,
+                "camera": {"distance": 4.0, "elevation": -15.0, "azimuth": 90.0, "track_body": "torso"},
+            }
+        )
+    )
     projector = PoseProjector(env.unwrapped.model, env.preset.describe()["camera"], env.preset.frame_size, bodies=["torso"])
     env.reset(seed=0)
     for _ in range(20):
@@ -96,25 +104,41 @@ def test_segments_placed_by_the_data_loader_give_the_training_losses_of_segments
     pose_maps = PoseMaps(PoseProjector(env.unwrapped.model, asdict(env.preset.camera), (16, 16), ["body1", "fingertip"]), 1.0)
     env.close()
     rng = np.random.default_rng(0)
-    items = [{"frames": torch.from_numpy(rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)), "actions": torch.zeros(2, 2),
-              "rewards": torch.zeros(2), "terminated": torch.zeros(2, dtype=torch.bool),
-              "qpos": torch.from_numpy(rng.uniform(-1, 1, (3, 4)).astype(np.float32)), "qvel": torch.zeros(3, 2)} for _ in range(2)]
+    items = [
+        {
+            "frames": torch.from_numpy(rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)),
+            "actions": torch.zeros(2, 2),
+            "rewards": torch.zeros(2),
+            "terminated": torch.zeros(2, dtype=torch.bool),
+            "qpos": torch.from_numpy(rng.uniform(-1, 1, (3, 4)).astype(np.float32)),
+            "qvel": torch.zeros(3, 2),
+        }
+        for _ in range(2)
+    ]
     batch = pose_maps.with_segments(collate_windows)(items)
     assert batch["segments"].shape == (2, 3, 2, 2, 2)
     assert torch.allclose(pose_maps.draw(batch["segments"]), pose_maps(batch["qpos"]))
     space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
-    denoiser, reward_head = build_networks({"architecture": "framestack", "channels": [8, 8], "blocks": 1, "cond_dim": 16, "pose_channels": 2},
-                                           {"channels": 8}, space, 2, 1)
-    losses = [window_losses(denoiser, reward_head, EDM(), WindowLossConfig(2, 1), b, torch.Generator().manual_seed(0), pose_maps=pose_maps)
-              for b in (batch, {k: v for k, v in batch.items() if k != "segments"})]
+    denoiser, reward_head = build_networks(
+        {"architecture": "framestack", "channels": [8, 8], "blocks": 1, "cond_dim": 16, "pose_channels": 2}, {"channels": 8}, space, 2, 1
+    )
+    losses = [
+        window_losses(denoiser, reward_head, EDM(), WindowLossConfig(2, 1), b, torch.Generator().manual_seed(0), pose_maps=pose_maps)
+        for b in (batch, {k: v for k, v in batch.items() if k != "segments"})
+    ]
     assert torch.equal(losses[0]["loss"], losses[1]["loss"])
 
 
 @pytest.mark.parametrize("architecture, frames", [("framestack", 2), ("spacetime", 3)])
 def test_denoisers_draw_where_the_pose_maps_say_and_require_them(architecture, frames):
     space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
-    denoiser, _ = build_networks({"architecture": architecture, "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 5,
-                                  "pose_channels": 3}, {"channels": 8}, space, 2, 1)
+    denoiser, _ = build_networks(
+        {"architecture": architecture, "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 5, "pose_channels": 3},
+        {"channels": 8},
+        space,
+        2,
+        1,
+    )
     for weight in denoiser.parameters():  # zero-initialised outputs would hide any dependence
         if weight.ndim > 1 and not weight.any():
             torch.nn.init.normal_(weight, std=0.1)
@@ -160,8 +184,11 @@ def test_the_presets_model_file_is_the_envs_model(task):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(own, field))
     state = np.concatenate([env.unwrapped.data.qpos, env.unwrapped.data.qvel])[None]
     nq = own.nq
-    np.testing.assert_allclose(PoseProjector(loaded, preset.describe()["camera"], preset.frame_size).segments(state[:, :nq]),
-                               PoseProjector(own, preset.describe()["camera"], preset.frame_size).segments(state[:, :nq]), atol=1e-9)
+    np.testing.assert_allclose(
+        PoseProjector(loaded, preset.describe()["camera"], preset.frame_size).segments(state[:, :nq]),
+        PoseProjector(own, preset.describe()["camera"], preset.frame_size).segments(state[:, :nq]),
+        atol=1e-9,
+    )
     env.close()
 
 
@@ -175,12 +202,15 @@ def test_the_library_never_imports_envs(tmp_path):
     from conftest import ROOT
 
     preset = json.dumps(get_task("fetch_push").describe())
-    code = ("import json, pkgutil, importlib, sys, worldmodel\n"
-            "for m in pkgutil.walk_packages(worldmodel.__path__, 'worldmodel.'):\n"
-            "    importlib.import_module(m.name)\n"
-            "from worldmodel.pose import PoseProjector\n"
-            f"PoseProjector.from_task(json.loads({preset!r}), (64, 64))\n"
-            "assert not [m for m in sys.modules if m == 'envs' or m.startswith('envs.')], sorted(m for m in sys.modules if m.startswith('envs'))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import json, pkgutil, importlib, sys, worldmodel\n"
+        "for m in pkgutil.walk_packages(worldmodel.__path__, 'worldmodel.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "from worldmodel.pose import PoseProjector\n"
+        f"PoseProjector.from_task(json.loads({preset!r}), (64, 64))\n"
+        "assert not [m for m in sys.modules if m == 'envs' or m.startswith('envs.')], sorted(m for m in sys.modules if m.startswith('envs'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     assert result.returncode == 0, result.stderr[-2000:]

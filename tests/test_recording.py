@@ -171,13 +171,19 @@ def test_unknown_policy_fails_before_creating_a_file(tmp_path):
 @pytest.mark.slow
 def test_recorder_killed_mid_run_leaves_every_finished_episode_intact(tmp_path):
     path = tmp_path / "crash.h5"
-    cmd = [sys.executable, str(ROOT / "tools/record_rollouts.py"), "task=reacher", "policy=mixture",
-           "episodes=1000", "seed=0", f"out={path}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools/record_rollouts.py"),
+        "task=reacher",
+        "policy=mixture",
+        "episodes=1000",
+        "seed=0",
+        f"out={path}",
+    ]
     for run, kill_after in enumerate((3, 7)):  # kill, append after the crash, kill again
         log = tmp_path / f"recorder{run}.log"
         with open(log, "w") as stderr:
-            proc = subprocess.Popen(cmd + (["append=true"] if path.exists() else []), cwd=ROOT,
-                                    stdout=subprocess.DEVNULL, stderr=stderr)
+            proc = subprocess.Popen(cmd + (["append=true"] if path.exists() else []), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
             deadline = time.time() + 60
             while proc.poll() is None and time.time() < deadline:
                 time.sleep(0.05)

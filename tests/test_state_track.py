@@ -32,7 +32,9 @@ def test_state_dynamics_learns_the_arm_and_beats_a_standing_state(reacher_file):
     dynamics = StateDynamics(action_space_of(meta), meta["nq"], meta["nv"], hidden=64)
     dynamics.set_statistics(stats["mean"], stats["std"], stats["delta_std"])
     train_dynamics(dynamics, reacher_file, episodes, {"steps": 300, "batch_size": 32, "horizon": 8, "lr": 3e-3}, seed=0, progress=False)
-    states, actions = (torch.from_numpy(np.stack([x[:9] if len(x) > 8 else x for x in xs])) for xs in load_transitions(reacher_file, episodes))
+    states, actions = (
+        torch.from_numpy(np.stack([x[:9] if len(x) > 8 else x for x in xs])) for xs in load_transitions(reacher_file, episodes)
+    )
     with torch.no_grad():
         predicted = dynamics.rollout(states[:, 0], actions[:, :8])
     joints = slice(0, 2)  # the arm's two hinge angles (the target's slide joints never move)
@@ -65,8 +67,13 @@ def test_rolled_out_state_stops_at_the_joint_limits():
 def test_denoisers_draw_what_the_state_says_and_require_it(architecture):
     space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
     extra = {"state_render_channels": 4} if architecture == "framestack" else {}
-    denoiser, _ = build_networks({"architecture": architecture, "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 5, **extra},
-                                 {"channels": 8}, space, 2, 1)
+    denoiser, _ = build_networks(
+        {"architecture": architecture, "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 5, **extra},
+        {"channels": 8},
+        space,
+        2,
+        1,
+    )
     for weight in denoiser.parameters():  # zero-initialised outputs (head, each block's last conv) would hide any dependence
         if weight.ndim > 1 and not weight.any():
             torch.nn.init.normal_(weight, std=0.1)
@@ -117,11 +124,24 @@ def test_window_losses_condition_on_the_recorded_state_and_train_the_renderer_on
         meta = reader.metadata
     space = action_space_of(meta)
     dynamics = StateDynamics(space, meta["nq"], meta["nv"], hidden=16)
-    denoiser, reward_head = build_networks({"architecture": "framestack", "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 12,
-                                            "state_render_channels": 4}, {"channels": 8, "state_dim": 12}, space, 4, 1)
+    denoiser, reward_head = build_networks(
+        {"architecture": "framestack", "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 12, "state_render_channels": 4},
+        {"channels": 8, "state_dim": 12},
+        space,
+        4,
+        1,
+    )
     background = rearrange(torch.from_numpy(mean_frame(reacher_file)), "h w c -> c h w")
-    losses = window_losses(denoiser, reward_head, EDM(), WindowLossConfig(4, 1, render_weight=2.0), batch, torch.Generator().manual_seed(0),
-                           dynamics=dynamics, background=background)
+    losses = window_losses(
+        denoiser,
+        reward_head,
+        EDM(),
+        WindowLossConfig(4, 1, render_weight=2.0),
+        batch,
+        torch.Generator().manual_seed(0),
+        dynamics=dynamics,
+        background=background,
+    )
     expected = losses["diffusion"] + losses["reward"] + 0.1 * losses["termination"] + 2.0 * losses["render"]
     assert losses["render"] > 0 and torch.isclose(losses["loss"], expected)
     losses["loss"].backward()
@@ -137,7 +157,9 @@ def test_a_state_track_model_imagines_its_states_and_needs_a_start_state(state_c
     saved = load_checkpoint(state_checkpoint)
     assert saved["spec"].dynamics == {"nq": 4, "nv": 4, "hidden": 256, "layers": 3, "joint_limits": True}
     assert saved["spec"].denoiser["state_dim"] == 12
-    assert saved["dynamics"]["qpos_high"][1] >= 3.0 and saved["dynamics"]["qpos_high"][0] == torch.finfo(torch.float32).max  # elbow; free base
+    assert (
+        saved["dynamics"]["qpos_high"][1] >= 3.0 and saved["dynamics"]["qpos_high"][0] == torch.finfo(torch.float32).max
+    )  # elbow; free base
     assert saved["start_bank"]["states"].shape == (8, 4, 8)
     wm = WorldModel.load(state_checkpoint, bf16=False)
     frames, actions, states = wm.random_start(2, np.random.default_rng(0))
@@ -201,20 +223,52 @@ def test_state_track_vector_env_matches_single_envs(state_checkpoint):
 
 
 def test_state_track_model_is_evaluated_and_plans_end_to_end(state_checkpoint, reacher_file, tmp_path):
-    run_tool("evaluate.py", f"checkpoint={state_checkpoint}", f"data={reacher_file}", f"out={tmp_path / 'eval'}", "horizons=[1,5]",
-             "videos=1", "probe_steps=30")
+    run_tool(
+        "evaluate.py",
+        f"checkpoint={state_checkpoint}",
+        f"data={reacher_file}",
+        f"out={tmp_path / 'eval'}",
+        "horizons=[1,5]",
+        "videos=1",
+        "probe_steps=30",
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["position_cm"]["fingertip"]) == set(metrics["state_position_cm"]["fingertip"]) == {"1", "5"}
     assert "imagined state |" in metrics["table"]
-    run_tool("evaluate.py", f"checkpoint={state_checkpoint}", f"data={reacher_file}", f"out={tmp_path / 'eval_no_probe'}", "horizons=[1,5]",
-             "videos=1", "probe=false")  # the imagined state's error needs no probe: kinematics only
+    run_tool(
+        "evaluate.py",
+        f"checkpoint={state_checkpoint}",
+        f"data={reacher_file}",
+        f"out={tmp_path / 'eval_no_probe'}",
+        "horizons=[1,5]",
+        "videos=1",
+        "probe=false",
+    )  # the imagined state's error needs no probe: kinematics only
     no_probe = json.loads((tmp_path / "eval_no_probe" / "metrics.json").read_text())
     assert no_probe["state_position_cm"] == metrics["state_position_cm"] and "position_cm" not in no_probe
     assert "| 5 | fingertip |" in no_probe["table"]
-    run_tool("evaluate.py", "mode=policies", f"checkpoint={state_checkpoint}", f"out={tmp_path / 'policies'}", "policy_episodes=2",
-             "policy_episode_steps=8", "policies=[{name: expert}, {name: random}]")
+    run_tool(
+        "evaluate.py",
+        "mode=policies",
+        f"checkpoint={state_checkpoint}",
+        f"out={tmp_path / 'policies'}",
+        "policy_episodes=2",
+        "policy_episode_steps=8",
+        "policies=[{name: expert}, {name: random}]",
+    )
     for protocol in (["protocol=reward"], ["protocol=goal", f"goal.data={reacher_file}", "goal.offset=5", "goal.budget=4"]):
-        run_tool("plan.py", f"checkpoint={state_checkpoint}", f"out={tmp_path / protocol[0][9:]}", "episodes=1", "replan_every=3",
-                 "search.horizon=3", "search.samples=4", "search.iterations=1", "search.elites=2", "models=[world_model]", *protocol)
+        run_tool(
+            "plan.py",
+            f"checkpoint={state_checkpoint}",
+            f"out={tmp_path / protocol[0][9:]}",
+            "episodes=1",
+            "replan_every=3",
+            "search.horizon=3",
+            "search.samples=4",
+            "search.iterations=1",
+            "search.elites=2",
+            "models=[world_model]",
+            *protocol,
+        )
         results = json.loads((tmp_path / protocol[0][9:] / "metrics.json").read_text())["results"]
         assert results["world_model"]["plan_seconds_per_step"] > 0

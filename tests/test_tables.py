@@ -9,8 +9,14 @@ from worldmodel.evaluation.tables import fidelity_tables, planning_verdict
 
 def result():
     hs = [1, 10]
-    frames = {"psnr": {1: 38.9, 10: 30.0}, "copy_last_psnr": {1: 30.9, 10: 30.1}, "ssim": {1: 0.99, 10: 0.95},
-              "copy_last_ssim": {1: 0.96, 10: 0.93}, "flicker": {1: 1.0, 10: 1.1}, "copy_last_flicker": {1: 1.2, 10: 0.8}}
+    frames = {
+        "psnr": {1: 38.9, 10: 30.0},
+        "copy_last_psnr": {1: 30.9, 10: 30.1},
+        "ssim": {1: 0.99, 10: 0.95},
+        "copy_last_ssim": {1: 0.96, 10: 0.93},
+        "flicker": {1: 1.0, 10: 1.1},
+        "copy_last_flicker": {1: 1.2, 10: 0.8},
+    }
     return frames | {
         "horizons": hs,
         "state_position_cm": {"fingertip": {1: 0.07, 10: 0.36}, "target": {1: 0.0, 10: 0.01}},

@@ -124,7 +124,10 @@ def test_mujoco_gl_defaults_to_egl_without_display():
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY")}
     out = subprocess.run(
         [sys.executable, "-c", "import envs, os; print(os.environ['MUJOCO_GL'])"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == "egl"
     assert envs.TASKS["reacher"].env_id == "Reacher-v5"

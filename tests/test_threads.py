@@ -1,7 +1,6 @@
 """The thread policy: stages of small operations run on one thread (a shared CPU does not stall
 them), and give every thread back afterwards."""
 
-import numpy as np
 import torch
 
 from envs import get_task, make_task_env

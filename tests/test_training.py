@@ -15,8 +15,8 @@ import torch
 from conftest import record, run_tool, tiny_config
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.data import RolloutReader
-from worldmodel.world_model import WorldModel
 from worldmodel.training.trainer import TrainingError, train
+from worldmodel.world_model import WorldModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,8 +139,11 @@ def test_resume_with_another_config_is_refused(trained, small_data):
 
 def test_data_that_does_not_match_the_config_is_refused(small_data, tmp_path):
     cfg = tiny_config(small_data, tmp_path / "r")
-    for key, value, message in [("frame_shape", [96, 96, 3], "frame_shape \\[64, 64, 3\\]"),
-                                ("action_shape", [7], "action_shape \\[2\\]"), ("task", "pusher", "task reacher")]:
+    for key, value, message in [
+        ("frame_shape", [96, 96, 3], "frame_shape \\[64, 64, 3\\]"),
+        ("action_shape", [7], "action_shape \\[2\\]"),
+        ("task", "pusher", "task reacher"),
+    ]:
         cfg["expect"] = {key: value}
         with pytest.raises(ValueError, match=message):
             train(cfg)
@@ -189,12 +192,15 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path):
         load_checkpoint(data)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("nan", "denoiser weights .* are not finite"),
-    ("missing", "denoiser weights do not fit the network"),
-    ("empty_bank", "start bank .* is not N >= 1 real start contexts"),
-    ("no_bank", "start bank .* is not N >= 1"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("nan", "denoiser weights .* are not finite"),
+        ("missing", "denoiser weights do not fit the network"),
+        ("empty_bank", "start bank .* is not N >= 1 real start contexts"),
+        ("no_bank", "start bank .* is not N >= 1"),
+    ],
+)
 def test_damaged_checkpoints_are_refused_at_load(trained, tmp_path, damage, message):
     ckpt = torch.load(trained[0], weights_only=True)
     if damage == "nan":
@@ -238,8 +244,17 @@ def test_resume_re_exports_with_the_current_format(trained, small_data):
 @pytest.mark.slow
 def test_two_process_cpu_training_keeps_ranks_in_sync(small_data, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests/ddp_check.py"), str(small_data), str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "tests/ddp_check.py"),
+        str(small_data),
+        str(run),
+    ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     digests = [(run / f"weights-digest-rank{rank}.txt").read_text() for rank in (0, 1)]
@@ -252,14 +267,29 @@ def test_a_short_training_beats_copying_the_last_frame(tmp_path):
     """~1 minute: a small framestack model (the default state track and pose maps) on 32x32 reacher
     data, held-out PSNR one and five steps ahead. Measured: 34.1 / 33.2 dB against copy-last's
     26.7 / 23.3 (without pose maps: 30.0 / 24.1)."""
-    from worldmodel.evaluation.fidelity import rollout_fidelity
     from worldmodel.data.windows import RolloutWindows
+    from worldmodel.evaluation.fidelity import rollout_fidelity
 
     data = record(tmp_path / "learn.h5", policy="mixture", episodes=60, episode_steps=30, frame_size=(32, 32))
-    cfg = tiny_config(data, tmp_path / "run", steps=400, batch_size=16, mixed_precision="auto",
-                      **{"model": "framestack", "model.channels": "[32,32,32]", "model.cond_dim": 64,
-                         "optim.lr": 1e-3, "optim.warmup_steps": 20, "window.val_fraction": 0.1, "save_every": 1000,
-                         "dynamics.steps": 1000, "dynamics.horizon": 12, "dynamics.batch_size": 64})  # frames follow the state: train it
+    cfg = tiny_config(
+        data,
+        tmp_path / "run",
+        steps=400,
+        batch_size=16,
+        mixed_precision="auto",
+        **{
+            "model": "framestack",
+            "model.channels": "[32,32,32]",
+            "model.cond_dim": 64,
+            "optim.lr": 1e-3,
+            "optim.warmup_steps": 20,
+            "window.val_fraction": 0.1,
+            "save_every": 1000,
+            "dynamics.steps": 1000,
+            "dynamics.horizon": 12,
+            "dynamics.batch_size": 64,
+        },
+    )  # frames follow the state: train it
     wm = WorldModel.load(train(cfg))
     held_out = RolloutWindows(data, split="val", val_fraction=0.1).episodes
     result = rollout_fidelity(wm, data, held_out, horizons=[1, 5], max_episodes=6)
@@ -342,8 +372,8 @@ def test_motion_weights_mark_what_moved_in_target_frames_only():
 
 @pytest.mark.parametrize("model", ["framestack", "spacetime"])
 def test_state_head_reads_the_target_state_off_the_bottleneck_and_trains_the_encoder(small_data, model):
-    from worldmodel.data.windows import RolloutWindows, collate_windows
     from worldmodel.data.stats import state_stats
+    from worldmodel.data.windows import RolloutWindows, collate_windows
     from worldmodel.diffusion import EDM
     from worldmodel.models import build_networks
     from worldmodel.training.losses import WindowLossConfig, window_losses
@@ -353,13 +383,17 @@ def test_state_head_reads_the_target_state_off_the_bottleneck_and_trains_the_enc
     batch = collate_windows([windows[i] for i in range(6)])
     assert batch["qpos"].shape == (6, 5, 4) and batch["qvel"].shape == (6, 5, 4)
     action_space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
-    denoiser, reward_head = build_networks({"architecture": model, "channels": [8, 8], "blocks": 1, "cond_dim": 16}, {"channels": 8},
-                                           action_space, 4, 1)
+    denoiser, reward_head = build_networks(
+        {"architecture": model, "channels": [8, 8], "blocks": 1, "cond_dim": 16}, {"channels": 8}, action_space, 4, 1
+    )
     stats = state_stats(small_data)
     head = StateHead(8, 32, stats["mean"], stats["std"])
-    losses = window_losses(denoiser, reward_head, EDM(), WindowLossConfig(4, 1, state_weight=1.0), batch, torch.Generator().manual_seed(0),
-                           state_head=head)
-    assert losses["state"] > 0 and torch.isclose(losses["loss"], losses["diffusion"] + losses["reward"] + 0.1 * losses["termination"] + losses["state"])
+    losses = window_losses(
+        denoiser, reward_head, EDM(), WindowLossConfig(4, 1, state_weight=1.0), batch, torch.Generator().manual_seed(0), state_head=head
+    )
+    assert losses["state"] > 0 and torch.isclose(
+        losses["loss"], losses["diffusion"] + losses["reward"] + 0.1 * losses["termination"] + losses["state"]
+    )
     losses["state"].backward()
     assert denoiser.stem.weight.grad.abs().sum() > 0, "the state loss reaches the encoder"
     assert not [h for h in denoiser.middle[-1]._forward_hooks.values()], "the hook is gone after the loss"
@@ -376,9 +410,21 @@ def test_train_tool_names_missing_values_and_keeps_its_progress_bar_clean(small_
     missing = run_tool("train.py", check=False)
     assert missing.returncode != 0 and "Missing mandatory value: data" in missing.stderr
     assert not Path("???").exists()
-    ran = run_tool("train.py", f"data={small_data}", f"run_dir={tmp_path / 'r'}", "steps=2", "save_every=1", "batch_size=2",
-                   "model.channels=[8,8]", "model.blocks=1", "start_bank_size=2", "val_every=0", "mixed_precision=no",
-                   "window.context=4", "dynamics.steps=5")
+    ran = run_tool(
+        "train.py",
+        f"data={small_data}",
+        f"run_dir={tmp_path / 'r'}",
+        "steps=2",
+        "save_every=1",
+        "batch_size=2",
+        "model.channels=[8,8]",
+        "model.blocks=1",
+        "start_bank_size=2",
+        "val_every=0",
+        "mixed_precision=no",
+        "window.context=4",
+        "dynamics.steps=5",
+    )
     assert "saved in" not in ran.stdout + ran.stderr, "accelerate's per-file save lines stay out of the training output"
 
 

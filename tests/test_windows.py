@@ -39,8 +39,7 @@ def test_dataloader_workers_and_cache_give_the_same_batches(reacher_file):
     ds = RolloutWindows(reacher_file, split="all")
     cached = RolloutWindows(reacher_file, split="all", cache=True)
     batches = [
-        next(iter(DataLoader(d, batch_size=16, num_workers=w, collate_fn=collate_windows)))
-        for d, w in ((ds, 0), (ds, 2), (cached, 0))
+        next(iter(DataLoader(d, batch_size=16, num_workers=w, collate_fn=collate_windows))) for d, w in ((ds, 0), (ds, 2), (cached, 0))
     ]
     assert batches[0]["frames"].shape == (16, 5, 64, 64, 3)
     for other in batches[1:]:
@@ -112,9 +111,18 @@ def test_frame_change_std_of_a_known_episode(tmp_path, reacher_file):
         shape = reader.episode(0).frames.shape[1:]
     nq, nv, a = metadata["nq"], metadata["nv"], len(metadata["action_low"])
     frames = np.stack([np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8), np.full(shape, 255, np.uint8)])
-    episode = Episode(frames=frames, qpos=np.zeros((3, nq)), qvel=np.zeros((3, nv)), actions=np.zeros((2, a), np.float32),
-                      rewards=np.zeros(2, np.float32), terminated=np.zeros(2, bool), truncated=np.zeros(2, bool),
-                      success=np.zeros(2, bool), seed=0, policy={"name": "x"})
+    episode = Episode(
+        frames=frames,
+        qpos=np.zeros((3, nq)),
+        qvel=np.zeros((3, nv)),
+        actions=np.zeros((2, a), np.float32),
+        rewards=np.zeros(2, np.float32),
+        terminated=np.zeros(2, bool),
+        truncated=np.zeros(2, bool),
+        success=np.zeros(2, bool),
+        seed=0,
+        policy={"name": "x"},
+    )
     with RolloutWriter(tmp_path / "known.h5", metadata) as writer:
         writer.add_episode(episode)
     assert frame_change_std(tmp_path / "known.h5") == pytest.approx(1.0), "changes of 2 and 0 (model units): std 1"

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import hydra
@@ -52,11 +52,26 @@ def bench_recording(task: str, episodes: int, workers: list[int], tmp: Path) -> 
     for n in workers:
         out = tmp / f"record_{n}.h5"
         start = time.perf_counter()
-        frames = sum(len(e.frames) for e in tqdm(record_rollouts(preset, [PolicySpec("expert")], episodes, out, workers=n),
-                                                  total=episodes, desc=f"record workers={n}", leave=False))
+        frames = sum(
+            len(e.frames)
+            for e in tqdm(
+                record_rollouts(preset, [PolicySpec("expert")], episodes, out, workers=n),
+                total=episodes,
+                desc=f"record workers={n}",
+                leave=False,
+            )
+        )
         seconds = time.perf_counter() - start
-        rows.append({"workers": n, "episodes": episodes, "frames": frames, "seconds": round(seconds, 2),
-                     "frames_per_s": round(frames / seconds, 1), "episodes_per_s": round(episodes / seconds, 2)})
+        rows.append(
+            {
+                "workers": n,
+                "episodes": episodes,
+                "frames": frames,
+                "seconds": round(seconds, 2),
+                "frames_per_s": round(frames / seconds, 1),
+                "episodes_per_s": round(episodes / seconds, 2),
+            }
+        )
     return rows
 
 
@@ -86,8 +101,15 @@ def bench_storage(source: Path, tmp: Path, windows: int = 2000) -> list[dict]:
         for i in order:
             ds[int(i)]
         read_s = time.perf_counter() - start
-        rows.append({"option": name, "write_frames_per_s": round(n_frames / write_s), "bytes_per_frame": round(frame_bytes / n_frames),
-                     "ratio_to_raw": round(frame_bytes / n_frames / raw, 3), "random_windows_per_s": round(windows / read_s)})
+        rows.append(
+            {
+                "option": name,
+                "write_frames_per_s": round(n_frames / write_s),
+                "bytes_per_frame": round(frame_bytes / n_frames),
+                "ratio_to_raw": round(frame_bytes / n_frames / raw, 3),
+                "random_windows_per_s": round(windows / read_s),
+            }
+        )
     return rows
 
 
@@ -101,8 +123,15 @@ def bench_windows(source: Path, workers: list[int], batches: int = 50, batch_siz
     ds = RolloutWindows(source, context=4, target=1, split="all")
     rows = []
     for n in workers:
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=n, generator=torch.Generator().manual_seed(0), collate_fn=collate_windows,
-                            persistent_workers=n > 0)
+        loader = DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=n,
+            generator=torch.Generator().manual_seed(0),
+            collate_fn=collate_windows,
+            persistent_workers=n > 0,
+        )
         it = iter(loader)
         next(it)  # worker start-up is not throughput
         start = time.perf_counter()
@@ -154,8 +183,14 @@ def bench_training(batch_size: int = 16, steps: int = 3, size: int = 64) -> list
                 optimizer.step()
                 optimizer.zero_grad()
                 times.append(time.perf_counter() - start)
-            rows.append({"model": arch, "params_M": round(params / 1e6, 2), "precision": precision,
-                         "samples_per_s": round(batch_size / float(np.median(times[1:])), 1)})
+            rows.append(
+                {
+                    "model": arch,
+                    "params_M": round(params / 1e6, 2),
+                    "precision": precision,
+                    "samples_per_s": round(batch_size / float(np.median(times[1:])), 1),
+                }
+            )
     return rows
 
 
@@ -164,14 +199,32 @@ def bench_loop(source: Path, tmp: Path, device: str, compile: bool, batch_size: 
     and state track) on `source` for `steps` steps: samples/s after the first step, which pays for
     compiling and warm-up and is reported apart (the trainer's speed.json)."""
     run = tmp / f"loop_{device}_{compile}_{batch_size}"
-    args = [f"data={source}", f"run_dir={run}", f"steps={steps}", f"batch_size={batch_size}", "val_every=0", f"save_every={steps}",
-            f"compile={compile}", f"device={'cpu' if device == 'cpu' else 'auto'}", "dynamics.steps=50", "start_bank_size=4"]
+    args = [
+        f"data={source}",
+        f"run_dir={run}",
+        f"steps={steps}",
+        f"batch_size={batch_size}",
+        "val_every=0",
+        f"save_every={steps}",
+        f"compile={compile}",
+        f"device={'cpu' if device == 'cpu' else 'auto'}",
+        "dynamics.steps=50",
+        "start_bank_size=4",
+    ]
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"training for the loop bench failed: {result.stderr[-2000:]}")
     speed = json.loads((run / "speed.json").read_text())
-    return [{"device": device, "compile": compile, "batch_size": batch_size, "steps": speed["steps"],
-             "samples_per_s": speed["samples_per_s"], "first_step_s": speed["first_step_s"]}]
+    return [
+        {
+            "device": device,
+            "compile": compile,
+            "batch_size": batch_size,
+            "steps": speed["steps"],
+            "samples_per_s": speed["samples_per_s"],
+            "first_step_s": speed["first_step_s"],
+        }
+    ]
 
 
 def bench_memory(task: str, episodes: int, tmp: Path, steps: int = 20) -> list[dict]:
@@ -181,10 +234,19 @@ def bench_memory(task: str, episodes: int, tmp: Path, steps: int = 20) -> list[d
     rows = []
     for n in (episodes, 4 * episodes):
         data = tmp / f"memory_{n}.h5"
-        for _ in tqdm(record_rollouts(get_task(task), [PolicySpec("random")], n, data, workers=2), total=n, desc=f"record {n}", leave=False):
+        for _ in tqdm(
+            record_rollouts(get_task(task), [PolicySpec("random")], n, data, workers=2), total=n, desc=f"record {n}", leave=False
+        ):
             pass
-        args = [f"data={data}", f"run_dir={tmp / f'memory_{n}'}", f"steps={steps}", "val_every=0", f"save_every={steps}", "dynamics.steps=50",
-                "start_bank_size=4"]
+        args = [
+            f"data={data}",
+            f"run_dir={tmp / f'memory_{n}'}",
+            f"steps={steps}",
+            "val_every=0",
+            f"save_every={steps}",
+            "dynamics.steps=50",
+            "start_bank_size=4",
+        ]
         start = time.perf_counter()
         with open(tmp / f"memory_{n}.log", "w") as log:
             child = subprocess.Popen([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd=ROOT, stdout=log, stderr=log)
@@ -193,8 +255,15 @@ def bench_memory(task: str, episodes: int, tmp: Path, steps: int = 20) -> list[d
         if child.returncode:
             raise RuntimeError(f"training for the memory bench failed: {(tmp / f'memory_{n}.log').read_text()[-2000:]}")
         peak = usage.ru_maxrss  # KiB on Linux
-        rows.append({"episodes": n, "file_mb": round(data.stat().st_size / 2**20, 1), "train_steps": steps,
-                     "peak_rss_mb": round(peak / 1024, 1), "seconds": round(time.perf_counter() - start, 1)})
+        rows.append(
+            {
+                "episodes": n,
+                "file_mb": round(data.stat().st_size / 2**20, 1),
+                "train_steps": steps,
+                "peak_rss_mb": round(peak / 1024, 1),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
     return rows
 
 
@@ -210,9 +279,20 @@ def env_checkpoint(task: str, tmp: Path) -> Path:
     for _ in record_rollouts(get_task(task, episode_steps=12), [PolicySpec("random")], 4, data):
         pass
     # Inside this hydra app, compose reads configs/ as the app does.
-    cfg = compose("train", overrides=[f"data={data}", f"run_dir={tmp / 'env_bench'}", "steps=1", "batch_size=2", "val_every=0",
-                                      "mixed_precision=no", "device=cpu", "start_bank_size=16",
-                                      "dynamics.steps=10"])
+    cfg = compose(
+        "train",
+        overrides=[
+            f"data={data}",
+            f"run_dir={tmp / 'env_bench'}",
+            "steps=1",
+            "batch_size=2",
+            "val_every=0",
+            "mixed_precision=no",
+            "device=cpu",
+            "start_bank_size=16",
+            "dynamics.steps=10",
+        ],
+    )
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("task", None)
     plain["expect"] = {}
@@ -224,8 +304,9 @@ def fastest_round(timed_round: Callable[[], tuple[float, int]], rounds: int) -> 
     return max((timed_round() for _ in range(rounds)), key=lambda t: t[1] / t[0])
 
 
-def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sampler_steps: int | None = None,
-              compile: bool = False, rounds: int = 1) -> list[dict]:
+def bench_env(
+    checkpoint: Path, task: str, device: str, num_envs: list[int], sampler_steps: int | None = None, compile: bool = False, rounds: int = 1
+) -> list[dict]:
     """DiffusionWorld-v0 steps/s (single env; native vector env at each N) vs the real task's step+render.
     sampler_steps: Euler steps per frame (None: the checkpoint's); compile: torch.compile the denoiser
     (its compile time, paid by the first steps of each batch size, is left out and reported); rounds:
@@ -250,8 +331,13 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
 
     def row(name: str, n: int, seconds: float, steps: int, world_steps: int) -> dict:
         rate = world_steps / seconds
-        return {"env": name, "num_envs": n, "ms_per_step": round(1000 * seconds / steps, 1), "steps_per_s": round(rate, 1),
-                "vs_mujoco": round(rate / real_rate, 3)}
+        return {
+            "env": name,
+            "num_envs": n,
+            "ms_per_step": round(1000 * seconds / steps, 1),
+            "steps_per_s": round(rate, 1),
+            "vs_mujoco": round(rate / real_rate, 3),
+        }
 
     # Only imagined steps count: the vector env steps a resetting world too (one batch shape) but drops its output.
     kwargs = {"checkpoint": str(checkpoint), "sampler_steps": sampler_steps, "device": device, "compile": compile}
@@ -295,11 +381,22 @@ def bench_env(checkpoint: Path, task: str, device: str, num_envs: list[int], sam
             return time.perf_counter() - start, world_steps
 
         seconds, world_steps = fastest_round(vector_round, rounds)
-        rows.append(row("DiffusionWorld-v0 vector", n, seconds, reps, world_steps) | {"warm_up_s": round(warm_up_s, 1)}
-                    | ({"gpu_mb_per_world": round(torch.cuda.max_memory_allocated() / 2**20 / n, 1)} if cuda else {}))
+        rows.append(
+            row("DiffusionWorld-v0 vector", n, seconds, reps, world_steps)
+            | {"warm_up_s": round(warm_up_s, 1)}
+            | ({"gpu_mb_per_world": round(torch.cuda.max_memory_allocated() / 2**20 / n, 1)} if cuda else {})
+        )
         vec.close()
-    rows.append({"env": f"MuJoCo {task} step+render", "num_envs": 1, "ms_per_step": round(1000 / real_rate, 2),
-                 "steps_per_s": round(real_rate, 1), "vs_mujoco": 1.0, "warm_up_s": 0.0})
+    rows.append(
+        {
+            "env": f"MuJoCo {task} step+render",
+            "num_envs": 1,
+            "ms_per_step": round(1000 / real_rate, 2),
+            "steps_per_s": round(real_rate, 1),
+            "vs_mujoco": 1.0,
+            "warm_up_s": 0.0,
+        }
+    )
     if cuda:  # GPU memory per world: the peak of each vector env (weights included) over its worlds
         rows = [r | {"gpu_mb_per_world": r.get("gpu_mb_per_world", "-")} for r in rows]
     return rows
@@ -336,8 +433,7 @@ def main(cfg: DictConfig) -> None:
             results["windows"] = bench_windows(source, [0, 2])
         if "env" in sections:
             checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else env_checkpoint(cfg.task, tmp)
-            results["env"] = bench_env(checkpoint, cfg.task, cfg.device, list(cfg.num_envs), cfg.sampler_steps, cfg.compile,
-                                      cfg.env_rounds)
+            results["env"] = bench_env(checkpoint, cfg.task, cfg.device, list(cfg.num_envs), cfg.sampler_steps, cfg.compile, cfg.env_rounds)
         if "loop" in sections:
             results["loop"] = bench_loop(source, tmp, cfg.device, cfg.compile, cfg.loop_batch, cfg.loop_steps)
         if "memory" in sections:
@@ -347,14 +443,16 @@ def main(cfg: DictConfig) -> None:
     if cfg.json:
         print(json.dumps({"task": cfg.task, **results}, indent=2))
         return
-    titles = {"record": f"recording {cfg.task} (expert, 64x64, frames include reset frames)",
-              "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
-              "windows": "training windows, K=4 + F=1, shuffled DataLoader",
-              "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
-              "loop": f"the training loop (tools/train.py's, default config, {cfg.task} expert episodes), {cfg.device}",
-              "memory": "training's peak resident memory (tools/train.py, default model, batch 16) against the data's size",
-              "env": f"DiffusionWorld-v0 (Euler steps: {cfg.sampler_steps or 'the checkpoint sampler'}, bf16 autocast on CPU"
-                     f"{', compiled' if cfg.compile else ''}) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}"}
+    titles = {
+        "record": f"recording {cfg.task} (expert, 64x64, frames include reset frames)",
+        "storage": "HDF5 frame storage (write, size, random 5-frame window reads, 0 workers)",
+        "windows": "training windows, K=4 + F=1, shuffled DataLoader",
+        "train": "training step (denoiser + reward head, AdamW), 64x64, K=4 + F=1, batch 16",
+        "loop": f"the training loop (tools/train.py's, default config, {cfg.task} expert episodes), {cfg.device}",
+        "memory": "training's peak resident memory (tools/train.py, default model, batch 16) against the data's size",
+        "env": f"DiffusionWorld-v0 (Euler steps: {cfg.sampler_steps or 'the checkpoint sampler'}, bf16 autocast on CPU"
+        f"{', compiled' if cfg.compile else ''}) vs real MuJoCo {cfg.task} step+render, 64x64, {cfg.device}",
+    }
     for key, rows in results.items():
         print_table(titles[key], rows)
 

@@ -43,25 +43,65 @@ def main(cfg: DictConfig) -> None:
         data, run_dir = out / "reacher.h5", out / "run"
         checkpoint = run_dir / "model.pt"
         if not data.exists():
-            run("record training data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.episodes}", "seed=0",
-                "workers=2", f"out={data}", timings=timings)
+            run(
+                "record training data",
+                "record_rollouts.py",
+                "task=reacher",
+                "policy=mixture",
+                f"episodes={cfg.episodes}",
+                "seed=0",
+                "workers=2",
+                f"out={data}",
+                timings=timings,
+            )
         if checkpoint.exists():
             print(f"\n== train: reusing {checkpoint} (delete {run_dir} to retrain)")
         else:
-            run("train", "train.py", f"data={data}", f"run_dir={run_dir}", f"steps={cfg.steps}", f"dynamics.steps={cfg.dynamics_steps}",
-                "optim.lr=5e-4", "optim.warmup_steps=50", "val_every=0", "save_every=100", timings=timings)
+            run(
+                "train",
+                "train.py",
+                f"data={data}",
+                f"run_dir={run_dir}",
+                f"steps={cfg.steps}",
+                f"dynamics.steps={cfg.dynamics_steps}",
+                "optim.lr=5e-4",
+                "optim.warmup_steps=50",
+                "val_every=0",
+                "save_every=100",
+                timings=timings,
+            )
     else:
         checkpoint = Path(cfg.checkpoint)
         if not checkpoint.exists():
-            raise FileNotFoundError(f"No pretrained model at {checkpoint}: restore it (git checkout {checkpoint}) or train one "
-                                    "with `make demo TRAIN=1` (python tools/demo.py train=true).")
+            raise FileNotFoundError(
+                f"No pretrained model at {checkpoint}: restore it (git checkout {checkpoint}) or train one "
+                "with `make demo TRAIN=1` (python tools/demo.py train=true)."
+            )
     if not val.exists():  # seed 7: episodes no training run here saw (the pretrained model's held-out set, README)
-        run("record held-out data", "record_rollouts.py", "task=reacher", "policy=mixture", f"episodes={cfg.held_out_episodes}", "seed=7",
-            "task.episode_steps=60", "workers=2", f"out={val}", timings=timings)
-    run("imagine and evaluate fidelity", "evaluate.py", f"checkpoint={checkpoint}", f"data={val}", f"out={out / 'eval'}",
-        f"episodes={cfg.held_out_episodes}", "videos=4", "probe=false", timings=timings)
-    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}",
-        timings=timings)
+        run(
+            "record held-out data",
+            "record_rollouts.py",
+            "task=reacher",
+            "policy=mixture",
+            f"episodes={cfg.held_out_episodes}",
+            "seed=7",
+            "task.episode_steps=60",
+            "workers=2",
+            f"out={val}",
+            timings=timings,
+        )
+    run(
+        "imagine and evaluate fidelity",
+        "evaluate.py",
+        f"checkpoint={checkpoint}",
+        f"data={val}",
+        f"out={out / 'eval'}",
+        f"episodes={cfg.held_out_episodes}",
+        "videos=4",
+        "probe=false",
+        timings=timings,
+    )
+    run("plan (MPC)", "plan.py", f"checkpoint={checkpoint}", f"episodes={cfg.plan_episodes}", f"out={out / 'plan'}", timings=timings)
     timings["total"] = round(time.perf_counter() - start, 1)
     fidelity = json.loads((out / "eval" / "metrics.json").read_text())
     planning = json.loads((out / "plan" / "metrics.json").read_text())

@@ -22,12 +22,20 @@ logger = logging.getLogger("distill")
 def main(cfg: DictConfig) -> None:
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     options = DistillConfig(**{k: v for k, v in plain.items() if k not in ("teacher", "data", "out", "device")})
-    result = distill(plain["teacher"], plain["data"], plain["out"], options, plain["device"],
-                     progress=lambda steps: tqdm(steps, unit="step", desc="distil"))
+    result = distill(
+        plain["teacher"],
+        plain["data"],
+        plain["out"],
+        options,
+        plain["device"],
+        progress=lambda steps: tqdm(steps, unit="step", desc="distil"),
+    )
     sampler = result["teacher_sampler"]
-    print(f"distance to the teacher's {sampler.method} {sampler.steps}-step samples on held-out windows (mean squared, frames in "
-          f"[-1, 1]): the teacher's own one call {result['gap_before']:.5f}, the student's {result['gap_after']:.5f} "
-          f"({result['samples']} windows seen)")
+    print(
+        f"distance to the teacher's {sampler.method} {sampler.steps}-step samples on held-out windows (mean squared, frames in "
+        f"[-1, 1]): the teacher's own one call {result['gap_before']:.5f}, the student's {result['gap_after']:.5f} "
+        f"({result['samples']} windows seen)"
+    )
     logger.info("wrote %s", result["out"])
 
 

@@ -24,10 +24,10 @@ from tqdm import tqdm
 from envs import get_task, make_task_env
 from worldmodel.checks import check_counts
 from worldmodel.evaluation.fidelity import held_out_episodes, rollout_fidelity
-from worldmodel.evaluation.tables import fidelity_tables
 from worldmodel.evaluation.plots import plot_fidelity, plot_returns
 from worldmodel.evaluation.policy_eval import episode_window, evaluate_in_imagination, score_in_imagination
 from worldmodel.evaluation.probe import load_or_train_probe
+from worldmodel.evaluation.tables import fidelity_tables
 from worldmodel.world_model import WorldModel
 
 logger = logging.getLogger("evaluate")
@@ -43,19 +43,41 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     if preset.key_bodies:
         env = make_task_env(preset)
         if cfg.probe:
-            probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.probe_data, cfg.probe_steps,
-                                        progress=lambda steps: tqdm(steps, unit="step", desc="position probe"))
+            probe = load_or_train_probe(
+                wm,
+                env.key_positions,
+                preset.key_bodies,
+                cfg.probe_data,
+                cfg.probe_steps,
+                progress=lambda steps: tqdm(steps, unit="step", desc="position probe"),
+            )
     observer = state_observer(wm, preset)
     logger.info("imagining %d episodes of %s (%s)", min(len(episodes), cfg.episodes), cfg.data, which)
-    result = rollout_fidelity(wm, cfg.data, episodes, list(cfg.horizons), cfg.episodes, out / "side_by_side.mp4", cfg.seed, cfg.videos,
-                              probe, env.key_positions if env else None, cfg.first_frame, preset.key_bodies,
-                              None if observer is None else lambda states: np.stack([observer.observe(s) for s in states]))
+    result = rollout_fidelity(
+        wm,
+        cfg.data,
+        episodes,
+        list(cfg.horizons),
+        cfg.episodes,
+        out / "side_by_side.mp4",
+        cfg.seed,
+        cfg.videos,
+        probe,
+        env.key_positions if env else None,
+        cfg.first_frame,
+        preset.key_bodies,
+        None if observer is None else lambda states: np.stack([observer.observe(s) for s in states]),
+    )
     if env:
         env.close()
     dropped = [h for h in cfg.horizons if h not in result["horizons"]]
     if dropped:
-        logger.warning("horizons %s are longer than the episodes allow after %d context frames; record longer episodes "
-                       "(task.episode_steps=...) to measure them", dropped, wm.context)
+        logger.warning(
+            "horizons %s are longer than the episodes allow after %d context frames; record longer episodes "
+            "(task.episode_steps=...) to measure them",
+            dropped,
+            wm.context,
+        )
     plot_fidelity(result["curves"], out / "fidelity.png", f"{wm.spec.task_name}: {len(result['episodes'])} held-out episodes")
     table = fidelity_tables(result, preset.key_bodies, preset.env_id)
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
@@ -98,8 +120,9 @@ def policy_setup(cfg: DictConfig, wm: WorldModel):
     skipped = [str(s) for s in specs if lacks_expert(s.name, preset.name)]
     specs = [s for s in specs if not lacks_expert(s.name, preset.name)]
     if skipped:
-        logger.warning("task %s has no scripted expert: skipping %s (add learned policies with zoo=... or policies=[...])",
-                       preset.name, skipped)
+        logger.warning(
+            "task %s has no scripted expert: skipping %s (add learned policies with zoo=... or policies=[...])", preset.name, skipped
+        )
     names = [str(s) for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"policies must have distinct names (give a label): {names}.")
@@ -110,9 +133,11 @@ def check_closed_loop(policies, names, observer) -> None:
     """Refuses, before any work, state policies a model without a state track cannot show anything to."""
     blind = [n for n, p in zip(names, policies) if p.observes == "state"]
     if observer is None and blind:
-        raise ValueError(f"policies {blind} observe state, and this model imagines none (no state track), so they cannot act in "
-                         "it: train one with dynamics=state_mlp (the default), or replay their real actions with loop=open "
-                         "(a diagnostic), or score only pixel policies.")
+        raise ValueError(
+            f"policies {blind} observe state, and this model imagines none (no state track), so they cannot act in "
+            "it: train one with dynamics=state_mlp (the default), or replay their real actions with loop=open "
+            "(a diagnostic), or score only pixel policies."
+        )
 
 
 def imagined_copies(specs, observer, preset):
@@ -125,18 +150,31 @@ def imagined_copies(specs, observer, preset):
 
 def policies_table(stats: dict, episodes: int) -> str:
     first, last = stats["scored_steps"]
-    success_r = (f"{stats['success_pearson_r']:.3f}" if stats["success_pearson_r"] is not None
-                 else f"n/a ({stats['success_pearson_r_missing']})")
-    rows = [f"| {n} | {p['loop']} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
-            f"| {interval(p, 'real_return')} | {interval(p, 'imagined_return')} | {p['return_error']:+.2f} |" for n, p in stats["policies"].items()]
-    return "\n".join(["| policy | loop | real success | imagined success | real return [95% CI] | imagined return [95% CI] | error |",
-                      "|---|---|---|---|---|---|---|", *rows,
-                      f"\n{stats['loop']} loop: Pearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV "
-                      f"{stats['mmrv']:.3f} (normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r}"
-                      + ("" if stats["success_max_abs_error"] is None else
-                         f", max |imagined - real success| {stats['success_max_abs_error']:.2f} ({stats['success_source']})") + " "
-                      f"(returns over steps {first}..{last - 1}, {episodes} episodes per policy)"
-                      + ("" if not stats.get("caveat") else f"\n{stats['caveat']}")])
+    success_r = (
+        f"{stats['success_pearson_r']:.3f}" if stats["success_pearson_r"] is not None else f"n/a ({stats['success_pearson_r_missing']})"
+    )
+    rows = [
+        f"| {n} | {p['loop']} | {p['real_success']:.2f} | {'n/a' if p['imagined_success'] is None else format(p['imagined_success'], '.2f')} "
+        f"| {interval(p, 'real_return')} | {interval(p, 'imagined_return')} | {p['return_error']:+.2f} |"
+        for n, p in stats["policies"].items()
+    ]
+    return "\n".join(
+        [
+            "| policy | loop | real success | imagined success | real return [95% CI] | imagined return [95% CI] | error |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            f"\n{stats['loop']} loop: Pearson r {stats['pearson_r']:.3f}, Spearman rho {stats['spearman_rho']:.3f}, MMRV "
+            f"{stats['mmrv']:.3f} (normalised {stats['normalized_mmrv']:.3f}), success Pearson r {success_r}"
+            + (
+                ""
+                if stats["success_max_abs_error"] is None
+                else f", max |imagined - real success| {stats['success_max_abs_error']:.2f} ({stats['success_source']})"
+            )
+            + " "
+            f"(returns over steps {first}..{last - 1}, {episodes} episodes per policy)"
+            + ("" if not stats.get("caveat") else f"\n{stats['caveat']}"),
+        ]
+    )
 
 
 def episode_goals(episodes, observer) -> np.ndarray | None:
@@ -144,8 +182,9 @@ def episode_goals(episodes, observer) -> np.ndarray | None:
     if observer is None or not observer.goal_based:
         return None
     if any(e.goal is None for e in episodes):
-        raise ValueError("these episodes hold no goals (recorded before files kept them), which the task's state observation needs: "
-                         "record them again.")
+        raise ValueError(
+            "these episodes hold no goals (recorded before files kept them), which the task's state observation needs: record them again."
+        )
     return np.stack([e.goal for e in episodes])
 
 
@@ -171,16 +210,33 @@ def evaluate_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     env.close()
     goals = episode_goals(episodes, observer)
     loops = ["closed", "open"] if cfg.loop == "both" else [cfg.loop]
-    results = {loop: evaluate_in_imagination(wm, names, episodes, cfg.batch_size, cfg.seed, preset.success_from_reward,
-                                             lambda batches, loop=loop: tqdm(batches, unit="batch", desc=f"imagined episodes ({loop} loop)"),
-                                             copies, loop, observer, goals)
-               for loop in loops}
+    results = {
+        loop: evaluate_in_imagination(
+            wm,
+            names,
+            episodes,
+            cfg.batch_size,
+            cfg.seed,
+            preset.success_from_reward,
+            lambda batches, loop=loop: tqdm(batches, unit="batch", desc=f"imagined episodes ({loop} loop)"),
+            copies,
+            loop,
+            observer,
+            goals,
+        )
+        for loop in loops
+    }
     stats = results[loops[0]]
-    plot_returns(names, np.asarray(stats["real_returns"]), np.asarray(stats["imagined_returns"]), out / "returns.png",
-                 f"{stats['loop']} loop: r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f} "
-                 f"({stats['normalized_mmrv']:.3f} of the range)",
-                 np.asarray([p["real_return_ci"] for p in stats["policies"].values()]),
-                 np.asarray([p["imagined_return_ci"] for p in stats["policies"].values()]))
+    plot_returns(
+        names,
+        np.asarray(stats["real_returns"]),
+        np.asarray(stats["imagined_returns"]),
+        out / "returns.png",
+        f"{stats['loop']} loop: r={stats['pearson_r']:.2f} rho={stats['spearman_rho']:.2f} MMRV={stats['mmrv']:.2f} "
+        f"({stats['normalized_mmrv']:.3f} of the range)",
+        np.asarray([p["real_return_ci"] for p in stats["policies"].values()]),
+        np.asarray([p["imagined_return_ci"] for p in stats["policies"].values()]),
+    )
     table = "\n\n".join(policies_table(results[loop], cfg.policy_episodes) for loop in loops)
     beside = {"open_loop": results["open"]} if cfg.loop == "both" else {}
     return {"mode": "policies", "task": preset.name, "episodes_per_policy": cfg.policy_episodes, **stats, **beside, "table": table}
@@ -208,21 +264,58 @@ def score_policies(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
             goals = None if "goals" not in wm.start_bank else wm.start_bank["goals"].numpy()
     steps = cfg.score_steps or preset.episode_steps - wm.context + 1  # the steps the validation protocol scores
     logger.info("scoring %d policies in imagination from %s, %d steps each", len(names), source, steps)
-    result = score_in_imagination(wm, names, copies, starts, steps, observer, goals, cfg.seed, cfg.batch_size,
-                                  preset.success_from_reward, lambda batches: tqdm(batches, unit="batch", desc="imagined episodes"))
-    rows = [f"| {n} | {interval(p, 'imagined_return')} | "
-            + ("n/a" if p["imagined_success"] is None else f"{p['imagined_success']:.2f} [{p['imagined_success_ci'][0]:.2f}, {p['imagined_success_ci'][1]:.2f}]")
-            + " |" for n, p in result["policies"].items()]
-    table = "\n".join(["| policy | imagined return [95% CI] | imagined success [95% CI] |", "|---|---|---|", *rows,
-                       f"\n(closed loop in imagination only, {result['starts']} starts ({source}), {steps} steps each"
-                       + ("" if result["success_source"] is None else f", success from the {result['success_source']}") + ")"])
+    result = score_in_imagination(
+        wm,
+        names,
+        copies,
+        starts,
+        steps,
+        observer,
+        goals,
+        cfg.seed,
+        cfg.batch_size,
+        preset.success_from_reward,
+        lambda batches: tqdm(batches, unit="batch", desc="imagined episodes"),
+    )
+    rows = [
+        f"| {n} | {interval(p, 'imagined_return')} | "
+        + (
+            "n/a"
+            if p["imagined_success"] is None
+            else f"{p['imagined_success']:.2f} [{p['imagined_success_ci'][0]:.2f}, {p['imagined_success_ci'][1]:.2f}]"
+        )
+        + " |"
+        for n, p in result["policies"].items()
+    ]
+    table = "\n".join(
+        [
+            "| policy | imagined return [95% CI] | imagined success [95% CI] |",
+            "|---|---|---|",
+            *rows,
+            f"\n(closed loop in imagination only, {result['starts']} starts ({source}), {steps} steps each"
+            + ("" if result["success_source"] is None else f", success from the {result['success_source']}")
+            + ")",
+        ]
+    )
     return {"mode": "score", "task": preset.name, "start_source": source, **result, "table": table}
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base=None)
 def main(cfg: DictConfig) -> None:
-    check_counts(cfg, episodes=1, videos=0, batch_size=1, seed=0, probe_steps=1, policy_episodes=1, policy_episode_steps=1,
-                 score_starts=1, score_steps=1, first_frame=0, sampler_steps=1)
+    check_counts(
+        cfg,
+        episodes=1,
+        videos=0,
+        batch_size=1,
+        seed=0,
+        probe_steps=1,
+        policy_episodes=1,
+        policy_episode_steps=1,
+        score_starts=1,
+        score_steps=1,
+        first_frame=0,
+        sampler_steps=1,
+    )
     if cfg.mode not in MODES:
         raise ValueError(f"Unknown mode {cfg.mode!r}; choose one of {list(MODES)}.")
     wm = WorldModel.load(cfg.checkpoint, device=cfg.device, **({"steps": cfg.sampler_steps} if cfg.sampler_steps else {}))

@@ -32,8 +32,14 @@ def main(cfg: DictConfig) -> None:
     if len(cfg.policy.components) != 1:
         raise ValueError(f"imagine.py plays one policy, got a mixture of {len(cfg.policy.components)}: pass policy=NAME.")
     spec = PolicySpec(cfg.policy.components[0].name, cfg.policy.components[0].get("eps"))
-    kwargs = dict(checkpoint=cfg.checkpoint, sampler_steps=cfg.sampler_steps, device=cfg.device, render_mode="rgb_array",
-                  render_scale=cfg.scale, max_episode_steps=cfg.steps)
+    kwargs = dict(
+        checkpoint=cfg.checkpoint,
+        sampler_steps=cfg.sampler_steps,
+        device=cfg.device,
+        render_mode="rgb_array",
+        render_scale=cfg.scale,
+        max_episode_steps=cfg.steps,
+    )
     env = gym.make("DiffusionWorld-v0", **kwargs)
     if env.unwrapped.model.state_shape is not None:  # state and scripted policies act on the imagined state
         env.close()
@@ -42,8 +48,10 @@ def main(cfg: DictConfig) -> None:
     else:
         policy = spec.build(envs.make_task_env(envs.get_task(env.unwrapped.model.spec.task)))
         if policy.observes != "pixels" and spec.name not in ("random", "zero"):
-            raise ValueError(f"{spec} observes the simulator's state, which this model does not imagine (no state track): "
-                             "play random, zero or a pixel policy, or train a model with the state track.")
+            raise ValueError(
+                f"{spec} observes the simulator's state, which this model does not imagine (no state track): "
+                "play random, zero or a pixel policy, or train a model with the state track."
+            )
     space = env.action_space
     frames = []
     for episode in range(cfg.episodes):

@@ -34,10 +34,14 @@ def main(cfg: DictConfig) -> None:
         data = import_lerobot(Path(cfg.dataset).expanduser(), cfg.camera, size, cfg.task)
     else:
         raise ValueError(f"Unknown source {cfg.source!r}; choose one of {list(SOURCES)}.")
-    n = write_imported(data, cfg.out, cfg.append, lambda episodes: tqdm(episodes, total=data.count, unit="ep", desc=f"importing {cfg.source}"))
+    n = write_imported(
+        data, cfg.out, cfg.append, lambda episodes: tqdm(episodes, total=data.count, unit="ep", desc=f"importing {cfg.source}")
+    )
     md = data.metadata
-    print(f"wrote {n} episodes of {md['task']!r} to {cfg.out}: frames {md['frame_shape']}, actions {md['action_shape']}, "
-          f"state nq={md['nq']} nv={md['nv']}")
+    print(
+        f"wrote {n} episodes of {md['task']!r} to {cfg.out}: frames {md['frame_shape']}, actions {md['action_shape']}, "
+        f"state nq={md['nq']} nv={md['nv']}"
+    )
 
 
 if __name__ == "__main__":

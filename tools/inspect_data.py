@@ -1,7 +1,7 @@
 """Summarise a rollout file per policy, and optionally write one episode as a video.
 
-    python tools/inspect_data.py data=data/reacher.h5
-    python tools/inspect_data.py data=data/reacher.h5 video=outputs/reacher_ep3.mp4 episode=3 scale=4
+python tools/inspect_data.py data=data/reacher.h5
+python tools/inspect_data.py data=data/reacher.h5 video=outputs/reacher_ep3.mp4 episode=3 scale=4
 """
 
 import hydra

@@ -36,7 +36,9 @@ def main(cfg: DictConfig) -> None:
     check_counts(cfg, episodes=1, replan_every=1, seed=0, sampler_steps=1)
     if cfg.checkpoint is None:  # what the planner does with the task itself as its model, before any model is trained
         if not cfg.get("task"):
-            raise ValueError("Without a checkpoint, name the task (task=pusher) and plan with the oracle and random only (models=[oracle,random]).")
+            raise ValueError(
+                "Without a checkpoint, name the task (task=pusher) and plan with the oracle and random only (models=[oracle,random])."
+            )
         wm, preset = None, get_task(OmegaConf.to_container(cfg.task, resolve=True))
         check_protocol(cfg.protocol, cfg.models, preset.name, preset.name)
     else:
@@ -54,16 +56,30 @@ def main(cfg: DictConfig) -> None:
     env.close()
     if scoring is not None:
         scoring.readout.close()
-    rows = [f"| {m} | {r['success_rate']:.2f} | {r['mean_return']:.2f} | {r['plan_seconds_per_step']:.3f} | {r['mean_steps']:.1f} |"
-            for m, r in results.items()]
+    rows = [
+        f"| {m} | {r['success_rate']:.2f} | {r['mean_return']:.2f} | {r['plan_seconds_per_step']:.3f} | {r['mean_steps']:.1f} |"
+        for m, r in results.items()
+    ]
     estimate = results.get("world_model", {}).get("goal_estimate_error_cm")
-    table = "\n".join([f"{task}, protocol={cfg.protocol}, planner={cfg.planner}, scoring in {mode}, {cfg.episodes} episodes"
-                       + ("" if estimate is None else f", goal estimated from the goal frame {estimate:.2f} cm off on average"),
-                       planning_verdict(results), "", "| model | success | return | planning s/step | steps |", "|---|---|---|---|---|", *rows])
+    table = "\n".join(
+        [
+            f"{task}, protocol={cfg.protocol}, planner={cfg.planner}, scoring in {mode}, {cfg.episodes} episodes"
+            + ("" if estimate is None else f", goal estimated from the goal frame {estimate:.2f} cm off on average"),
+            planning_verdict(results),
+            "",
+            "| model | success | return | planning s/step | steps |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({"task": task, "scoring": mode, "results": results, "table": table,
-                                                  "config": OmegaConf.to_container(cfg, resolve=True)}, indent=2))
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {"task": task, "scoring": mode, "results": results, "table": table, "config": OmegaConf.to_container(cfg, resolve=True)},
+            indent=2,
+        )
+    )
     print(table)
     logger.info("wrote %s", out / "metrics.json")
 
@@ -80,10 +96,18 @@ def state_scoring(cfg: DictConfig, wm: WorldModel | None, env) -> StateScoring |
     estimate_goal = None
     if cfg.protocol == "goal" and "world_model" in cfg.models and wm is not None:
         if preset.goal_body not in preset.key_bodies:
-            raise ValueError(f"Task {preset.name!r}: the goal frame is read by the position probe, whose key_bodies "
-                             f"{list(preset.key_bodies)} lack the goal body {preset.goal_body!r}; add it or plan with scoring=frames.")
-        probe = load_or_train_probe(wm, env.key_positions, preset.key_bodies, cfg.goal.probe_data, cfg.goal.probe_steps,
-                                    progress=lambda steps: tqdm(steps, desc="position probe (goal frames)"))
+            raise ValueError(
+                f"Task {preset.name!r}: the goal frame is read by the position probe, whose key_bodies "
+                f"{list(preset.key_bodies)} lack the goal body {preset.goal_body!r}; add it or plan with scoring=frames."
+            )
+        probe = load_or_train_probe(
+            wm,
+            env.key_positions,
+            preset.key_bodies,
+            cfg.goal.probe_data,
+            cfg.goal.probe_steps,
+            progress=lambda steps: tqdm(steps, desc="position probe (goal frames)"),
+        )
         row = preset.key_bodies.index(preset.goal_body)
         estimate_goal = lambda frame: probe(torch.from_numpy(frame)[None])[0, row].detach().numpy()  # noqa: E731
     return StateScoring(StateObserver(preset), estimate_goal, cfg.terminal_weight)

@@ -1,8 +1,8 @@
 """Record policy rollouts (scripted, module:attr or sb3:ALGO:path.zip) of a MuJoCo task preset into an HDF5 file.
 
-    python tools/record_rollouts.py task=reacher policy=expert episodes=200 seed=0 out=data/reacher.h5
-    python tools/record_rollouts.py task=pusher policy=noisy_expert policy.eps=0.5 workers=2 out=data/pusher.h5
-    python tools/record_rollouts.py task=reacher policy=mixture append=true episodes=50 out=data/reacher.h5
+python tools/record_rollouts.py task=reacher policy=expert episodes=200 seed=0 out=data/reacher.h5
+python tools/record_rollouts.py task=pusher policy=noisy_expert policy.eps=0.5 workers=2 out=data/pusher.h5
+python tools/record_rollouts.py task=reacher policy=mixture append=true episodes=50 out=data/reacher.h5
 """
 
 import logging

@@ -1,9 +1,9 @@
 """Train the world model on recorded rollouts.
 
-    python tools/train.py data=data/reacher.h5 model=spacetime steps=2000 run_dir=runs/reacher
-    python tools/train.py data=data/reacher.h5 model=framestack run_dir=runs/reacher_fs mixed_precision=no
-    python tools/train.py data=data/reacher.h5 run_dir=runs/reacher resume=true steps=4000
-    accelerate launch --num_processes 2 tools/train.py data=data/reacher.h5 run_dir=runs/reacher_ddp
+python tools/train.py data=data/reacher.h5 model=spacetime steps=2000 run_dir=runs/reacher
+python tools/train.py data=data/reacher.h5 model=framestack run_dir=runs/reacher_fs mixed_precision=no
+python tools/train.py data=data/reacher.h5 run_dir=runs/reacher resume=true steps=4000
+accelerate launch --num_processes 2 tools/train.py data=data/reacher.h5 run_dir=runs/reacher_ddp
 """
 
 import logging

@@ -31,8 +31,10 @@ def imagined_env(cfg: DictConfig, preset, observes: str):
 
     env = imagined_vec_env(cfg.imagination.checkpoint, cfg.imagination.num_envs, observes, bf16=cfg.imagination.bf16)
     if env.env.model.spec.task_name != preset.name:
-        raise ValueError(f"{cfg.imagination.checkpoint} models task {env.env.model.spec.task_name!r}, not {preset.name!r}: "
-                         f"pass task={env.env.model.spec.task_name}.")
+        raise ValueError(
+            f"{cfg.imagination.checkpoint} models task {env.env.model.spec.task_name!r}, not {preset.name!r}: "
+            f"pass task={env.env.model.spec.task_name}."
+        )
     env.seed(cfg.seed)
     return env
 
@@ -46,15 +48,30 @@ def main(cfg: DictConfig) -> None:
         kind = cfg[observes]
         if kind.budgets:
             where = "real MuJoCo" if not cfg.imagination.checkpoint else f"imagination ({cfg.imagination.checkpoint})"
-            members += train_snapshots(preset, observes, list(kind.budgets), cfg.out, kind.algo, OmegaConf.to_container(kind.hyperparameters),
-                                       cfg.seed, lambda b, o=observes, a=kind.algo: tqdm(b, unit="snapshot", desc=f"{a} on {o} in {where}"),
-                                       imagined_env(cfg, preset, observes))
+            members += train_snapshots(
+                preset,
+                observes,
+                list(kind.budgets),
+                cfg.out,
+                kind.algo,
+                OmegaConf.to_container(kind.hyperparameters),
+                cfg.seed,
+                lambda b, o=observes, a=kind.algo: tqdm(b, unit="snapshot", desc=f"{a} on {o} in {where}"),
+                imagined_env(cfg, preset, observes),
+            )
     if not members:
         raise ValueError("state.budgets and pixels.budgets are both empty: nothing to train.")
     scores = score_members(preset, members, cfg.score_episodes)
     index = write_index(cfg.out, members, scores, preset.name)
-    print("\n".join(["| policy | env steps | real return | real success |", "|---|---|---|---|",
-                     *(f"| {m.label} | {m.steps} | {s['real_return']:.2f} | {s['real_success']:.2f} |" for m, s in zip(members, scores))]))
+    print(
+        "\n".join(
+            [
+                "| policy | env steps | real return | real success |",
+                "|---|---|---|---|",
+                *(f"| {m.label} | {m.steps} | {s['real_return']:.2f} | {s['real_success']:.2f} |" for m, s in zip(members, scores)),
+            ]
+        )
+    )
     logger.info("wrote %d policies to %s", len(members), index)
 
 

@@ -33,8 +33,10 @@ from worldmodel.spec import ModelSpec, SpecError
 CHECKPOINT_FORMAT = "diffusionworld-checkpoint"
 CHECKPOINT_VERSION = 2
 REQUIRED = ("spec", "denoiser", "reward_head", "reward_stats", "start_bank", "provenance")
-REEXPORT = ("Re-export it with this code: python tools/train.py data=... run_dir=RUN resume=true (with the run's own config; "
-            "the weights are kept), or retrain.")
+REEXPORT = (
+    "Re-export it with this code: python tools/train.py data=... run_dir=RUN resume=true (with the run's own config; "
+    "the weights are kept), or retrain."
+)
 
 
 class CheckpointError(ValueError):
@@ -82,7 +84,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         with open(path, "rb") as f:
             hdf5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
         # torch's own message advises weights_only=False, which would run the file's code: never shown
-        what = "an HDF5 file (rollout data goes in data=..., a model in checkpoint=...)" if hdf5 else f"unreadable as one ({type(error).__name__})"
+        what = (
+            "an HDF5 file (rollout data goes in data=..., a model in checkpoint=...)"
+            if hdf5
+            else f"unreadable as one ({type(error).__name__})"
+        )
         raise CheckpointError(f"{path} is not a DiffusionWorld checkpoint: {what}. Files that hold code are refused.") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a DiffusionWorld checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
@@ -109,18 +115,31 @@ def _check_contents(path: Path, payload: dict[str, Any]) -> None:
     for part in ("denoiser", "reward_head", "dynamics"):
         if part not in payload:
             continue
-        bad = [k for k, v in payload[part].items() if not isinstance(v, torch.Tensor) or (v.is_floating_point() and not torch.isfinite(v).all())]
+        bad = [
+            k
+            for k, v in payload[part].items()
+            if not isinstance(v, torch.Tensor) or (v.is_floating_point() and not torch.isfinite(v).all())
+        ]
         if bad:
-            raise CheckpointError(f"{path}: {part} weights {bad[:3]} are not finite tensors; the file is damaged, or the run diverged. {REEXPORT}")
+            raise CheckpointError(
+                f"{path}: {part} weights {bad[:3]} are not finite tensors; the file is damaged, or the run diverged. {REEXPORT}"
+            )
     bank, spec = payload["start_bank"], payload["spec"]
     frames, actions = (bank.get(k) if isinstance(bank, dict) else None for k in ("frames", "actions"))
     k = spec.context
     if (
-        not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 5 or len(frames) == 0
+        not isinstance(frames, torch.Tensor)
+        or frames.dtype != torch.uint8
+        or frames.ndim != 5
+        or len(frames) == 0
         or tuple(frames.shape[1:]) != (k, *spec.frame_shape)
-        or not isinstance(actions, torch.Tensor) or tuple(actions.shape[:2]) != (len(frames), k - 1)
+        or not isinstance(actions, torch.Tensor)
+        or tuple(actions.shape[:2]) != (len(frames), k - 1)
     ):
-        shapes = {name: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for name, v in (("frames", frames), ("actions", actions))}
+        shapes = {
+            name: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            for name, v in (("frames", frames), ("actions", actions))
+        }
         raise CheckpointError(
             f"{path}: its start bank {shapes} is not N >= 1 real start contexts (frames (N, {k}, {', '.join(map(str, spec.frame_shape))}) "
             f"uint8, actions (N, {k - 1}, A)). {REEXPORT}"

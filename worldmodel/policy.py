@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -87,8 +88,10 @@ def policy_action(policy: Policy, obs: np.ndarray, info: dict[str, Any], low: np
     controls to their range; ValueError naming the policy for a wrong shape or NaN/inf."""
     action = np.asarray(policy.act(obs, info), np.float32)
     if action.shape != np.shape(low) or not np.isfinite(action).all():
-        raise ValueError(f"policy {policy.name!r} returned {action.shape} action {action.ravel()[:8]}; the task takes finite actions of "
-                         f"shape {np.shape(low)}.")
+        raise ValueError(
+            f"policy {policy.name!r} returned {action.shape} action {action.ravel()[:8]}; the task takes finite actions of "
+            f"shape {np.shape(low)}."
+        )
     return np.clip(action, low, high)
 
 
@@ -110,7 +113,9 @@ def load_policy(reference: str) -> Policy:
     if reference.startswith("sb3:"):
         parts = reference.split(":", 2)
         if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise ValueError(f"{reference!r}: a Stable-Baselines3 policy is named sb3:ALGO:path.zip, e.g. sb3:PPO:zoo/reacher/ppo_state_100k.zip.")
+            raise ValueError(
+                f"{reference!r}: a Stable-Baselines3 policy is named sb3:ALGO:path.zip, e.g. sb3:PPO:zoo/reacher/ppo_state_100k.zip."
+            )
         return SB3Policy(parts[1], parts[2], reference)
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
@@ -144,13 +149,16 @@ def _as_policy(target: Any, reference: str) -> Policy:
         return target
     if callable(target):
         return FunctionPolicy(target, reference)
-    raise ValueError(f"{reference!r} is neither a policy (reset(rng), act(obs, info)), a class or factory of one, nor a function "
-                     "(obs, info) -> action.")
+    raise ValueError(
+        f"{reference!r} is neither a policy (reset(rng), act(obs, info)), a class or factory of one, nor a function (obs, info) -> action."
+    )
 
 
 def _takes_no_arguments(fn: Callable) -> bool:
     try:
-        return not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                       for p in inspect.signature(fn).parameters.values())
+        return not any(
+            p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in inspect.signature(fn).parameters.values()
+        )
     except (TypeError, ValueError):
         return False

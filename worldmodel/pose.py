@@ -13,9 +13,10 @@ learns at once. The same model gives the state track its joint limits (`qpos_lim
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -83,7 +84,9 @@ class PoseProjector:
         names = [model.body(i).name for i in range(1, model.nbody)] if bodies is None else list(bodies)
         unknown = [n for n in names if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) < 0]
         if unknown:
-            raise ValueError(f"pose bodies {unknown} are not in the task's model; it has {[model.body(i).name for i in range(model.nbody)]}.")
+            raise ValueError(
+                f"pose bodies {unknown} are not in the task's model; it has {[model.body(i).name for i in range(model.nbody)]}."
+            )
         self.bodies = names
         self._ids = np.array([model.body(n).id for n in names])
         parents = model.body_parentid[self._ids]
@@ -95,7 +98,7 @@ class PoseProjector:
         self._eye: mujoco.MjvGLCamera | None = None
 
     @classmethod
-    def from_task(cls, task: dict[str, Any], frame_size: Sequence[int], bodies: Sequence[str] | None = None) -> "PoseProjector":
+    def from_task(cls, task: dict[str, Any], frame_size: Sequence[int], bodies: Sequence[str] | None = None) -> PoseProjector:
         return cls(task_model(task), task["camera"], frame_size, bodies)
 
     @property
@@ -134,8 +137,13 @@ class PoseProjector:
         half_height = (eye.frustum_top - eye.frustum_bottom) / 2 / eye.frustum_near
         centre_y = (eye.frustum_top + eye.frustum_bottom) / 2 / eye.frustum_near
         half_width = half_height * w / h  # frustum_width 0: the renderer takes the viewport's aspect
-        return np.stack([(x - eye.frustum_center / eye.frustum_near + half_width) / (2 * half_width) * w,
-                         (half_height + centre_y - y) / (2 * half_height) * h], axis=-1)
+        return np.stack(
+            [
+                (x - eye.frustum_center / eye.frustum_near + half_width) / (2 * half_width) * w,
+                (half_height + centre_y - y) / (2 * half_height) * h,
+            ],
+            axis=-1,
+        )
 
 
 def draw_segments(segments: Tensor, size: Sequence[int], sigma: float) -> Tensor:
@@ -163,11 +171,11 @@ class PoseMaps:
     def __init__(self, projector: PoseProjector, sigma: float):
         self.projector, self.sigma = projector, float(sigma)
 
-    def __deepcopy__(self, memo) -> "PoseMaps":
+    def __deepcopy__(self, memo) -> PoseMaps:
         return self  # geometry, no weights: a model's EMA copy draws with the same projector
 
     @classmethod
-    def from_spec(cls, task: dict[str, Any], frame_shape: Sequence[int], pose: dict[str, Any]) -> "PoseMaps":
+    def from_spec(cls, task: dict[str, Any], frame_shape: Sequence[int], pose: dict[str, Any]) -> PoseMaps:
         return cls(PoseProjector.from_task(task, frame_shape[:2], pose.get("bodies")), pose["sigma"])
 
     @property

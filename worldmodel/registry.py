@@ -7,7 +7,8 @@ known by importing that file; configs then name it. The registries live next to 
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

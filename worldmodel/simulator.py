@@ -31,8 +31,7 @@ class Simulator(Protocol):
     def get_state(self) -> np.ndarray:
         """The full physics state, for `set_state(state)`."""
 
-    def set_state(self, state: np.ndarray | None = None, qpos: np.ndarray | None = None,
-                  qvel: np.ndarray | None = None) -> np.ndarray:
+    def set_state(self, state: np.ndarray | None = None, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None) -> np.ndarray:
         """Restores a `get_state()` state or a recorded qpos/qvel; returns the frame."""
 
     def rollout_states(self, actions: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ train/validation split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 from worldmodel.diffusion import EDM, SamplerConfig
 from worldmodel.models.codec import latent_shape
@@ -68,8 +69,10 @@ class ModelSpec:
         """Refuses a data file (`data`, named in the message) whose recorded task or frame shape is
         not the model's; advice: the way out."""
         if task != self.task_name or list(frame_shape) != list(self.frame_shape):
-            raise ValueError(f"{data} holds task {task!r} frames {list(frame_shape)}, but the checkpoint models task "
-                             f"{self.task_name!r} frames {list(self.frame_shape)}; {advice}")
+            raise ValueError(
+                f"{data} holds task {task!r} frames {list(frame_shape)}, but the checkpoint models task "
+                f"{self.task_name!r} frames {list(self.frame_shape)}; {advice}"
+            )
 
     @property
     def diffused_shape(self) -> tuple[int, int, int]:
@@ -82,13 +85,17 @@ class ModelSpec:
         return {"spec_version": SPEC_VERSION, **d}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
         version = d.get("spec_version")
         if version != SPEC_VERSION:
-            raise SpecError(f"model spec version {version}; this code reads version {SPEC_VERSION}. Re-export the model with this "
-                            "version: python tools/train.py ... resume=true on its run_dir (the weights are kept).")
+            raise SpecError(
+                f"model spec version {version}; this code reads version {SPEC_VERSION}. Re-export the model with this "
+                "version: python tools/train.py ... resume=true on its run_dir (the weights are kept)."
+            )
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(d) - {"dynamics", "pose", "codec"})  # models written before the state track / pose maps / codecs have none
+        missing = sorted(
+            names - set(d) - {"dynamics", "pose", "codec"}
+        )  # models written before the state track / pose maps / codecs have none
         if missing:
             raise SpecError(f"model spec lacks {missing}; the checkpoint is damaged or was written by another tool.")
         kwargs = {k: d[k] for k in names if k in d}

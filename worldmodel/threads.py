@@ -10,8 +10,8 @@ one (docs/reliability.md). Stages of large operations (the denoiser) keep every 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 

@@ -49,15 +49,15 @@ class Window:
     def _fields(self) -> dict[str, Tensor | None]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def __getitem__(self, rows) -> "Window":
+    def __getitem__(self, rows) -> Window:
         return Window(**{k: None if v is None else v[rows] for k, v in self._fields().items()})
 
-    def __setitem__(self, rows, other: "Window") -> None:
+    def __setitem__(self, rows, other: Window) -> None:
         for k, v in self._fields().items():
             if v is not None:
                 v[rows] = getattr(other, k)
 
-    def repeat(self, n: int) -> "Window":
+    def repeat(self, n: int) -> Window:
         """Each world's rows repeated n times (a batch of n from one world)."""
         return Window(**{k: None if v is None else v.repeat_interleave(n, 0) for k, v in self._fields().items()})
 
@@ -66,7 +66,7 @@ class Window:
         """(B, H, W, 3) uint8: what the worlds show now."""
         return self.frames[:, -1]
 
-    def slide(self, frame: Tensor, action: Tensor, state: Tensor | None = None, latent: Tensor | None = None) -> "Window":
+    def slide(self, frame: Tensor, action: Tensor, state: Tensor | None = None, latent: Tensor | None = None) -> Window:
         """Appends frame (B, H, W, 3) (and its state (B, nq+nv), its latent (B, C, h, w)), reached by
         action (B, *A), and drops the oldest of each."""
         new = {"frames": frame, "actions": action, "states": state, "latents": latent}
@@ -170,8 +170,14 @@ class WorldModel:
             self.denoiser = torch.compile(self.denoiser, dynamic=False, mode=compile_mode(self.device))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu", bf16: bool | None = None, compile: bool = False,
-             **sampler_overrides: Any) -> "WorldModel":
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        bf16: bool | None = None,
+        compile: bool = False,
+        **sampler_overrides: Any,
+    ) -> WorldModel:
         """Rebuilds the model of a checkpoint written by training (`model.pt`); needs nothing else.
 
         device: "cpu", "cuda", ... or "auto" (CUDA when available);
@@ -198,7 +204,10 @@ class WorldModel:
         if bf16:
             convolutions_to_bf16(denoiser, reward_head, codec)
         return cls(
-            denoiser, reward_head, spec, dataclasses.replace(spec.sampler, **sampler_overrides),
+            denoiser,
+            reward_head,
+            spec,
+            dataclasses.replace(spec.sampler, **sampler_overrides),
             start_bank=ckpt["start_bank"],
             provenance=ckpt["provenance"],
             device=device,
@@ -242,19 +251,24 @@ class WorldModel:
         """
         k, (h, w, c) = self.context, self.frame_shape
         if context_frames.dtype != torch.uint8 or context_frames.ndim != 5 or tuple(context_frames.shape[1:]) != (k, h, w, c):
-            raise ValueError(f"context_frames must be (B, {k}, {h}, {w}, {c}) uint8, got {tuple(context_frames.shape)} {context_frames.dtype}.")
+            raise ValueError(
+                f"context_frames must be (B, {k}, {h}, {w}, {c}) uint8, got {tuple(context_frames.shape)} {context_frames.dtype}."
+            )
         b = context_frames.shape[0]
         self._check_actions("context_actions", context_actions, (b, k - 1))
         states = None
         if self.state_shape is not None:
             want = (b, k, *self.state_shape)
             if context_states is None:
-                raise ValueError(f"this model draws its frames from the simulator state: give context_states {want}, the [qpos, qvel] "
-                                 "of each context frame (recorded files hold them; a MuJoCo env has them in env.unwrapped.data).")
+                raise ValueError(
+                    f"this model draws its frames from the simulator state: give context_states {want}, the [qpos, qvel] "
+                    "of each context frame (recorded files hold them; a MuJoCo env has them in env.unwrapped.data)."
+                )
             states = torch.as_tensor(context_states, dtype=torch.float32)
             if tuple(states.shape) != want or not torch.isfinite(states).all():
-                raise ValueError(f"context_states must be finite and of shape {want} ([qpos, qvel] of each context frame), got "
-                                 f"{tuple(states.shape)}.")
+                raise ValueError(
+                    f"context_states must be finite and of shape {want} ([qpos, qvel] of each context frame), got {tuple(states.shape)}."
+                )
             states = states.to(self.device)
         frames = context_frames.to(self.device)
         return Window(frames, self._as_actions(context_actions), states, None if self.codec is None else self._encode(frames))
@@ -301,8 +315,9 @@ class WorldModel:
             sig = torch.full(window_in.shape[:2], inputs.context_sigma, device=self.device)
             sig[:, -1] = sigma
             with self._autocast():
-                out = self.edm.denoise(denoiser, window_in, sig, actions=inputs.actions, outputs_from=window_in.shape[1] - 1,
-                                       **inputs.conditioning)
+                out = self.edm.denoise(
+                    denoiser, window_in, sig, actions=inputs.actions, outputs_from=window_in.shape[1] - 1, **inputs.conditioning
+                )
                 return out.float()
 
         return denoise
@@ -326,16 +341,27 @@ class WorldModel:
                 new = self.codec.decode(latent).float()[:, None]
         new = new.clamp(-1, 1)
         with self._autocast():
-            reward, logit, success = self.reward_head(torch.cat([to_model(window.frames[:, -1:]), new], dim=1), step_actions[:, -1:],
-                                                      conditioning["states"][:, -2:] if self.reward_head.state is not None else None)
+            reward, logit, success = self.reward_head(
+                torch.cat([to_model(window.frames[:, -1:]), new], dim=1),
+                step_actions[:, -1:],
+                conditioning["states"][:, -2:] if self.reward_head.state is not None else None,
+            )
         # The window slides on the sampled frame rounded to uint8, as an env would see it.
         frame = to_uint8(new)[:, 0]
         success = None if success is None else torch.sigmoid(success[:, 0].float())
-        return (window.slide(frame, step_actions[:, -1], inputs.state, latent),
-                Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), inputs.state, success))
+        return (
+            window.slide(frame, step_actions[:, -1], inputs.state, latent),
+            Step(frame, reward[:, 0].float(), torch.sigmoid(logit[:, 0].float()), inputs.state, success),
+        )
 
-    def imagine(self, context_frames: Tensor, context_actions: Tensor, actions: Tensor, generator: Generators = None,
-                context_states: Tensor | None = None) -> Imagined:
+    def imagine(
+        self,
+        context_frames: Tensor,
+        context_actions: Tensor,
+        actions: Tensor,
+        generator: Generators = None,
+        context_states: Tensor | None = None,
+    ) -> Imagined:
         """Imagines N steps for B worlds by sliding the window of the last K frames.
 
         context_frames: (B, K, H, W, 3) uint8, the last K frames (real or imagined);

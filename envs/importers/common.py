@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import gymnasium
 import h5py
@@ -50,8 +51,17 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return rearrange(x.round().clamp(0, 255).to(torch.uint8), "n c h w -> n h w c").numpy()
 
 
-def imported_metadata(task: str, frame_size: tuple[int, int], actions: np.ndarray, nq: int, nv: int, source: dict[str, Any],
-                      task_preset: dict[str, Any] | None = None, action_low=None, action_high=None) -> dict[str, Any]:
+def imported_metadata(
+    task: str,
+    frame_size: tuple[int, int],
+    actions: np.ndarray,
+    nq: int,
+    nv: int,
+    source: dict[str, Any],
+    task_preset: dict[str, Any] | None = None,
+    action_low=None,
+    action_high=None,
+) -> dict[str, Any]:
     """The metadata of an imported file. actions: (N, A) a sample of the data's actions, whose
     range bounds the action space where the source gives none (action_low / action_high)."""
     low = np.asarray(actions.min(0) if action_low is None else action_low, np.float32).reshape(-1)
@@ -66,16 +76,22 @@ def imported_metadata(task: str, frame_size: tuple[int, int], actions: np.ndarra
         "nv": int(nv),
         "policies": [{"name": "imported"}],
         "source": source,
-        "versions": {"worldmodel": worldmodel.__version__, "gymnasium": gymnasium.__version__, "h5py": h5py.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
+        "versions": {
+            "worldmodel": worldmodel.__version__,
+            "gymnasium": gymnasium.__version__,
+            "h5py": h5py.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
     }
     if task_preset is not None:
         metadata |= {"task_preset": task_preset, "env_id": task_preset["env_id"]}
     return metadata
 
 
-def write_imported(data: ImportedData, out: str | os.PathLike, append: bool = False,
-                   progress: Callable[[Iterable[Episode]], Iterable[Episode]] = iter) -> int:
+def write_imported(
+    data: ImportedData, out: str | os.PathLike, append: bool = False, progress: Callable[[Iterable[Episode]], Iterable[Episode]] = iter
+) -> int:
     """Writes the episodes to `out` (each checked by the writer, and on disk once written); returns
     how many. A file appended to must hold the same task, frame shape and action space."""
     n = 0

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,10 @@ def read_info(root: Path) -> dict[str, Any]:
     info = json.loads(path.read_text())
     version = info.get("codebase_version")
     if version not in VERSIONS:
-        raise RolloutFormatError(f"{root}: LeRobot codebase_version {version!r} is not supported ({list(VERSIONS)}); convert it with "
-                                 "LeRobot's own conversion scripts first.")
+        raise RolloutFormatError(
+            f"{root}: LeRobot codebase_version {version!r} is not supported ({list(VERSIONS)}); convert it with "
+            "LeRobot's own conversion scripts first."
+        )
     return info
 
 
@@ -58,7 +61,9 @@ def camera_key(info: dict[str, Any], key: str | None) -> str:
     return key
 
 
-def import_lerobot(root: str | Path, camera: str | None = None, frame_size: tuple[int, int] = (64, 64), task: str | None = None) -> ImportedData:
+def import_lerobot(
+    root: str | Path, camera: str | None = None, frame_size: tuple[int, int] = (64, 64), task: str | None = None
+) -> ImportedData:
     """The episodes of a LeRobot dataset directory as rollout-format episodes (see the module doc)."""
     pq, _ = _modules()
     root = Path(root)
@@ -74,8 +79,14 @@ def import_lerobot(root: str | Path, camera: str | None = None, frame_size: tupl
     actions = np.asarray(table["action"], np.float32).reshape(len(table["action"]), -1)
     state = table.get("observation.state")
     nq = 0 if state is None else np.asarray(state[0]).size
-    metadata = imported_metadata(task or root.name, frame_size, actions, nq, 0,
-                                 {"lerobot": str(root), "codebase_version": info["codebase_version"], "camera": key, "fps": info.get("fps")})
+    metadata = imported_metadata(
+        task or root.name,
+        frame_size,
+        actions,
+        nq,
+        0,
+        {"lerobot": str(root), "codebase_version": info["codebase_version"], "camera": key, "fps": info.get("fps")},
+    )
     episodes = np.unique(np.asarray(table["episode_index"]))
     return ImportedData(metadata, _episodes(root, info, key, table, episodes, frame_size), len(episodes))
 
@@ -113,10 +124,18 @@ def _episode(table: dict[str, list], rows: np.ndarray, frames: np.ndarray, episo
 
     state = table.get("observation.state")
     qpos = np.zeros((len(rows), 0)) if state is None else np.asarray([state[r] for r in rows], np.float64)
-    return Episode(frames=frames, actions=np.asarray([table["action"][r] for r in rows[:-1]], np.float32).reshape(steps, -1),
-                   rewards=column("next.reward", np.float32, 0.0), terminated=column("next.done", bool, False),
-                   truncated=np.arange(steps) == steps - 1, success=column("next.success", bool, False),
-                   qpos=qpos, qvel=np.zeros((len(rows), 0)), seed=episode, policy={"name": "lerobot"})
+    return Episode(
+        frames=frames,
+        actions=np.asarray([table["action"][r] for r in rows[:-1]], np.float32).reshape(steps, -1),
+        rewards=column("next.reward", np.float32, 0.0),
+        terminated=column("next.done", bool, False),
+        truncated=np.arange(steps) == steps - 1,
+        success=column("next.success", bool, False),
+        qpos=qpos,
+        qvel=np.zeros((len(rows), 0)),
+        seed=episode,
+        policy={"name": "lerobot"},
+    )
 
 
 def _decode_image(cell: Any) -> np.ndarray:
@@ -147,8 +166,9 @@ class _VideoFrames:
         prefix = f"videos/{self.key}/"
         out = {}
         for i, episode in enumerate(meta["episode_index"]):
-            path = self.info["video_path"].format(video_key=self.key, chunk_index=meta[prefix + "chunk_index"][i],
-                                                  file_index=meta[prefix + "file_index"][i])
+            path = self.info["video_path"].format(
+                video_key=self.key, chunk_index=meta[prefix + "chunk_index"][i], file_index=meta[prefix + "file_index"][i]
+            )
             out[int(episode)] = (self.root / path, float(meta[prefix + "from_timestamp"][i]))
         return out
 
@@ -177,6 +197,7 @@ class _VideoFrames:
         nearest = np.abs(times[None, :] - (start + timestamps)[:, None]).argmin(1)
         gap = np.abs(times[nearest] - start - timestamps).max()
         if gap > 0.5 / self.fps:
-            raise RolloutFormatError(f"episode {episode}: {path.name} has no frame within half a frame of a row's timestamp "
-                                     f"(off by {gap:.3f} s).")
+            raise RolloutFormatError(
+                f"episode {episode}: {path.name} has no frame within half a frame of a row's timestamp (off by {gap:.3f} s)."
+            )
         return frames[nearest]

@@ -13,7 +13,8 @@ Frames come from one of two places:
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +35,15 @@ def load_minari(dataset_id: str):
     try:
         return minari.load_dataset(dataset_id)
     except (FileNotFoundError, ValueError) as error:
-        raise FileNotFoundError(f"Minari dataset {dataset_id!r} not found locally ({error}); datasets live in $MINARI_DATASETS_PATH "
-                                "(default ~/.minari/datasets), see `minari list local`.") from error
+        raise FileNotFoundError(
+            f"Minari dataset {dataset_id!r} not found locally ({error}); datasets live in $MINARI_DATASETS_PATH "
+            "(default ~/.minari/datasets), see `minari list local`."
+        ) from error
 
 
-def import_minari(dataset_id: str, frames: str = "render", task: str | dict[str, Any] | None = None,
-                  frame_size: tuple[int, int] = (64, 64)) -> ImportedData:
+def import_minari(
+    dataset_id: str, frames: str = "render", task: str | dict[str, Any] | None = None, frame_size: tuple[int, int] = (64, 64)
+) -> ImportedData:
     """The episodes of a local Minari dataset as rollout-format episodes (see the module doc)."""
     dataset = load_minari(dataset_id)
     spec = dataset.spec.env_spec
@@ -51,15 +55,32 @@ def import_minari(dataset_id: str, frames: str = "render", task: str | dict[str,
         preset = _render_preset(task, spec, frame_size)
         env = make_task_env(preset)
         model = env.unwrapped.model
-        metadata = imported_metadata(preset.name, preset.frame_size, np.asarray(first.actions), model.nq, model.nv, source,
-                                     preset.describe(), env.action_space.low, env.action_space.high)
+        metadata = imported_metadata(
+            preset.name,
+            preset.frame_size,
+            np.asarray(first.actions),
+            model.nq,
+            model.nv,
+            source,
+            preset.describe(),
+            env.action_space.low,
+            env.action_space.high,
+        )
         return ImportedData(metadata, _replayed(dataset, episodes, seeds, env), len(episodes))
     _images(first.observations, frames)  # a wrong key fails here, before any file is made
     qpos, qvel = _infos_state(first.infos)
     task_name = task if isinstance(task, str) else dataset_id.replace("/", "_")
     space = dataset.spec.action_space  # the bounds the data was collected under, not one episode's range
-    metadata = imported_metadata(task_name, frame_size, np.asarray(first.actions), qpos.shape[-1], qvel.shape[-1], source | {"frames": frames},
-                                 action_low=getattr(space, "low", None), action_high=getattr(space, "high", None))
+    metadata = imported_metadata(
+        task_name,
+        frame_size,
+        np.asarray(first.actions),
+        qpos.shape[-1],
+        qvel.shape[-1],
+        source | {"frames": frames},
+        action_low=getattr(space, "low", None),
+        action_high=getattr(space, "high", None),
+    )
     return ImportedData(metadata, _from_images(dataset, episodes, seeds, frames, frame_size), len(episodes))
 
 
@@ -69,15 +90,19 @@ def _render_preset(task: str | dict[str, Any] | None, spec, frame_size) -> TaskP
     if task is None:
         known = [name for name, preset in TASKS.items() if preset.env_id == env_id]
         if not known:
-            raise ValueError(f"frames=render needs the task to render with (camera, frame size): the dataset's env {env_id!r} has no "
-                             "built-in preset; pass task=<name> with a config in configs/task/, or frames=<image observation key>.")
+            raise ValueError(
+                f"frames=render needs the task to render with (camera, frame size): the dataset's env {env_id!r} has no "
+                "built-in preset; pass task=<name> with a config in configs/task/, or frames=<image observation key>."
+            )
         task = known[0]
     # The recording's episode length, where its env spec says (the replay must not truncate before it did).
     preset = get_task(task, frame_size=tuple(frame_size), episode_steps=None if spec is None else spec.max_episode_steps)
     if env_id is not None and preset.env_id != env_id:
         raise ValueError(f"task {preset.name!r} runs {preset.env_id}, but the dataset was recorded on {env_id}: give the task of that env.")
     if preset.action_repeat != 1:
-        raise ValueError(f"task {preset.name!r} repeats actions {preset.action_repeat}x; a recorded step is one env step: use action_repeat=1.")
+        raise ValueError(
+            f"task {preset.name!r} repeats actions {preset.action_repeat}x; a recorded step is one env step: use action_repeat=1."
+        )
     return preset
 
 
@@ -85,8 +110,10 @@ def _replayed(dataset, episodes, seeds, env) -> Iterator[Episode]:
     try:
         for index, seed, data in zip(episodes, seeds, dataset.iterate_episodes(episodes)):
             if seed is None:
-                raise RolloutFormatError(f"episode {index} has no recorded reset seed, so it cannot be replayed to render it; import its "
-                                         "image observations with frames=<key> instead.")
+                raise RolloutFormatError(
+                    f"episode {index} has no recorded reset seed, so it cannot be replayed to render it; import its "
+                    "image observations with frames=<key> instead."
+                )
             yield _replay(env, int(index), int(seed), data)
     finally:
         env.close()
@@ -101,22 +128,35 @@ def _replay(env, index: int, seed: int, data) -> Episode:
         frame, reward, _, _, info = env.step(action)
         _check(index, t + 1, info["state"], recorded[t + 1])
         if abs(reward - float(data.rewards[t])) > REPLAY_TOLERANCE * max(1.0, abs(reward)):
-            raise RolloutFormatError(f"episode {index}, step {t}: the replay's reward {reward:.6g} is not the recorded "
-                                     f"{float(data.rewards[t]):.6g}: the task's env is not the one the data was recorded with.")
+            raise RolloutFormatError(
+                f"episode {index}, step {t}: the replay's reward {reward:.6g} is not the recorded "
+                f"{float(data.rewards[t]):.6g}: the task's env is not the one the data was recorded with."
+            )
         frames.append(frame)
         qpos.append(info["qpos"])
         qvel.append(info["qvel"])
         success.append(info["success"])
-    return Episode(frames=np.stack(frames), actions=np.asarray(data.actions, np.float32), rewards=np.asarray(data.rewards, np.float32),
-                   terminated=np.asarray(data.terminations, bool), truncated=np.asarray(data.truncations, bool),
-                   success=np.asarray(success, bool), qpos=np.stack(qpos), qvel=np.stack(qvel), seed=seed, policy={"name": "minari"})
+    return Episode(
+        frames=np.stack(frames),
+        actions=np.asarray(data.actions, np.float32),
+        rewards=np.asarray(data.rewards, np.float32),
+        terminated=np.asarray(data.terminations, bool),
+        truncated=np.asarray(data.truncations, bool),
+        success=np.asarray(success, bool),
+        qpos=np.stack(qpos),
+        qvel=np.stack(qvel),
+        seed=seed,
+        policy={"name": "minari"},
+    )
 
 
 def _check(index: int, step: int, replayed: np.ndarray, recorded: np.ndarray) -> None:
     gap = float(np.abs(np.asarray(replayed, float) - np.asarray(recorded, float)).max(initial=0))
     if gap > REPLAY_TOLERANCE * max(1.0, float(np.abs(recorded).max(initial=0))):
-        raise RolloutFormatError(f"episode {index} diverges from its recording at step {step} (max |observation difference| {gap:.3g}): "
-                                 "the task's env (env_id, env_kwargs, versions) is not the one the data was recorded with.")
+        raise RolloutFormatError(
+            f"episode {index} diverges from its recording at step {step} (max |observation difference| {gap:.3g}): "
+            "the task's env (env_id, env_kwargs, versions) is not the one the data was recorded with."
+        )
 
 
 def _images(observations: Any, key: str) -> np.ndarray:
@@ -125,8 +165,9 @@ def _images(observations: Any, key: str) -> np.ndarray:
             raise ValueError(f"frames={key!r}: the observations have keys {sorted(observations)}; name the image one, or frames=render.")
         return np.asarray(observations[key])
     if key != "observation":
-        raise ValueError(f"frames={key!r}: the observations are one array, not a dict: use frames=observation (if they are images) or "
-                         "frames=render.")
+        raise ValueError(
+            f"frames={key!r}: the observations are one array, not a dict: use frames=observation (if they are images) or frames=render."
+        )
     return np.asarray(observations)
 
 
@@ -145,6 +186,15 @@ def _from_images(dataset, episodes, seeds, key: str, frame_size) -> Iterator[Epi
         if len(qpos) == 0:
             qpos, qvel = np.zeros((steps + 1, 0)), np.zeros((steps + 1, 0))
         success = np.asarray(data.infos["success"][1:], bool) if "success" in data.infos else np.zeros(steps, bool)
-        yield Episode(frames=images, actions=np.asarray(data.actions, np.float32).reshape(steps, -1), rewards=np.asarray(data.rewards, np.float32),
-                      terminated=np.asarray(data.terminations, bool), truncated=np.asarray(data.truncations, bool), success=success,
-                      qpos=qpos, qvel=qvel, seed=int(seed if seed is not None else index), policy={"name": "minari"})
+        yield Episode(
+            frames=images,
+            actions=np.asarray(data.actions, np.float32).reshape(steps, -1),
+            rewards=np.asarray(data.rewards, np.float32),
+            terminated=np.asarray(data.terminations, bool),
+            truncated=np.asarray(data.truncations, bool),
+            success=success,
+            qpos=qpos,
+            qvel=qvel,
+            seed=int(seed if seed is not None else index),
+            policy={"name": "minari"},
+        )

@@ -88,7 +88,9 @@ class FetchPickAndPlaceExpert(FetchExpert):
 
     def act(self, obs, info):
         grip, block, goal = self.positions()
-        fingers = self.env.data.joint("robot0:r_gripper_finger_joint").qpos[0] + self.env.data.joint("robot0:l_gripper_finger_joint").qpos[0]
+        fingers = (
+            self.env.data.joint("robot0:r_gripper_finger_joint").qpos[0] + self.env.data.joint("robot0:l_gripper_finger_joint").qpos[0]
+        )
         offset = block - grip
         held = np.linalg.norm(offset) < 0.02
         if held and fingers < 2 * self.grasped_width:

@@ -37,8 +37,9 @@ class StateObserver:
         self._env = self.shadow.env.unwrapped
         if not callable(getattr(self._env, "_get_obs", None)):
             self.shadow.close()
-            raise ValueError(f"{preset.env_id} has no _get_obs(): its observation cannot be computed from a state; "
-                             "use observation='pixels'.")
+            raise ValueError(
+                f"{preset.env_id} has no _get_obs(): its observation cannot be computed from a state; use observation='pixels'."
+            )
         self.observation_space = self.shadow.env.observation_space
         self.goal_shape = self.shadow.goal_shape  # (G,): the goal a goal-based env's state needs besides [qpos, qvel]
         self.goal_based = self.goal_shape is not None
@@ -71,8 +72,10 @@ class StateObserver:
         if not self.goal_based:
             return
         if goal is None:
-            raise ValueError(f"{self.shadow.preset.env_id} keeps its goal outside the simulator state: give the episode's "
-                             f"goal (desired_goal, shape {self.goal_shape}).")
+            raise ValueError(
+                f"{self.shadow.preset.env_id} keeps its goal outside the simulator state: give the episode's "
+                f"goal (desired_goal, shape {self.goal_shape})."
+            )
         self._env.goal = np.array(goal, np.float64).reshape(self.goal_shape)
         self._env._render_callback()  # the goal marker, which privileged policies read, moves to the goal
 
@@ -106,7 +109,9 @@ class StateObserver:
         space) are read from body positions; others call the env's own reward code on each state."""
         states, actions = np.asarray(states, np.float64), np.asarray(actions, np.float64)
         if actions.shape != (len(states), *self.action_shape):
-            raise ValueError(f"actions must be ({len(states)}, {', '.join(map(str, self.action_shape))}), one per state, got {actions.shape}.")
+            raise ValueError(
+                f"actions must be ({len(states)}, {', '.join(map(str, self.action_shape))}), one per state, got {actions.shape}."
+            )
         self._set_goal(goal)
         preset = self.shadow.preset
         if preset.reward_decode is not None and preset.has_success:

@@ -8,7 +8,7 @@ with operational-space control. `build_policy` also takes policies by reference 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 import mujoco
@@ -251,7 +251,10 @@ class NoisyExpert(ScriptedPolicy):
 
 
 EXPERTS: dict[str, Callable[[PixelTaskEnv], Policy]] = {
-    "reacher": ReacherExpert, "pusher": PusherExpert, "fetch_push": FetchPushExpert, "fetch_pick_and_place": FetchPickAndPlaceExpert,
+    "reacher": ReacherExpert,
+    "pusher": PusherExpert,
+    "fetch_push": FetchPushExpert,
+    "fetch_pick_and_place": FetchPickAndPlaceExpert,
 }
 POLICIES = ("random", "zero", "expert", "noisy_expert")
 EXPERT_BASED = ("expert", "noisy_expert")
@@ -266,11 +269,13 @@ def make_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Polic
     """A scripted policy by name for the env's task; `eps` is noisy_expert's noise level."""
     task = env.preset.name
     if name not in POLICIES:
-        raise ValueError(f"Unknown policy {name!r}. Known policies: {list(POLICIES)}, a mixture of them, package.module:attribute "
-                         "or sb3:ALGO:path.zip.")
+        raise ValueError(
+            f"Unknown policy {name!r}. Known policies: {list(POLICIES)}, a mixture of them, package.module:attribute or sb3:ALGO:path.zip."
+        )
     if lacks_expert(name, task):
-        raise ValueError(f"No expert for task {task!r}. Experts exist for {sorted(EXPERTS)}; record other tasks with "
-                         "policy=random or policy=zero.")
+        raise ValueError(
+            f"No expert for task {task!r}. Experts exist for {sorted(EXPERTS)}; record other tasks with policy=random or policy=zero."
+        )
     if name == "random":
         return RandomPolicy(env)
     if name == "zero":
@@ -300,7 +305,9 @@ def build_policy(name: str, env: PixelTaskEnv, eps: float | None = None) -> Poli
         frame = env.observation_space.shape
         want = [frame, (frame[2], *frame[:2])] if policy.observes == "pixels" else [state_shape(env)]
         if policy.observation_shape not in want:
-            raise ValueError(f"{name!r} was trained on {policy.observes} observations of shape {policy.observation_shape}, but "
-                             f"task {env.preset.name!r} gives {want[0]}: train it on this task's "
-                             f"{'frames (frame_size)' if policy.observes == 'pixels' else 'state'}.")
+            raise ValueError(
+                f"{name!r} was trained on {policy.observes} observations of shape {policy.observation_shape}, but "
+                f"task {env.preset.name!r} gives {want[0]}: train it on this task's "
+                f"{'frames (frame_size)' if policy.observes == 'pixels' else 'state'}."
+            )
     return policy

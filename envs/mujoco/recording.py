@@ -6,8 +6,9 @@ import logging
 import multiprocessing as mp
 import os
 import platform
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import gymnasium
 import h5py
@@ -55,8 +56,16 @@ def record_episode(env: PixelTaskEnv, policy: Policy, seed: int) -> Episode:
         obs = frame if policy.observes == "pixels" else info["state"]
         action = policy_action(policy, obs, info, env.action_space.low, env.action_space.high)
         frame, reward, term, trunc, info = env.step(action)
-        for store, value in ((frames, frame), (qpos, info["qpos"]), (qvel, info["qvel"]), (actions, action),
-                             (rewards, reward), (terminated, term), (truncated, trunc), (success, info["success"])):
+        for store, value in (
+            (frames, frame),
+            (qpos, info["qpos"]),
+            (qvel, info["qvel"]),
+            (actions, action),
+            (rewards, reward),
+            (terminated, term),
+            (truncated, trunc),
+            (success, info["success"]),
+        ):
             store.append(value)
         done = term or trunc
     return Episode(

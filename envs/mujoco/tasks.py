@@ -80,11 +80,11 @@ class TaskPreset:
         None without a success test."""
         if not self.has_success:
             return None
-        return float(np.linalg.norm(self.goal_position(data) - _position(data, self.success_target)[:self.success_dims]))
+        return float(np.linalg.norm(self.goal_position(data) - _position(data, self.success_target)[: self.success_dims]))
 
     def goal_position(self, data: mujoco.MjData) -> np.ndarray:
         """(success_dims,) position of `goal_body` (m): what the success test measures."""
-        return data.body(self.goal_body).xpos[:self.success_dims].copy()
+        return data.body(self.goal_body).xpos[: self.success_dims].copy()
 
     def success_from_reward(self, reward: np.ndarray, action: np.ndarray) -> np.ndarray | None:
         """reward: (...,) of one step, action: (..., *A) taken in it -> (...,) bool, the task's success
@@ -106,7 +106,7 @@ class TaskPreset:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TaskPreset":
+    def from_dict(cls, d: dict[str, Any]) -> TaskPreset:
         """The preset a `describe()` dict (or a task config file) defines; checks what it can."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
@@ -114,16 +114,23 @@ class TaskPreset:
             raise ValueError(f"Unknown task option(s) {sorted(unknown)}; a task has {sorted(known)}.")
         missing = {"name", "env_id", "camera", "episode_steps"} - {k for k, v in d.items() if v is not None}
         if missing:
-            raise ValueError(f"Task {d.get('name')!r} needs {sorted(missing)} (a new task's config names its gymnasium env_id, "
-                             "camera and episode_steps; see configs/task/).")
+            raise ValueError(
+                f"Task {d.get('name')!r} needs {sorted(missing)} (a new task's config names its gymnasium env_id, "
+                "camera and episode_steps; see configs/task/)."
+            )
         d = {k: v for k, v in d.items() if v is not None}
         camera = d["camera"] if isinstance(d["camera"], Camera) else Camera(**d["camera"])
-        preset = cls(**{**d, "camera": dataclasses.replace(camera, lookat=tuple(float(x) for x in camera.lookat)),
-                        "frame_size": tuple(int(s) for s in d.get("frame_size", (64, 64))),
-                        "key_bodies": tuple(d.get("key_bodies", ())),
-                        "pose_bodies": tuple(d.get("pose_bodies", ())),
-                        "model_file": None if d.get("model_file") is None else tuple(d["model_file"]),
-                        "env_kwargs": dict(d.get("env_kwargs", {}))})
+        preset = cls(
+            **{
+                **d,
+                "camera": dataclasses.replace(camera, lookat=tuple(float(x) for x in camera.lookat)),
+                "frame_size": tuple(int(s) for s in d.get("frame_size", (64, 64))),
+                "key_bodies": tuple(d.get("key_bodies", ())),
+                "pose_bodies": tuple(d.get("pose_bodies", ())),
+                "model_file": None if d.get("model_file") is None else tuple(d["model_file"]),
+                "env_kwargs": dict(d.get("env_kwargs", {})),
+            }
+        )
         h, w = preset.frame_size
         if min(h, w) < 8 or max(h, w) > 1024:
             raise ValueError(f"frame_size must be (H, W) between 8 and 1024 pixels, got {preset.frame_size}.")
@@ -138,15 +145,23 @@ class TaskPreset:
 
 
 # The Fetch arm's moving links, shoulder to gripper (the head, cameras and base add nothing).
-FETCH_ARM = tuple(f"robot0:{link}_link" for link in ("shoulder_pan", "shoulder_lift", "upperarm_roll", "elbow_flex",
-                                                     "forearm_roll", "wrist_flex", "wrist_roll", "gripper"))
+FETCH_ARM = tuple(
+    f"robot0:{link}_link"
+    for link in ("shoulder_pan", "shoulder_lift", "upperarm_roll", "elbow_flex", "forearm_roll", "wrist_flex", "wrist_roll", "gripper")
+)
 
 # Gymnasium-Robotics' Fetch: a 7-DoF arm moved in Cartesian steps (envs/mujoco/robotics.py makes it
 # under this mujoco). The dense reward (-distance of block to goal) gives planners a slope; success
 # is the env's own test: the block within 5 cm of the goal marker, in space.
-FETCH_TASK = dict(goal_body="object0", success_target="target0", success_distance=0.05, success_dims=3,
-                  reward_decode={"distance_weight": 1.0, "control_weight": 0.0}, key_bodies=("object0", "robot0:gripper_link"),
-                  episode_steps=50)
+FETCH_TASK = dict(
+    goal_body="object0",
+    success_target="target0",
+    success_distance=0.05,
+    success_dims=3,
+    reward_decode={"distance_weight": 1.0, "control_weight": 0.0},
+    key_bodies=("object0", "robot0:gripper_link"),
+    episode_steps=50,
+)
 
 TASKS: dict[str, TaskPreset] = {
     "reacher": TaskPreset(
@@ -217,8 +232,10 @@ def get_task(task: str | dict[str, Any], **overrides: Any) -> TaskPreset:
         if task not in TASKS or overrides.get("env_id") not in (None, TASKS[task].env_id):
             return TaskPreset.from_dict({"name": task, **overrides})
     if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}. Built-in tasks: {sorted(TASKS)}; any other needs a full definition "
-                         "(env_id, camera, episode_steps: see configs/task/).")
+        raise ValueError(
+            f"Unknown task {task!r}. Built-in tasks: {sorted(TASKS)}; any other needs a full definition "
+            "(env_id, camera, episode_steps: see configs/task/)."
+        )
     base = TASKS[task].describe()
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(overrides.get("camera"), Camera):
@@ -262,8 +279,10 @@ class PixelTaskEnv(gym.Wrapper):
         self._rollout_data = [mujoco.MjData(model) for _ in range(min(os.cpu_count() or 1, 8))]
         for name in (preset.goal_body, *preset.key_bodies, *preset.pose_bodies):
             if name is not None and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) < 0:
-                raise ValueError(f"Task {preset.name!r} names body {name!r}, which {preset.env_id} does not have; its bodies: "
-                                 f"{[model.body(i).name for i in range(model.nbody)]}.")
+                raise ValueError(
+                    f"Task {preset.name!r} names body {name!r}, which {preset.env_id} does not have; its bodies: "
+                    f"{[model.body(i).name for i in range(model.nbody)]}."
+                )
         if preset.has_success:
             _position(self.data, preset.success_target)  # a clear error now rather than at the first step
 
@@ -338,7 +357,7 @@ class PixelTaskEnv(gym.Wrapper):
             repeat = env.frame_skip * self.preset.action_repeat
             control = np.repeat(actions.reshape(n, t, -1).astype(np.float64), repeat, axis=1)
             states, _ = rollout.rollout(model, self._rollout_data, self.get_state()[None], control)
-            return states[:, repeat - 1::repeat, 1:1 + model.nq + model.nv]  # FULLPHYSICS: [time, qpos, qvel, ...]
+            return states[:, repeat - 1 :: repeat, 1 : 1 + model.nq + model.nv]  # FULLPHYSICS: [time, qpos, qvel, ...]
         start, out = self.get_state(), np.empty((n, t, model.nq + model.nv))
         for i, sequence in enumerate(actions):
             self._restore(start)

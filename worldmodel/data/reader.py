@@ -51,9 +51,7 @@ def open_rollout_file(path: str | os.PathLike) -> h5py.File:
     """Opens a rollout file read-only, also while it is being written or after its writer was killed."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
-            f"No rollout file at {path}. Record one with: python tools/record_rollouts.py task=reacher out={path}"
-        )
+        raise FileNotFoundError(f"No rollout file at {path}. Record one with: python tools/record_rollouts.py task=reacher out={path}")
     try:
         f = h5py.File(path, "r")
     except OSError as error:
@@ -73,7 +71,9 @@ def open_rollout_file(path: str | os.PathLike) -> h5py.File:
             f"{path} has format_version {version!r}; this code reads version {FORMAT_VERSION} (an integer). "
             "Re-record it, or use the DiffusionWorld release that wrote it."
         )
-    missing = [n for n in (*FRAME_FIELDS, *STEP_FIELDS) if n not in f] + [f"episodes/{n}" for n in EPISODE_FIELDS if n not in f.get("episodes", {})]
+    missing = [n for n in (*FRAME_FIELDS, *STEP_FIELDS) if n not in f] + [
+        f"episodes/{n}" for n in EPISODE_FIELDS if n not in f.get("episodes", {})
+    ]
     if missing:
         f.close()
         raise RolloutFormatError(f"{path} lacks datasets {missing}; the file is damaged.")
@@ -139,9 +139,7 @@ class RolloutReader:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.file = open_rollout_file(self.path)
-        self.metadata: dict[str, Any] = {
-            k: json.loads(v) for k, v in self.file.attrs.items() if k != "format_version"
-        }
+        self.metadata: dict[str, Any] = {k: json.loads(v) for k, v in self.file.attrs.items() if k != "format_version"}
         ep = self.file["episodes"]
         n = len(ep["length"])  # rows appear when complete: `length` sizes the index
         self.frame_start = ep["frame_start"][:n].astype(np.int64)
@@ -226,7 +224,7 @@ class RolloutReader:
     def close(self) -> None:
         self.file.close()
 
-    def __enter__(self) -> "RolloutReader":
+    def __enter__(self) -> RolloutReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -118,8 +118,13 @@ def state_stats(path: str | os.PathLike) -> dict[str, list[float]]:
             d = np.diff(torch.cat([qpos, qvel], -1).numpy(), axis=0)
             d_total, d_total_sq, d_count = d_total + d.sum(0), d_total_sq + (d**2).sum(0), d_count + len(d)
     mean, std = _mean_std(total, total_sq, count)
-    return {"mean": mean.tolist(), "std": std.tolist(), "delta_std": _mean_std(d_total, d_total_sq, d_count)[1].tolist(),
-            "qpos_min": np.atleast_1d(low).tolist(), "qpos_max": np.atleast_1d(high).tolist()}
+    return {
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "delta_std": _mean_std(d_total, d_total_sq, d_count)[1].tolist(),
+        "qpos_min": np.atleast_1d(low).tolist(),
+        "qpos_max": np.atleast_1d(high).tolist(),
+    }
 
 
 def start_bank(dataset, size: int, seed: int) -> dict[str, torch.Tensor]:

@@ -95,9 +95,7 @@ class RolloutWindows(Dataset):
                     f"a window of {context}+{target} frames is longer than every episode in {self.path} "
                     f"(longest: {longest} frames). Use fewer context/target frames or record longer episodes."
                 )
-            starts_per_episode = [
-                np.arange(0, lengths[e] + 1 - self.window + 1, stride) for e in self.episodes
-            ]
+            starts_per_episode = [np.arange(0, lengths[e] + 1 - self.window + 1, stride) for e in self.episodes]
             self.index = np.concatenate(
                 [np.stack([np.full(len(s), e), s], axis=1) for e, s in zip(self.episodes, starts_per_episode)]
                 or [np.zeros((0, 2), np.int64)]

@@ -29,7 +29,6 @@ import h5py
 import numpy as np
 
 from worldmodel.data.format import (
-    EPISODE_FIELDS,
     FORMAT_VERSION,
     FRAME_FIELDS,
     POLICY_BYTES,
@@ -72,8 +71,11 @@ def check_free_space(path: Path, need: int, kept: str) -> None:
     """Raises DiskFullError (errno ENOSPC) if the file system of `path` has less than `need` bytes free."""
     free = shutil.disk_usage(path.parent).free
     if free < need:
-        raise DiskFullError(errno.ENOSPC, f"Only {free / 2**20:.1f} MiB free on the disk of {path}, a safe write needs "
-                                          f"{need / 2**20:.1f} MiB. Stopped before writing: {kept}.")
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"Only {free / 2**20:.1f} MiB free on the disk of {path}, a safe write needs "
+            f"{need / 2**20:.1f} MiB. Stopped before writing: {kept}.",
+        )
 
 
 def _is_left_open(error: OSError) -> bool:
@@ -216,11 +218,14 @@ class RolloutWriter:
             raise RolloutFormatError(f"episode actions are {episode.actions.shape[1:]}, the file holds {f['actions'].shape[1:]}.")
         goal_rows = f["episodes"].get("goal")
         if goal_rows is not None and np.shape(episode.goal) != goal_rows.shape[1:]:
-            raise RolloutFormatError(f"this file holds each episode's goal {goal_rows.shape[1:]} (a goal-based task); the episode's is "
-                                     f"{None if episode.goal is None else np.shape(episode.goal)}.")
+            raise RolloutFormatError(
+                f"this file holds each episode's goal {goal_rows.shape[1:]} (a goal-based task); the episode's is "
+                f"{None if episode.goal is None else np.shape(episode.goal)}."
+            )
         need = sum(getattr(episode, name).nbytes for name in (*FRAME_FIELDS, *STEP_FIELDS)) + DISK_MARGIN
-        check_free_space(self.path, need, f"{self._num_episodes} finished episodes are safe in {self.path}; free space and "
-                                           "add more with append=true")
+        check_free_space(
+            self.path, need, f"{self._num_episodes} finished episodes are safe in {self.path}; free space and add more with append=true"
+        )
         T = episode.length
         # Each episode's frames start on a fresh chunk, so a finished episode's compressed chunks
         # are never rewritten (see _create); the few rows between episodes are zero padding.
@@ -262,7 +267,7 @@ class RolloutWriter:
             unlock_writer(self.path, self._lock)
             self._lock = None
 
-    def __enter__(self) -> "RolloutWriter":
+    def __enter__(self) -> RolloutWriter:
         return self
 
     def __exit__(self, *exc) -> None:

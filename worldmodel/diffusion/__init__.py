@@ -9,4 +9,15 @@ from worldmodel.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-__all__ = ["EDM", "Generators", "SAMPLERS", "SCHEDULES", "SamplerConfig", "cosine_sigmas", "karras_sigmas", "make_sigmas", "randn", "sample"]
+__all__ = [
+    "EDM",
+    "Generators",
+    "SAMPLERS",
+    "SCHEDULES",
+    "SamplerConfig",
+    "cosine_sigmas",
+    "karras_sigmas",
+    "make_sigmas",
+    "randn",
+    "sample",
+]

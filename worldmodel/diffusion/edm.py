@@ -7,8 +7,8 @@ context frames a small augmentation level. All scalings broadcast a (B, T) sigma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -76,8 +76,16 @@ class EDM:
         x_noisy, c_skip, c_out = x_noisy[:, outputs_from:], c_skip[:, outputs_from:], c_out[:, outputs_from:]
         return _expand(c_skip, x_noisy) * x_noisy + _expand(c_out, x_noisy) * out.to(x_noisy.dtype)
 
-    def loss(self, network: Network, x_clean: Tensor, sigma: Tensor, loss_mask: Tensor, noise: Tensor,
-             pixel_weight: Tensor | None = None, **conditioning) -> Tensor:
+    def loss(
+        self,
+        network: Network,
+        x_clean: Tensor,
+        sigma: Tensor,
+        loss_mask: Tensor,
+        noise: Tensor,
+        pixel_weight: Tensor | None = None,
+        **conditioning,
+    ) -> Tensor:
         """EDM loss on the frames where `loss_mask` (B, T) is True.
 
         The network regresses the scaled target (x - c_skip x_noisy) / c_out, which weights every

@@ -8,8 +8,8 @@ networks or conditioning; a closure binds those. A sampler is one function regis
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,15 +35,20 @@ def held_out_episodes(world_model, data: str | os.PathLike) -> tuple[list[int], 
     if dataset.get("sha256") == dataset_fingerprint(data)["sha256"]:
         return list(split_episodes(n, spec.split["val_fraction"], spec.split["split_seed"])["val"]), "the checkpoint's held-out split"
     if "train_episodes" not in dataset:
-        logger.warning("the checkpoint keeps no fingerprints of its training episodes (exported by older code): "
-                       "cannot check that %s holds none of them", data)
+        logger.warning(
+            "the checkpoint keeps no fingerprints of its training episodes (exported by older code): "
+            "cannot check that %s holds none of them",
+            data,
+        )
         return list(range(n)), "all episodes (unchecked: the checkpoint keeps no training-episode fingerprints)"
     trained = set(dataset["train_episodes"])
     kept = [i for i, f in enumerate(episode_fingerprints(data)) if f not in trained]
     if not kept:
-        raise ValueError(f"all {n} episodes of {data} are episodes the model trained on (the same seeds recorded again?); "
-                         "record held-out data with a seed training never used, e.g. python tools/record_rollouts.py "
-                         "task=reacher policy=mixture episodes=32 seed=7 task.episode_steps=60 out=data/reacher_val.h5")
+        raise ValueError(
+            f"all {n} episodes of {data} are episodes the model trained on (the same seeds recorded again?); "
+            "record held-out data with a seed training never used, e.g. python tools/record_rollouts.py "
+            "task=reacher policy=mixture episodes=32 seed=7 task.episode_steps=60 out=data/reacher_val.h5"
+        )
     if len(kept) < n:
         logger.warning("%s: %d of %d episodes are ones the model trained on; they are left out", data, n - len(kept), n)
         return kept, f"{len(kept)} of {n} episodes ({n - len(kept)} the model trained on left out)"
@@ -134,11 +139,16 @@ def rollout_fidelity(
             states = torch.from_numpy(np.stack([reader.states(e, s, first) for e in chosen]))
             real_states = np.stack([reader.states(e, first - 1, first + n) for e in chosen]).astype(np.float64)  # (E, 1 + n, S)
         if positions is not None:
-            true = np.stack([positions(reader.frames(e, first - 1, first + n, name="qpos"), reader.frames(e, first - 1, first + n, name="qvel"))
-                             for e in chosen])  # from the last context frame: how far each body really moves since
+            true = np.stack(
+                [
+                    positions(reader.frames(e, first - 1, first + n, name="qpos"), reader.frames(e, first - 1, first + n, name="qvel"))
+                    for e in chosen
+                ]
+            )  # from the last context frame: how far each body really moves since
             last_true, true = true[:, :1], true[:, 1:]
-    out = world_model.imagine(frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed),
-                              context_states=states)
+    out = world_model.imagine(
+        frames[:, :k], actions[:, : k - 1], actions[:, k - 1 :], generator=torch.Generator().manual_seed(seed), context_states=states
+    )
     real, previous_real = frames[:, k:], frames[:, k - 1 : -1]
     copy_last = frames[:, k - 1 : k].expand_as(real)
     previous_imagined = torch.cat([frames[:, k - 1 : k], out.frames[:, :-1]], dim=1)
@@ -168,12 +178,15 @@ def rollout_fidelity(
         flat = positions(imagined[..., :nq].reshape(-1, nq), imagined[..., nq:].reshape(-1, imagined.shape[-1] - nq))
         errors["state_position_cm"] = np.linalg.norm(flat.reshape(true.shape) - true, axis=-1) * 100
     if observe is not None and out.states is not None:
+
         def observed(states: np.ndarray) -> np.ndarray:
             return observe(states.reshape(-1, states.shape[-1])).reshape(*states.shape[:-1], -1)
 
         real_obs, imagined_obs = observed(real_states), observed(out.states.numpy().astype(np.float64))
-        for key, err in (("observation_error", np.abs(imagined_obs - real_obs[:, 1:])),
-                         ("copy_last_observation_error", np.abs(real_obs[:, :1] - real_obs[:, 1:]))):
+        for key, err in (
+            ("observation_error", np.abs(imagined_obs - real_obs[:, 1:])),
+            ("copy_last_observation_error", np.abs(real_obs[:, :1] - real_obs[:, 1:])),
+        ):
             result[key] = {h: err[:, h - 1].mean(0).tolist() for h in used}
     for key, err in errors.items():
         result[key] = {body: {h: float(err[:, h - 1, p].mean()) for h in used} for p, body in enumerate(position_names)}

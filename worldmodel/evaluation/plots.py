@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -20,7 +20,7 @@ def plot_fidelity(curves: dict, path: str | os.PathLike, title: str = "") -> Pat
     when the curves hold position errors (cm, with the probe's floor)."""
     bodies = list(curves.get("position_cm", {}))
     fig, axes = plt.subplots(1, len(METRICS) + len(bodies), figsize=(4 * (len(METRICS) + len(bodies)), 3.2))
-    for ax, body in zip(axes[len(METRICS):], bodies):
+    for ax, body in zip(axes[len(METRICS) :], bodies):
         h = np.arange(1, len(curves["position_cm"][body]) + 1)
         ax.plot(h, curves["position_cm"][body], label="world model")
         ax.plot(h, curves["copy_last_position_cm"][body], "--", label="copy last frame")
@@ -42,8 +42,15 @@ def plot_fidelity(curves: dict, path: str | os.PathLike, title: str = "") -> Pat
     return _save(fig, path)
 
 
-def plot_returns(names: Sequence[str], real: np.ndarray, imagined: np.ndarray, path: str | os.PathLike, title: str = "",
-                 real_ci: np.ndarray | None = None, imagined_ci: np.ndarray | None = None) -> Path:
+def plot_returns(
+    names: Sequence[str],
+    real: np.ndarray,
+    imagined: np.ndarray,
+    path: str | os.PathLike,
+    title: str = "",
+    real_ci: np.ndarray | None = None,
+    imagined_ci: np.ndarray | None = None,
+) -> Path:
     """Imagined vs real return: one point per episode, policy means as large markers (with error
     bars where intervals (P, 2) are given), y = x dashed."""
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -52,8 +59,15 @@ def plot_returns(names: Sequence[str], real: np.ndarray, imagined: np.ndarray, p
         color = points.get_facecolor()[0]
         x, y = real[p].mean(), imagined[p].mean()
         if real_ci is not None and imagined_ci is not None:
-            ax.errorbar(x, y, xerr=[[x - real_ci[p][0]], [real_ci[p][1] - x]], yerr=[[y - imagined_ci[p][0]], [imagined_ci[p][1] - y]],
-                        color=color, capsize=3, lw=1)
+            ax.errorbar(
+                x,
+                y,
+                xerr=[[x - real_ci[p][0]], [real_ci[p][1] - x]],
+                yerr=[[y - imagined_ci[p][0]], [imagined_ci[p][1] - y]],
+                color=color,
+                capsize=3,
+                lw=1,
+            )
         ax.scatter(x, y, s=90, marker="D", color=color, edgecolor="k", label=name, zorder=3)
     lo, hi = min(real.min(), imagined.min()), max(real.max(), imagined.max())
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)

@@ -3,8 +3,9 @@ and match real ones."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -38,15 +39,21 @@ def policy_statistics(names: Sequence[str], real: np.ndarray, imagined: np.ndarr
     """
     real, imagined = np.asarray(real, float), np.asarray(imagined, float)
     if real.shape != imagined.shape or real.ndim != 2 or len(names) != len(real):
-        raise ValueError(f"real and imagined must both be (policies, episodes) with {len(names)} policies; got {real.shape}, {imagined.shape}.")
+        raise ValueError(
+            f"real and imagined must both be (policies, episodes) with {len(names)} policies; got {real.shape}, {imagined.shape}."
+        )
     real_mean, imagined_mean = real.mean(1), imagined.mean(1)
     rng = np.random.default_rng(seed)
     real_ci, imagined_ci = bootstrap_interval(real, rng), bootstrap_interval(imagined, rng)
     per_policy = {
-        name: {"real_return": float(real_mean[p]), "imagined_return": float(imagined_mean[p]),
-               "return_error": float(imagined_mean[p] - real_mean[p]),
-               "abs_episode_error": float(np.abs(imagined[p] - real[p]).mean()),
-               "real_return_ci": real_ci[p].tolist(), "imagined_return_ci": imagined_ci[p].tolist()}
+        name: {
+            "real_return": float(real_mean[p]),
+            "imagined_return": float(imagined_mean[p]),
+            "return_error": float(imagined_mean[p] - real_mean[p]),
+            "abs_episode_error": float(np.abs(imagined[p] - real[p]).mean()),
+            "real_return_ci": real_ci[p].tolist(),
+            "imagined_return_ci": imagined_ci[p].tolist(),
+        }
         for p, name in enumerate(names)
     }
     spread = real_mean.max() - real_mean.min()
@@ -58,9 +65,12 @@ def policy_statistics(names: Sequence[str], real: np.ndarray, imagined: np.ndarr
         "mmrv": violation,
         "normalized_mmrv": violation / spread if spread > 0 else float("nan"),
         "episode_pearson_r": pearson(real.ravel(), imagined.ravel()),
-        "caveat": None if len(names) >= MIN_POLICIES else
-        (f"Only {len(names)} policies: the correlations and MMRV across policies mean little below {MIN_POLICIES} "
-         "(two points always correlate perfectly); score more policies to rank them."),
+        "caveat": None
+        if len(names) >= MIN_POLICIES
+        else (
+            f"Only {len(names)} policies: the correlations and MMRV across policies mean little below {MIN_POLICIES} "
+            "(two points always correlate perfectly); score more policies to rank them."
+        ),
     }
 
 
@@ -80,15 +90,18 @@ class StateObserver(Protocol):
 LOOPS = ("closed", "open")
 
 
-def policy_observation(policy: Policy, frame: np.ndarray, state: np.ndarray | None, observer: StateObserver | None,
-                       goal: np.ndarray | None) -> Any:
+def policy_observation(
+    policy: Policy, frame: np.ndarray, state: np.ndarray | None, observer: StateObserver | None, goal: np.ndarray | None
+) -> Any:
     """What `policy` sees of a world: the frame (a pixel policy) or the task's observation vector of
     the state, flattened where the task's is a dict, as in recording (`info["state"]`)."""
     if policy.observes == "pixels":
         return frame
     if state is None or observer is None:
-        raise ValueError(f"policy {policy.name!r} observes state, and this world model imagines none (no state track): train "
-                         "one with dynamics=state_mlp, or replay the policy's real actions with loop=open (a diagnostic).")
+        raise ValueError(
+            f"policy {policy.name!r} observes state, and this world model imagines none (no state track): train "
+            "one with dynamics=state_mlp, or replay the policy's real actions with loop=open (a diagnostic)."
+        )
     return observer.flat(observer.observe(state, goal))
 
 
@@ -104,8 +117,15 @@ class Rollouts:
     last_state: np.ndarray | None
 
 
-def run_closed_loop(world_model, policies: Sequence[Policy], window, steps: int, generator: Generators = None,
-                    observer: StateObserver | None = None, goals: np.ndarray | None = None) -> Rollouts:
+def run_closed_loop(
+    world_model,
+    policies: Sequence[Policy],
+    window,
+    steps: int,
+    generator: Generators = None,
+    observer: StateObserver | None = None,
+    goals: np.ndarray | None = None,
+) -> Rollouts:
     """B policies, one per world of `window` and already reset, act on what their worlds imagine for
     `steps` steps: the frame (pixel policies) or the task's observation of the imagined state. First
     each acts on the window's K-1 earlier context frames, as it did when they were recorded (its
@@ -125,17 +145,33 @@ def run_closed_loop(world_model, policies: Sequence[Policy], window, steps: int,
     for t in range(k - 1, k - 1 + steps):
         frames = window.last_frame.cpu().numpy()
         states = None if window.states is None else window.states[:, -1].cpu().double().numpy()
-        action = np.stack([policy_action(policy, observe(i, frames[i], None if states is None else states[i]), {"step": t}, low, high)
-                           for i, policy in enumerate(policies)])
+        action = np.stack(
+            [
+                policy_action(policy, observe(i, frames[i], None if states is None else states[i]), {"step": t}, low, high)
+                for i, policy in enumerate(policies)
+            ]
+        )
         window, out = world_model.step(window, torch.from_numpy(action), generator)
         rewards.append(out.reward.cpu().numpy())
         actions.append(action)
-    return Rollouts(np.stack(rewards, 1), np.stack(actions, 1), None if out.success_prob is None else out.success_prob.cpu().numpy(),
-                    None if out.state is None else out.state.cpu().double().numpy())
+    return Rollouts(
+        np.stack(rewards, 1),
+        np.stack(actions, 1),
+        None if out.success_prob is None else out.success_prob.cpu().numpy(),
+        None if out.state is None else out.state.cpu().double().numpy(),
+    )
 
 
-def fresh_closed_loop(world_model, factories: Sequence[Callable[[], Policy]], seeds: Sequence[int], window, steps: int,
-                      generator: Generators = None, observer: StateObserver | None = None, goals: np.ndarray | None = None) -> Rollouts:
+def fresh_closed_loop(
+    world_model,
+    factories: Sequence[Callable[[], Policy]],
+    seeds: Sequence[int],
+    window,
+    steps: int,
+    generator: Generators = None,
+    observer: StateObserver | None = None,
+    goals: np.ndarray | None = None,
+) -> Rollouts:
     """`run_closed_loop` with a fresh policy per world from `factories`, each reset with its seed."""
     policies = [make() for make in factories]
     for policy, seed in zip(policies, seeds):
@@ -143,8 +179,12 @@ def fresh_closed_loop(world_model, factories: Sequence[Callable[[], Policy]], se
     return run_closed_loop(world_model, policies, window, steps, generator, observer, goals)
 
 
-def judge_success(rollouts: Rollouts, observer: StateObserver | None, goals: np.ndarray | None,
-                  success_from_reward: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None) -> dict[str, np.ndarray]:
+def judge_success(
+    rollouts: Rollouts,
+    observer: StateObserver | None,
+    goals: np.ndarray | None,
+    success_from_reward: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None,
+) -> dict[str, np.ndarray]:
     """Every way imagination can tell whether each episode ends in success (the task's test after
     its last step), as (B,) 0/1 arrays by source: "state", the task's own test on the imagined state
     (`observer.success`); "reward", on the distance the last predicted reward implies
@@ -172,8 +212,11 @@ def episode_window(world_model, episodes: Sequence[Episode]):
     """The start window of each real episode: its first K frames, the actions between them and (a
     model with a state track) their states."""
     k = world_model.context
-    return world_model.window(torch.from_numpy(np.stack([e.frames[:k] for e in episodes])),
-                              torch.from_numpy(np.stack([e.actions[: k - 1] for e in episodes])), _context_states(world_model, episodes))
+    return world_model.window(
+        torch.from_numpy(np.stack([e.frames[:k] for e in episodes])),
+        torch.from_numpy(np.stack([e.actions[: k - 1] for e in episodes])),
+        _context_states(world_model, episodes),
+    )
 
 
 def _context_states(world_model, episodes: Sequence[Episode]) -> torch.Tensor | None:
@@ -217,8 +260,10 @@ def evaluate_in_imagination(
     if not episodes or len(episodes) % p:
         raise ValueError(f"episodes must hold the same number of episodes for each of the {p} policies, got {len(episodes)}.")
     if loop == "closed" and (policies is None or len(policies) != p):
-        raise ValueError(f"closed loop needs one policy (a factory of fresh copies) per name: {p} names, "
-                         f"{'no' if policies is None else len(policies)} policies.")
+        raise ValueError(
+            f"closed loop needs one policy (a factory of fresh copies) per name: {p} names, "
+            f"{'no' if policies is None else len(policies)} policies."
+        )
     steps = min(len(e.actions) for e in episodes)
     if steps < k:
         raise ValueError(f"episodes of {steps} steps are too short for {k} context frames.")
@@ -233,18 +278,30 @@ def evaluate_in_imagination(
         rows = batches[b]
         chosen = [episodes[r] for r in rows]
         if loop == "closed":
-            out = fresh_closed_loop(world_model, [policies[r // m] for r in rows], [e.seed for e in chosen],
-                                    episode_window(world_model, chosen), steps - k + 1, generator, observer,
-                                    None if goals is None else goals[rows])
+            out = fresh_closed_loop(
+                world_model,
+                [policies[r // m] for r in rows],
+                [e.seed for e in chosen],
+                episode_window(world_model, chosen),
+                steps - k + 1,
+                generator,
+                observer,
+                None if goals is None else goals[rows],
+            )
         else:
             frames = torch.from_numpy(np.stack([e.frames[:k] for e in chosen]))
             batch_actions = torch.from_numpy(actions[rows])
-            imagined = world_model.imagine(frames, batch_actions[:, : k - 1], batch_actions[:, k - 1 :], generator,
-                                           _context_states(world_model, chosen))
+            imagined = world_model.imagine(
+                frames, batch_actions[:, : k - 1], batch_actions[:, k - 1 :], generator, _context_states(world_model, chosen)
+            )
             success = getattr(imagined, "success_prob", None)
             states = getattr(imagined, "states", None)
-            out = Rollouts(imagined.rewards.numpy(), actions[rows, k - 1 :], None if success is None else success[:, -1].numpy(),
-                           None if states is None else states[:, -1].double().numpy())
+            out = Rollouts(
+                imagined.rewards.numpy(),
+                actions[rows, k - 1 :],
+                None if success is None else success[:, -1].numpy(),
+                None if states is None else states[:, -1].double().numpy(),
+            )
         rewards[rows], actions[rows, k - 1 :] = out.rewards, out.actions
         for source, verdict in judge_success(out, observer, None if goals is None else goals[rows], success_from_reward).items():
             judged.setdefault(source, np.full(len(episodes), np.nan))[rows] = verdict
@@ -272,7 +329,9 @@ def evaluate_in_imagination(
         stats["success_pearson_r_missing"] = "neither the imagined state, the reward nor a success head tells success here"
     elif np.isnan(success_r):
         constant = [side for side, v in (("real", real_success), ("imagined", imagined_success)) if np.std(v) == 0]
-        stats["success_pearson_r_missing"] = f"{' and '.join(constant) or 'one side'} success is the same for every policy" if len(real_success) > 1 else "one policy"
+        stats["success_pearson_r_missing"] = (
+            f"{' and '.join(constant) or 'one side'} success is the same for every policy" if len(real_success) > 1 else "one policy"
+        )
     return {**stats, "scored_steps": [k - 1, steps], "real_returns": real.tolist(), "imagined_returns": imagined_returns.tolist()}
 
 
@@ -311,8 +370,16 @@ def score_in_imagination(
         rows = batches[b]
         starts_of = [r % m for r in rows]
         goals_of = None if goals is None else goals[starts_of]
-        out = fresh_closed_loop(world_model, [policies[r // m] for r in rows], [seed + j for j in starts_of], starts[starts_of],
-                                steps, generator, observer, goals_of)
+        out = fresh_closed_loop(
+            world_model,
+            [policies[r // m] for r in rows],
+            [seed + j for j in starts_of],
+            starts[starts_of],
+            steps,
+            generator,
+            observer,
+            goals_of,
+        )
         returns[rows] = out.rewards.sum(1)
         for name, verdict in judge_success(out, observer, goals_of, success_from_reward).items():
             judged.setdefault(name, np.full(p * m, np.nan))[rows] = verdict
@@ -323,9 +390,12 @@ def score_in_imagination(
     return_ci = bootstrap_interval(returns, rng)
     success_ci = None if source is None else bootstrap_interval(success, rng)
     per_policy = {
-        name: {"imagined_return": float(returns[i].mean()), "imagined_return_ci": return_ci[i].tolist(),
-               "imagined_success": None if source is None else float(success[i].mean()),
-               "imagined_success_ci": None if source is None else success_ci[i].tolist()}
+        name: {
+            "imagined_return": float(returns[i].mean()),
+            "imagined_return_ci": return_ci[i].tolist(),
+            "imagined_success": None if source is None else float(success[i].mean()),
+            "imagined_success_ci": None if source is None else success_ci[i].tolist(),
+        }
         for i, name in enumerate(names)
     }
     return {"policies": per_policy, "starts": m, "steps": steps, "success_source": source, "imagined_returns": returns.tolist()}

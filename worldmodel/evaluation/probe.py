@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,9 +42,19 @@ class ProbeNet(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(5, w, 4, 2, 1), nn.SiLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.SiLU(),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.SiLU(), nn.Conv2d(4 * w, 4 * w, 3, 1, 1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * w, 256), nn.SiLU(), nn.Linear(256, 2 * points),
+            nn.Conv2d(5, w, 4, 2, 1),
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1),
+            nn.SiLU(),
+            nn.Conv2d(4 * w, 4 * w, 3, 1, 1),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(64 * w, 256),
+            nn.SiLU(),
+            nn.Linear(256, 2 * points),
         )
         self.points = points
 
@@ -72,19 +82,35 @@ class Probe:
         lead = frames_u8.shape[:-3]
         flat = frames_u8.reshape(-1, *frames_u8.shape[-3:])
         self.net.eval()
-        out = torch.cat([self.net(flat[i : i + batch]) for i in range(0, len(flat), batch)]) if len(flat) else torch.zeros(0, len(self.names), 2)
+        out = (
+            torch.cat([self.net(flat[i : i + batch]) for i in range(0, len(flat), batch)])
+            if len(flat)
+            else torch.zeros(0, len(self.names), 2)
+        )
         return (out * self.std + self.mean).reshape(*lead, len(self.names), 2)
 
     def save(self, path: str | os.PathLike, provenance: dict) -> Path:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save({"format": PROBE_FORMAT, "version": PROBE_VERSION, "net": self.net.state_dict(), "mean": self.mean, "std": self.std, "names": self.names,
-                    "frame_shape": list(self.frame_shape), "width": self.net.features[0].out_channels, "provenance": provenance}, tmp)
+        torch.save(
+            {
+                "format": PROBE_FORMAT,
+                "version": PROBE_VERSION,
+                "net": self.net.state_dict(),
+                "mean": self.mean,
+                "std": self.std,
+                "names": self.names,
+                "frame_shape": list(self.frame_shape),
+                "width": self.net.features[0].out_channels,
+                "provenance": provenance,
+            },
+            tmp,
+        )
         os.replace(tmp, path)
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> tuple["Probe", dict]:
+    def load(cls, path: str | os.PathLike) -> tuple[Probe, dict]:
         """The probe and the provenance it was saved with (what it was trained on)."""
         d = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(d, dict) or d.get("format") != PROBE_FORMAT:
@@ -106,8 +132,17 @@ def labelled_frames(path: str | os.PathLike, episodes: Sequence[int], positions:
     return np.concatenate(frames), np.concatenate(points).astype(np.float32)
 
 
-def train_probe(frames_u8: np.ndarray, points: np.ndarray, names: Sequence[str], steps: int = 1500, batch: int = 64,
-                lr: float = 1e-3, seed: int = 0, width: int = 32, progress: Callable[[range], range] = iter) -> Probe:
+def train_probe(
+    frames_u8: np.ndarray,
+    points: np.ndarray,
+    names: Sequence[str],
+    steps: int = 1500,
+    batch: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    width: int = 32,
+    progress: Callable[[range], range] = iter,
+) -> Probe:
     """Fits a probe to frames (N, H, W, 3) uint8 and their positions (N, P, 2) m; bf16 autocast on CPU.
     No shift augmentation: one pixel is most of a centimetre here, and the probe must be exact."""
     bf16 = cpu_has_native_bf16()  # emulated bf16 (AVX2 only) trains ~15x slower than fp32
@@ -136,8 +171,14 @@ def position_errors(probe: Probe, frames_u8: Tensor, true_points: np.ndarray) ->
     return np.linalg.norm(probe(frames_u8).numpy() - true_points, axis=-1) * 100
 
 
-def load_or_train_probe(world_model, positions: Positions, names: Sequence[str], data: str | os.PathLike | None = None,
-                        steps: int = 1500, progress: Callable[[range], range] = iter) -> Probe:
+def load_or_train_probe(
+    world_model,
+    positions: Positions,
+    names: Sequence[str],
+    data: str | os.PathLike | None = None,
+    steps: int = 1500,
+    progress: Callable[[range], range] = iter,
+) -> Probe:
     """The probe for a world model's task, trained on the real frames of `data` (default: the
     model's training file; of it, the checkpoint's training split, so held-out episodes stay unseen).
     Cached next to the data (`<data>.probe.pt`): every model trained on that file and split shares it."""
@@ -146,12 +187,19 @@ def load_or_train_probe(world_model, positions: Positions, names: Sequence[str],
 
     data = data or world_model.provenance.get("dataset", {}).get("path")
     if not data or not Path(data).exists():
-        raise FileNotFoundError(f"The position probe trains on real frames of the model's task, but its training data "
-                                f"{data!r} is not there; pass probe_data=PATH (a recording of the task).")
+        raise FileNotFoundError(
+            f"The position probe trains on real frames of the model's task, but its training data "
+            f"{data!r} is not there; pass probe_data=PATH (a recording of the task)."
+        )
     fingerprint = dataset_fingerprint(data)
     own_data = world_model.provenance.get("dataset", {}).get("sha256") == fingerprint["sha256"]
-    wanted = {"dataset": fingerprint["sha256"], "names": list(names), "frame_shape": list(world_model.frame_shape),
-              "split": world_model.spec.split if own_data else None, "steps": steps}
+    wanted = {
+        "dataset": fingerprint["sha256"],
+        "names": list(names),
+        "frame_shape": list(world_model.frame_shape),
+        "split": world_model.spec.split if own_data else None,
+        "steps": steps,
+    }
     cache = Path(data).with_suffix(".probe.pt")
     if cache.exists():
         try:

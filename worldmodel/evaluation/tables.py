@@ -4,13 +4,14 @@ never moves, an observation dimension that never changes)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 STILL_CM = 0.05  # a body whose real position moves less than this at every horizon does not move
 
 
 def _share(wins: int, total: int, noun: str) -> str:
-    """"every horizon" or "3 of 4 horizons"."""
+    """ "every horizon" or "3 of 4 horizons"."""
     return f"every {noun}" if wins == total else f"{wins} of {total} {noun}s"
 
 
@@ -20,28 +21,45 @@ def fidelity_verdict(result: dict[str, Any]) -> str:
     psnr_wins = sum(result["psnr"][h] > result["copy_last_psnr"][h] for h in hs)
     ssim_wins = sum(result["ssim"][h] > result["copy_last_ssim"][h] for h in hs)
     first, last = hs[0], hs[-1]
-    verdict = (f"Verdict: the model beats copying the last frame on PSNR at {_share(psnr_wins, len(hs), 'horizon')} and on SSIM "
-               f"at {_share(ssim_wins, len(hs), 'horizon')} (PSNR {result['psnr'][first]:.1f} vs {result['copy_last_psnr'][first]:.1f} dB at "
-               f"h = {first}, {result['psnr'][last]:.1f} vs {result['copy_last_psnr'][last]:.1f} at h = {last}).")
+    verdict = (
+        f"Verdict: the model beats copying the last frame on PSNR at {_share(psnr_wins, len(hs), 'horizon')} and on SSIM "
+        f"at {_share(ssim_wins, len(hs), 'horizon')} (PSNR {result['psnr'][first]:.1f} vs {result['copy_last_psnr'][first]:.1f} dB at "
+        f"h = {first}, {result['psnr'][last]:.1f} vs {result['copy_last_psnr'][last]:.1f} at h = {last})."
+    )
     jitter = [h for h in hs if result["flicker"][h] > result["copy_last_flicker"][h]]
     if jitter:
-        verdict += (f" From h = {jitter[0]} on its frames change more than reality does: flicker {result['flicker'][jitter[0]]:.2f} "
-                    f"against the real change of {result['copy_last_flicker'][jitter[0]]:.2f}.")
+        verdict += (
+            f" From h = {jitter[0]} on its frames change more than reality does: flicker {result['flicker'][jitter[0]]:.2f} "
+            f"against the real change of {result['copy_last_flicker'][jitter[0]]:.2f}."
+        )
     return verdict
 
 
-FLICKER_NOTE = ("PSNR (dB) and SSIM (at most 1): higher is better. Flicker: mean |imagined frame-to-frame change - real change| "
-                "in 0-255 units, lower is better (0: the frames change exactly as reality does). Copying the last frame never "
-                "changes, so its flicker is the real change it misses: it falls as the motion settles, and a model that moves "
-                "can flicker more than copy-last while being far closer to the real frames.")
+FLICKER_NOTE = (
+    "PSNR (dB) and SSIM (at most 1): higher is better. Flicker: mean |imagined frame-to-frame change - real change| "
+    "in 0-255 units, lower is better (0: the frames change exactly as reality does). Copying the last frame never "
+    "changes, so its flicker is the real change it misses: it falls as the motion settles, and a model that moves "
+    "can flicker more than copy-last while being far closer to the real frames."
+)
 
 
 def frames_table(result: dict[str, Any]) -> str:
-    rows = [f"| {h} | {result['psnr'][h]:.2f} | {result['copy_last_psnr'][h]:.2f} | {result['ssim'][h]:.3f} | "
-            f"{result['copy_last_ssim'][h]:.3f} | {result['flicker'][h]:.2f} | {result['copy_last_flicker'][h]:.2f} |"
-            for h in result["horizons"]]
-    return "\n".join([fidelity_verdict(result), "", "| horizon | PSNR | copy-last PSNR | SSIM | copy-last SSIM | flicker | copy-last flicker |",
-                      "|---|---|---|---|---|---|---|", *rows, "", FLICKER_NOTE])
+    rows = [
+        f"| {h} | {result['psnr'][h]:.2f} | {result['copy_last_psnr'][h]:.2f} | {result['ssim'][h]:.3f} | "
+        f"{result['copy_last_ssim'][h]:.3f} | {result['flicker'][h]:.2f} | {result['copy_last_flicker'][h]:.2f} |"
+        for h in result["horizons"]
+    ]
+    return "\n".join(
+        [
+            fidelity_verdict(result),
+            "",
+            "| horizon | PSNR | copy-last PSNR | SSIM | copy-last SSIM | flicker | copy-last flicker |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            FLICKER_NOTE,
+        ]
+    )
 
 
 def moving_bodies(result: dict[str, Any], bodies: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -67,7 +85,9 @@ def positions_table(result: dict[str, Any], bodies: Sequence[str]) -> str:
 
     rows = [f"| {h} | {body} | " + " | ".join(f"{v:.2f}" for v in cells(body, h)) + " |" for body in moving for h in hs]
     own = "position_cm" if probe else "state_position_cm"
-    verdicts = [f"{body} {result[own][body][hs[-1]]:.2f} cm off at h = {hs[-1]} (copy-last {copy_last[body][hs[-1]]:.2f})" for body in moving]
+    verdicts = [
+        f"{body} {result[own][body][hs[-1]]:.2f} cm off at h = {hs[-1]} (copy-last {copy_last[body][hs[-1]]:.2f})" for body in moving
+    ]
     where = "read off the imagined frames by a position probe" if probe else "in the imagined state (probe=false: the frames are not read)"
     lines = [f"Position error (cm, lower is better) of the key bodies, {where}.", ""]
     if verdicts:
@@ -85,13 +105,22 @@ def observation_table(result: dict[str, Any], env_id: str) -> str:
     dims = len(result["observation_error"][hs[0]])
     changing = [d for d in range(dims) if max(result["copy_last_observation_error"][h][d] for h in hs) > 0]
     better = sum(result["observation_error"][h][d] < result["copy_last_observation_error"][h][d] for h in hs for d in changing)
-    rows = [f"| {h} | " + " | ".join(f"{result['observation_error'][h][d]:.3f} ({result['copy_last_observation_error'][h][d]:.3f})"
-                                     for d in changing) + " |" for h in hs]
-    lines = [f"The task's observation ({env_id}'s own) of the imagined state: mean |imagined - real| per dimension, lower is better "
-             "(copy-last in brackets).", "",
-             f"Verdict: closer to the real observation than copy-last in {_share(better, len(changing) * len(hs), '(dimension, horizon) pair')}.",
-             "",
-             "| horizon | " + " | ".join(f"obs[{d}]" for d in changing) + " |", "|---|" + "---|" * len(changing), *rows]
+    rows = [
+        f"| {h} | "
+        + " | ".join(f"{result['observation_error'][h][d]:.3f} ({result['copy_last_observation_error'][h][d]:.3f})" for d in changing)
+        + " |"
+        for h in hs
+    ]
+    lines = [
+        f"The task's observation ({env_id}'s own) of the imagined state: mean |imagined - real| per dimension, lower is better "
+        "(copy-last in brackets).",
+        "",
+        f"Verdict: closer to the real observation than copy-last in {_share(better, len(changing) * len(hs), '(dimension, horizon) pair')}.",
+        "",
+        "| horizon | " + " | ".join(f"obs[{d}]" for d in changing) + " |",
+        "|---|" + "---|" * len(changing),
+        *rows,
+    ]
     unchanged = [d for d in range(dims) if d not in changing]
     if unchanged:
         lines += ["", f"Not shown: obs{unchanged} (never change in these episodes)."]
@@ -115,7 +144,11 @@ def planning_verdict(results: dict[str, dict]) -> str:
     line = "Verdict: success (higher is better) " + ", ".join(parts)
     if "world_model" in rate and "oracle" in rate:
         wm, oracle = rate["world_model"], rate["oracle"]
-        line += (": the planner fails even on MuJoCo itself (the search, not the model, is the bottleneck)" if oracle == 0
-                 else ": planning through the world model matches planning on MuJoCo" if wm >= oracle
-                 else f": the world model reaches {100 * wm / oracle:.0f} % of the oracle's success")
+        line += (
+            ": the planner fails even on MuJoCo itself (the search, not the model, is the bottleneck)"
+            if oracle == 0
+            else ": planning through the world model matches planning on MuJoCo"
+            if wm >= oracle
+            else f": the world model reaches {100 * wm / oracle:.0f} % of the oracle's success"
+        )
     return line + ". Return: higher is better."

@@ -21,12 +21,23 @@ from worldmodel.registry import import_submodules
 import_submodules(__name__, __path__)
 
 
-def build_networks(denoiser: dict[str, Any], reward_head: dict[str, Any], action_space: dict[str, Any], context: int,
-                   target: int) -> tuple[nn.Module, nn.Module]:
+def build_networks(
+    denoiser: dict[str, Any], reward_head: dict[str, Any], action_space: dict[str, Any], context: int, target: int
+) -> tuple[nn.Module, nn.Module]:
     """The denoiser ({"architecture": name, **kwargs}) and the reward/termination head (its kwargs)."""
     kwargs = {k: v for k, v in denoiser.items() if k != "architecture"}
-    return build_denoiser(denoiser["architecture"], action_space, context, target, **kwargs), RewardTerminationHead(action_space, **reward_head)
+    return build_denoiser(denoiser["architecture"], action_space, context, target, **kwargs), RewardTerminationHead(
+        action_space, **reward_head
+    )
 
 
-__all__ = ["DENOISERS", "FrameStackUNet", "RewardTerminationHead", "SpaceTimeUNet", "StateDynamics", "build_denoiser", "build_dynamics",
-           "build_networks"]
+__all__ = [
+    "DENOISERS",
+    "FrameStackUNet",
+    "RewardTerminationHead",
+    "SpaceTimeUNet",
+    "StateDynamics",
+    "build_denoiser",
+    "build_dynamics",
+    "build_networks",
+]

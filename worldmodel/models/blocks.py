@@ -72,8 +72,7 @@ class AdaGroupNorm(nn.Module):
             return torch.cat([F.group_norm(x[i : i + 1], self.norm.num_groups, weight[i], bias[i], self.norm.eps) for i in range(n)])
         # N samples of C channels in G groups are one sample of N*C channels in N*G groups: the
         # per-sample affine becomes GroupNorm's own per-channel one, one pass over x instead of three.
-        folded = F.group_norm(x.reshape(1, n * c, h, w), n * self.norm.num_groups, weight.reshape(-1), bias.reshape(-1),
-                              self.norm.eps)
+        folded = F.group_norm(x.reshape(1, n * c, h, w), n * self.norm.num_groups, weight.reshape(-1), bias.reshape(-1), self.norm.eps)
         return folded.view_as(x)
 
 

@@ -10,7 +10,7 @@ denoiser (`worldmodel.training.codec`), then frozen; frames are decoded only whe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +34,14 @@ class PlainResBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
-                                  group_norm(channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
+        self.body = nn.Sequential(
+            group_norm(channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            group_norm(channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -53,13 +59,16 @@ class FrameCodec(nn.Module):
         super().__init__()
         channels = [int(c) for c in channels]
         if latent_channels < 1 or len(channels) < 2 or min(channels) < 1:
-            raise ValueError(f"a codec needs latent_channels >= 1 and two or more positive channel widths (one level or more), "
-                             f"got {latent_channels} and {channels}.")
+            raise ValueError(
+                f"a codec needs latent_channels >= 1 and two or more positive channel widths (one level or more), "
+                f"got {latent_channels} and {channels}."
+            )
         down: list[nn.Module] = [nn.Conv2d(image_channels, channels[0], 3, padding=1)]
         for ch, out in zip(channels[:-1], channels[1:]):
             down += [PlainResBlock(ch), nn.Conv2d(ch, out, 3, stride=2, padding=1)]
-        self.encoder = nn.Sequential(*down, PlainResBlock(channels[-1]), group_norm(channels[-1]), nn.SiLU(),
-                                     nn.Conv2d(channels[-1], latent_channels, 3, padding=1))
+        self.encoder = nn.Sequential(
+            *down, PlainResBlock(channels[-1]), group_norm(channels[-1]), nn.SiLU(), nn.Conv2d(channels[-1], latent_channels, 3, padding=1)
+        )
         up: list[nn.Module] = [nn.Conv2d(latent_channels, channels[-1], 3, padding=1), PlainResBlock(channels[-1])]
         for ch, out in zip(channels[:0:-1], channels[-2::-1]):
             up += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(ch, out, 3, padding=1), PlainResBlock(out)]

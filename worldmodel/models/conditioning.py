@@ -47,8 +47,10 @@ def check_states(encoder: nn.Module | None, states: Tensor | None) -> None:
 def check_pose(channels: int, pose: Tensor | None, frames: int) -> None:
     """pose maps (B, frames, channels, H, W) must be given exactly when the denoiser reads them (channels > 0)."""
     if (pose is None) != (channels == 0) or (pose is not None and (pose.ndim != 5 or tuple(pose.shape[1:3]) != (frames, channels))):
-        raise ValueError(f"this denoiser reads pose maps of {channels} channels for {frames} frames (0: none), got "
-                         f"{None if pose is None else tuple(pose.shape)}; WorldModel and the trainer draw them from the spec's pose.")
+        raise ValueError(
+            f"this denoiser reads pose maps of {channels} channels for {frames} frames (0: none), got "
+            f"{None if pose is None else tuple(pose.shape)}; WorldModel and the trainer draw them from the spec's pose."
+        )
 
 
 class FrameConditioning(nn.Module):

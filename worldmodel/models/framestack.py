@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,16 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from worldmodel.models.blocks import Downsample, FourierFeatures, Modulation, ResBlock, SpatialAttention, Upsample, full_precision, group_norm
+from worldmodel.models.blocks import (
+    Downsample,
+    FourierFeatures,
+    Modulation,
+    ResBlock,
+    SpatialAttention,
+    Upsample,
+    full_precision,
+    group_norm,
+)
 from worldmodel.models.conditioning import ActionEncoder, check_pose, check_states, state_encoder
 from worldmodel.models.registry import DENOISERS
 from worldmodel.models.state_renderer import StateRenderer
@@ -100,16 +110,19 @@ class FrameStackUNet(nn.Module):
             return checkpoint(layer, h, modulation, use_reentrant=False)
         return layer(h, modulation)
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None,
-                pose: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None, pose: Tensor | None = None
+    ) -> Tensor:
         """outputs_from: accepted for the shared interface; the output is always the last frame's."""
         b, t = x.shape[:2]
         if t != self.context + 1:
             raise ValueError(f"framestack predicts one frame from {self.context} context frames: got a window of {t}.")
         multiple = self.patch * 2 ** (self.levels - 1)
         if x.shape[-2] % multiple or x.shape[-1] % multiple:
-            raise ValueError(f"frames of {tuple(x.shape[-2:])} pixels do not fit this U-Net: with patch {self.patch} and {self.levels} "
-                             f"levels their height and width must be multiples of {multiple}.")
+            raise ValueError(
+                f"frames of {tuple(x.shape[-2:])} pixels do not fit this U-Net: with patch {self.patch} and {self.levels} "
+                f"levels their height and width must be multiples of {multiple}."
+            )
         check_states(self.state, states)
         check_pose(self.pose_channels, pose, self.pose_frames)
         with full_precision(x.device):

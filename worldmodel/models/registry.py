@@ -12,7 +12,8 @@ keys other than `architecture` and `reward_channels` (configs/model/<name>.yaml)
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

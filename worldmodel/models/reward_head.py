@@ -18,11 +18,16 @@ def frame_encoder(in_channels: int, channels: int, dim: int) -> nn.Module:
     """(N, in_channels, H, W) -> (N, dim): four stride-2 convolutions, global average pooled."""
     c = channels
     return nn.Sequential(
-        nn.Conv2d(in_channels, c, 4, stride=2, padding=1), nn.SiLU(),
-        nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.SiLU(),
-        nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.SiLU(),
-        nn.Conv2d(4 * c, dim, 4, stride=2, padding=1), nn.SiLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(in_channels, c, 4, stride=2, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(c, 2 * c, 4, stride=2, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(4 * c, dim, 4, stride=2, padding=1),
+        nn.SiLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
     )
 
 
@@ -41,8 +46,15 @@ class RewardTerminationHead(nn.Module):
     actions mean "at the target" and called standing still a success.
     """
 
-    def __init__(self, action_space: dict[str, Any], image_channels: int = 3, channels: int = 32, dim: int = 128, state_dim: int = 0,
-                 success: bool = False):
+    def __init__(
+        self,
+        action_space: dict[str, Any],
+        image_channels: int = 3,
+        channels: int = 32,
+        dim: int = 128,
+        state_dim: int = 0,
+        success: bool = False,
+    ):
         super().__init__()
         self.encoder = frame_encoder(2 * image_channels, channels, dim)
         self.action = ActionEncoder(action_space, dim)
@@ -72,13 +84,22 @@ class RewardTerminationHead(nn.Module):
             success = rearrange(self.success(after.flatten(0, 1)), "(b t) 1 -> b t", b=b).float()
         return reward_z * self.reward_std + self.reward_mean, logit, success
 
-    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, terminated: Tensor, states: Tensor | None = None,
-             success: Tensor | None = None) -> dict[str, Tensor]:
+    def loss(
+        self,
+        frames: Tensor,
+        actions: Tensor,
+        rewards: Tensor,
+        terminated: Tensor,
+        states: Tensor | None = None,
+        success: Tensor | None = None,
+    ) -> dict[str, Tensor]:
         """Normalised-reward MSE, termination and (with a success output and `success` flags (B, T))
         success binary cross-entropies."""
         reward, termination_logit, success_logit = self(frames, actions, states)
-        losses = {"reward": F.mse_loss((reward - self.reward_mean) / self.reward_std, (rewards - self.reward_mean) / self.reward_std),
-                  "termination": F.binary_cross_entropy_with_logits(termination_logit, terminated.float())}
+        losses = {
+            "reward": F.mse_loss((reward - self.reward_mean) / self.reward_std, (rewards - self.reward_mean) / self.reward_std),
+            "termination": F.binary_cross_entropy_with_logits(termination_logit, terminated.float()),
+        }
         if success_logit is not None and success is not None:
             losses["success"] = F.binary_cross_entropy_with_logits(success_logit, success.float())
         return losses

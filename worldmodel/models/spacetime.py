@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from einops import rearrange
@@ -61,9 +62,7 @@ class SpaceTimeUNet(nn.Module):
             if level < len(channels) - 1:
                 self.down.append(Downsample(ch))
                 skips.append(ch)
-        self.middle = nn.ModuleList(
-            [ResBlock(ch, ch), SpatialAttention(ch), TemporalAttention(ch, max_frames), ResBlock(ch, ch)]
-        )
+        self.middle = nn.ModuleList([ResBlock(ch, ch), SpatialAttention(ch), TemporalAttention(ch, max_frames), ResBlock(ch, ch)])
         self.up = nn.ModuleList()
         for level, out_ch in reversed(list(enumerate(channels))):
             for _ in range(blocks + 1):
@@ -90,8 +89,9 @@ class SpaceTimeUNet(nn.Module):
 
     pose_frames = None  # pose maps of every window frame
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None,
-                pose: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, c_noise: Tensor, actions: Tensor, outputs_from: int = 0, states: Tensor | None = None, pose: Tensor | None = None
+    ) -> Tensor:
         """outputs_from: frames before it (context) get a zero output. Past the last temporal
         attention, a frame's features no longer reach other frames, so the rest of the decoder runs
         on the output frames only (at K=4, F=1 this skips ~40 % of the work)."""

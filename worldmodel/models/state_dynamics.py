@@ -9,7 +9,8 @@ compound: the next frame is again drawn from the state, not from the last frame 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -34,8 +33,9 @@ class StateRenderer(nn.Module):
         self.frequencies = frequencies
         self.coords = nn.Conv2d(2 + 4 * frequencies, hidden, 1)
         self.state = nn.Linear(state_dim, hidden)
-        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
-                                  nn.Conv2d(hidden, channels, 1))
+        self.body = nn.Sequential(
+            nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, channels, 1)
+        )
 
     def grid(self, size: tuple[int, int], device) -> Tensor:
         """(1, 2 + 4 f, H, W): pixel x, y in [-1, 1] and their sines and cosines at f octaves."""
@@ -49,8 +49,9 @@ class StateRenderer(nn.Module):
         h = self.coords(self.grid(size, states.device)) + self.state(states)[..., None, None]
         return self.body(h)
 
-    def render_loss(self, states: Tensor, frames: Tensor, background: Tensor | None = None, foreground_weight: float = 50.0,
-                    threshold: float = 0.1) -> Tensor:
+    def render_loss(
+        self, states: Tensor, frames: Tensor, background: Tensor | None = None, foreground_weight: float = 50.0, threshold: float = 0.1
+    ) -> Tensor:
         """MSE of the RGB guess for states (B, state_dim) against the real frames (B, 3, H, W) in [-1, 1].
 
         background (3, H, W): the data's mean frame (`data.stats.mean_frame`); pixels that differ from

@@ -13,7 +13,29 @@ from worldmodel.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-__all__ = ["CEM", "MODELS", "MPPI", "PLANNERS", "PROTOCOLS", "EpisodeResult", "GaussianPlanner", "GoalProtocol", "Planner",
-           "PlannerConfig", "StateScoring", "TaskReadout", "check_protocol", "dynamics_rollout", "goal_distance", "make_planner",
-           "predicted_return", "run_mpc", "run_protocol", "simulator_goal_distance", "simulator_return", "simulator_rollout",
-           "state_goal_distance", "state_return"]
+__all__ = [
+    "CEM",
+    "MODELS",
+    "MPPI",
+    "PLANNERS",
+    "PROTOCOLS",
+    "EpisodeResult",
+    "GaussianPlanner",
+    "GoalProtocol",
+    "Planner",
+    "PlannerConfig",
+    "StateScoring",
+    "TaskReadout",
+    "check_protocol",
+    "dynamics_rollout",
+    "goal_distance",
+    "make_planner",
+    "predicted_return",
+    "run_mpc",
+    "run_protocol",
+    "simulator_goal_distance",
+    "simulator_return",
+    "simulator_rollout",
+    "state_goal_distance",
+    "state_return",
+]

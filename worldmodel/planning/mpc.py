@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -64,7 +64,9 @@ def run_mpc(
         else:
             start = time.perf_counter()
             window_actions = np.asarray(actions, np.float32).reshape(len(actions), *space.shape)
-            chunk = planner.plan(make_score(np.stack(frames), window_actions, None if states is None else np.stack(states)), rng)[:replan_every]
+            chunk = planner.plan(make_score(np.stack(frames), window_actions, None if states is None else np.stack(states)), rng)[
+                :replan_every
+            ]
             plan_seconds += time.perf_counter() - start
         for action in chunk:
             frame, reward, terminated, truncated, info = env.step(action)

@@ -16,7 +16,9 @@ def _imagine(wm: WorldModel, window: Window, actions: np.ndarray, generator: tor
     if len(window) != 1:
         raise ValueError(f"plan from one world's window, got a batch of {len(window)}.")
     n = len(actions)
-    frames, context_actions, states = (None if v is None else v.expand(n, *v.shape[1:]).cpu() for v in (window.frames, window.actions, window.states))
+    frames, context_actions, states = (
+        None if v is None else v.expand(n, *v.shape[1:]).cpu() for v in (window.frames, window.actions, window.states)
+    )
     return wm.imagine(frames, context_actions, torch.from_numpy(actions), generator, states)
 
 

@@ -19,9 +19,10 @@ frame after a blur; the oracle renders its frames.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,15 +132,23 @@ def goal_starts(sim: Simulator, goal: GoalProtocol, task: str, context: int, cou
             sim.set_state(qpos=state(t0, "qpos"), qvel=state(t0, "qvel"))
             if np.linalg.norm(sim.goal_point() - goal_point) < goal.min_start_distance * sim.success_distance:
                 continue
-            starts.append(GoalStart(
-                frames=reader.frames(e, t0 - k + 1, t0 + 1), actions=reader.steps("actions", e, t0 - k + 1, t0),
-                states=reader.states(e, t0 - k + 1, t0 + 1),
-                qpos=state(t0, "qpos"), qvel=state(t0, "qvel"), goal_frame=reader.frames(e, t0 + offset, t0 + offset + 1)[0],
-                goal_qpos=state(t0 + offset, "qpos"), goal_qvel=state(t0 + offset, "qvel"),
-            ))
+            starts.append(
+                GoalStart(
+                    frames=reader.frames(e, t0 - k + 1, t0 + 1),
+                    actions=reader.steps("actions", e, t0 - k + 1, t0),
+                    states=reader.states(e, t0 - k + 1, t0 + 1),
+                    qpos=state(t0, "qpos"),
+                    qvel=state(t0, "qvel"),
+                    goal_frame=reader.frames(e, t0 + offset, t0 + offset + 1)[0],
+                    goal_qpos=state(t0 + offset, "qpos"),
+                    goal_qvel=state(t0 + offset, "qvel"),
+                )
+            )
     if len(starts) < count:
-        raise ValueError(f"{goal.data} has only {len(starts)} starts at least {goal.min_start_distance} success distances "
-                         "from their goal; record more episodes.")
+        raise ValueError(
+            f"{goal.data} has only {len(starts)} starts at least {goal.min_start_distance} success distances "
+            "from their goal; record more episodes."
+        )
     return starts
 
 
@@ -152,9 +161,15 @@ def reward_start(sim: Simulator, context: int, seed: int) -> EpisodeStart:
         frame, _, _, _, info = sim.step(actions[-1])
         frames.append(frame)
         states.append(np.concatenate([info["qpos"], info["qvel"]]))
-    return EpisodeStart(np.stack(frames), np.asarray(actions, np.float32).reshape(context - 1, *sim.action_space.shape),
-                        sim.episode_steps - (context - 1), None, lambda info: bool(info["success"]), False,
-                        np.stack(states).astype(np.float32))
+    return EpisodeStart(
+        np.stack(frames),
+        np.asarray(actions, np.float32).reshape(context - 1, *sim.action_space.shape),
+        sim.episode_steps - (context - 1),
+        None,
+        lambda info: bool(info["success"]),
+        False,
+        np.stack(states).astype(np.float32),
+    )
 
 
 def goal_start(sim: Simulator, start: GoalStart, budget: int, seed: int) -> EpisodeStart:
@@ -164,13 +179,28 @@ def goal_start(sim: Simulator, start: GoalStart, budget: int, seed: int) -> Epis
     sim.set_state(qpos=start.goal_qpos, qvel=start.goal_qvel)
     goal_point = sim.goal_point()
     sim.set_state(qpos=start.qpos, qvel=start.qvel)
-    return EpisodeStart(start.frames, start.actions, budget, start.goal_frame,
-                        lambda info: bool(np.linalg.norm(sim.goal_point() - goal_point) < sim.success_distance), True, start.states,
-                        goal_point)
+    return EpisodeStart(
+        start.frames,
+        start.actions,
+        budget,
+        start.goal_frame,
+        lambda info: bool(np.linalg.norm(sim.goal_point() - goal_point) < sim.success_distance),
+        True,
+        start.states,
+        goal_point,
+    )
 
 
-def score_maker(model: str, wm: WorldModel, sim: Simulator, start: EpisodeStart, generator: torch.Generator, blur: float,
-                scoring: StateScoring | None = None, goal_point: np.ndarray | None = None) -> MakeScore | None:
+def score_maker(
+    model: str,
+    wm: WorldModel,
+    sim: Simulator,
+    start: EpisodeStart,
+    generator: torch.Generator,
+    blur: float,
+    scoring: StateScoring | None = None,
+    goal_point: np.ndarray | None = None,
+) -> MakeScore | None:
     """What the planner scores candidates with: the world model from the real context, the simulator
     (oracle), or None (random); in states (`scoring`) or in frames (None). blur: Gaussian blur
     (pixels) of frames and goal before their distance. goal_point: the world model's estimate of
@@ -187,11 +217,16 @@ def score_maker(model: str, wm: WorldModel, sim: Simulator, start: EpisodeStart,
     if model == "oracle":
         if scoring is not None:
             return lambda frames, actions, states: in_states(simulator_rollout(sim), start.goal_point)
-        return lambda frames, actions, states: simulator_return(sim) if goal_frame is None else simulator_goal_distance(sim, goal_frame, blur)
+        return lambda frames, actions, states: (
+            simulator_return(sim) if goal_frame is None else simulator_goal_distance(sim, goal_frame, blur)
+        )
 
     def make_score(frames: np.ndarray, actions: np.ndarray, states: np.ndarray | None):
-        window = wm.window(torch.from_numpy(frames)[None], torch.from_numpy(np.asarray(actions, np.float32))[None],
-                           None if states is None else torch.from_numpy(states)[None])
+        window = wm.window(
+            torch.from_numpy(frames)[None],
+            torch.from_numpy(np.asarray(actions, np.float32))[None],
+            None if states is None else torch.from_numpy(states)[None],
+        )
         if scoring is not None:
             return in_states(dynamics_rollout(wm, window), goal_point)
         return predicted_return(wm, window, generator) if goal_frame is None else goal_distance(wm, window, goal_frame, generator, blur)
@@ -199,9 +234,19 @@ def score_maker(model: str, wm: WorldModel, sim: Simulator, start: EpisodeStart,
     return make_score
 
 
-def run_protocol(wm: WorldModel | None, sim: Simulator, planner: Planner, protocol: str, models: Sequence[str], episodes: int,
-                 seed: int, replan_every: int, goal: GoalProtocol | None = None,
-                 progress: Callable[[str], Callable[[range], Any]] = lambda name: iter, scoring: StateScoring | None = None) -> dict[str, dict]:
+def run_protocol(
+    wm: WorldModel | None,
+    sim: Simulator,
+    planner: Planner,
+    protocol: str,
+    models: Sequence[str],
+    episodes: int,
+    seed: int,
+    replan_every: int,
+    goal: GoalProtocol | None = None,
+    progress: Callable[[str], Callable[[range], Any]] = lambda name: iter,
+    scoring: StateScoring | None = None,
+) -> dict[str, dict]:
     """Runs `episodes` MPC episodes per model (same starts for every model) and summarises them:
     {model: {success_rate, mean_return, plan_seconds_per_step, mean_steps, episodes}} (the world
     model's goal protocol in states also: goal_estimate_error_cm, the mean distance of its goal
@@ -230,10 +275,24 @@ def run_protocol(wm: WorldModel | None, sim: Simulator, planner: Planner, protoc
                 if model == "world_model" and scoring is not None and start.goal_frame is not None:
                     goal_point = np.asarray(scoring.estimate_goal(start.goal_frame), np.float64)
                     estimate_errors.append(float(np.linalg.norm(goal_point - start.goal_point[: len(goal_point)]) * 100))
-                make_score = score_maker(model, wm, sim, start, torch.Generator().manual_seed(seed * 100_003 + i), blur, scoring, goal_point)
-                runs.append(run_mpc(sim, planner, make_score, start.frames, start.actions, start.steps, replan_every,
-                                    np.random.default_rng([seed, i]), start.success, start.stop_on_success,
-                                    start.states if wm is not None and wm.state_shape is not None else None))
+                make_score = score_maker(
+                    model, wm, sim, start, torch.Generator().manual_seed(seed * 100_003 + i), blur, scoring, goal_point
+                )
+                runs.append(
+                    run_mpc(
+                        sim,
+                        planner,
+                        make_score,
+                        start.frames,
+                        start.actions,
+                        start.steps,
+                        replan_every,
+                        np.random.default_rng([seed, i]),
+                        start.success,
+                        start.stop_on_success,
+                        start.states if wm is not None and wm.state_shape is not None else None,
+                    )
+                )
             results[model] = {
                 "success_rate": float(np.mean([e.success for e in runs])),
                 "mean_return": float(np.mean([e.episode_return for e in runs])),

@@ -8,7 +8,8 @@ oracle, so the two differ only in the model.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch

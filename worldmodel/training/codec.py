@@ -29,8 +29,17 @@ def _frames(batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tenso
     return rearrange(to_model(batch["frames"].to(device)), "b t c h w -> (b t) c h w")
 
 
-def train_codec(codec: FrameCodec, path: str | Path, cfg: dict[str, Any], split: dict[str, Any], seed: int, sigma_data: float,
-                device: torch.device | str = "cpu", bf16: bool = True, progress: bool = True) -> dict[str, float]:
+def train_codec(
+    codec: FrameCodec,
+    path: str | Path,
+    cfg: dict[str, Any],
+    split: dict[str, Any],
+    seed: int,
+    sigma_data: float,
+    device: torch.device | str = "cpu",
+    bf16: bool = True,
+    progress: bool = True,
+) -> dict[str, float]:
     """Fits `codec` in place on the training split of `path` (split: {"val_fraction", "split_seed"},
     as the denoiser's): cfg["steps"] AdamW steps (cosine decay from cfg["lr"]) on batches of
     2 x cfg["batch_size"] frames; then scales its latents to std `sigma_data`. Returns the last
@@ -39,8 +48,13 @@ def train_codec(codec: FrameCodec, path: str | Path, cfg: dict[str, Any], split:
     windows = RolloutWindows(path, 1, 1, 1, "train", split["val_fraction"], split["split_seed"])
     generator = torch.Generator().manual_seed(seed)
     steps, batch = int(cfg["steps"]), int(cfg["batch_size"])
-    loader = DataLoader(windows, batch_size=batch, sampler=RandomSampler(windows, replacement=True, num_samples=steps * batch, generator=generator),
-                        collate_fn=collate_windows, drop_last=True)
+    loader = DataLoader(
+        windows,
+        batch_size=batch,
+        sampler=RandomSampler(windows, replacement=True, num_samples=steps * batch, generator=generator),
+        collate_fn=collate_windows,
+        drop_last=True,
+    )
     codec.to(device).train()
     optimizer = torch.optim.AdamW(codec.parameters(), lr=float(cfg["lr"]), weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / max(1, steps))))
@@ -62,8 +76,9 @@ def train_codec(codec: FrameCodec, path: str | Path, cfg: dict[str, Any], split:
     return result
 
 
-def reconstruction_psnr(codec: FrameCodec, path: str | Path, split: dict[str, Any], device: torch.device, autocast,
-                        frames: int = 512) -> float:
+def reconstruction_psnr(
+    codec: FrameCodec, path: str | Path, split: dict[str, Any], device: torch.device, autocast, frames: int = 512
+) -> float:
     """PSNR (dB) of the codec's round trip on up to `frames` frames of the validation split (the
     training split when there is none), both rounded to uint8 as an env shows them."""
     val = RolloutWindows(path, 1, 1, 1, "val" if split["val_fraction"] > 0 else "train", split["val_fraction"], split["split_seed"])

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -65,16 +65,23 @@ def one_step(sampler: SamplerConfig) -> SamplerConfig:
     return dataclasses.replace(sampler, method="euler", steps=1, churn=0.0)
 
 
-def window_batches(teacher: WorldModel, data: str | Path, split: str, batch_size: int, seed: int, num_workers: int = 0,
-                   epochs: int | None = None) -> Iterable[dict[str, Tensor]]:
+def window_batches(
+    teacher: WorldModel, data: str | Path, split: str, batch_size: int, seed: int, num_workers: int = 0, epochs: int | None = None
+) -> Iterable[dict[str, Tensor]]:
     """Batches of K+1-frame windows of the teacher's `split` ("train" | "val") of `data`, its
     training file, reshuffled every epoch from (seed, epoch); `epochs` None: without end."""
     spec = teacher.spec
     windows = RolloutWindows(data, spec.context, 1, 1, split, spec.split["val_fraction"], spec.split["split_seed"], states=spec.has_state)
     spec.check_data(data, windows.metadata["task"], windows.frame_shape, "distil on the file the teacher was trained on.")
     order = EpochSampler(len(windows), seed)
-    loader = DataLoader(windows, batch_size=min(batch_size, len(windows)), sampler=order, num_workers=num_workers,
-                        collate_fn=collate_windows, drop_last=True)
+    loader = DataLoader(
+        windows,
+        batch_size=min(batch_size, len(windows)),
+        sampler=order,
+        num_workers=num_workers,
+        collate_fn=collate_windows,
+        drop_last=True,
+    )
     epoch = 0
     while epochs is None or epoch < epochs:
         order.set_epoch(epoch)
@@ -92,8 +99,9 @@ def teacher_inputs(teacher: WorldModel, batch: dict[str, Tensor], generator: tor
 
 
 @torch.no_grad()
-def teacher_gap(teacher: WorldModel, teacher_sampler: SamplerConfig, denoiser: nn.Module, batches: Iterable[dict[str, Tensor]],
-                seed: int = 0) -> float:
+def teacher_gap(
+    teacher: WorldModel, teacher_sampler: SamplerConfig, denoiser: nn.Module, batches: Iterable[dict[str, Tensor]], seed: int = 0
+) -> float:
     """Mean squared distance (on the diffused targets, frames in [-1, 1] or latents) between one
     call of `denoiser` and the teacher's `teacher_sampler` from the same noise and inputs."""
     generator = torch.Generator(teacher.device).manual_seed(seed)
@@ -107,8 +115,15 @@ def teacher_gap(teacher: WorldModel, teacher_sampler: SamplerConfig, denoiser: n
     return total / max(count, 1)
 
 
-def distill(teacher_path: str | Path, data: str | Path, out: str | Path, cfg: DistillConfig, device: str | torch.device = "cpu",
-            bf16: bool | None = None, progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> dict:
+def distill(
+    teacher_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    cfg: DistillConfig,
+    device: str | torch.device = "cpu",
+    bf16: bool | None = None,
+    progress: Callable[[Iterable[int]], Iterable[int]] = iter,
+) -> dict:
     """Distils the teacher checkpoint's `cfg.teacher_sampler` into one step; writes the student to
     `out` (a `model.pt` like the teacher's, with a one-step sampler and the distillation in its
     provenance). data: the teacher's training file. progress: wraps the step range (a tqdm bar).
@@ -156,9 +171,17 @@ def distill(teacher_path: str | Path, data: str | Path, out: str | Path, cfg: Di
     dtype = next(v.dtype for v in ckpt["denoiser"].values() if v.is_floating_point())  # the teacher's export precision
     payload = {k: v for k, v in ckpt.items() if k not in ("format", "format_version", "spec")}
     payload["denoiser"] = {k: v.contiguous() for k, v in weights_as(student, dtype).items()}
-    payload["provenance"] = ckpt["provenance"] | {"distilled": {
-        "teacher": str(teacher_path), "teacher_steps": int(ckpt["provenance"].get("steps", 0)),
-        "teacher_sampler": dataclasses.asdict(teacher_sampler), "steps": cfg.steps, "samples": samples,
-        "data": dataset_fingerprint(data), "gap_before": gap_before, "gap_after": gap_after}}
+    payload["provenance"] = ckpt["provenance"] | {
+        "distilled": {
+            "teacher": str(teacher_path),
+            "teacher_steps": int(ckpt["provenance"].get("steps", 0)),
+            "teacher_sampler": dataclasses.asdict(teacher_sampler),
+            "steps": cfg.steps,
+            "samples": samples,
+            "data": dataset_fingerprint(data),
+            "gap_before": gap_before,
+            "gap_after": gap_after,
+        }
+    }
     path = save_checkpoint(out, dataclasses.replace(spec, sampler=one_step(teacher.sampler)), payload)
     return {"out": path, "gap_before": gap_before, "gap_after": gap_after, "teacher_sampler": teacher_sampler, "samples": samples}

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +44,15 @@ def state_track_steps(cfg: dict[str, Any], run_steps: int) -> int:
     return STEPS_PER_RUN_STEP * int(run_steps) if cfg["steps"] == "auto" else int(cfg["steps"])
 
 
-def train_dynamics(dynamics: StateDynamics, path: str | Path, episodes: Sequence[int], cfg: dict[str, Any], seed: int,
-                   device: torch.device | str = "cpu", progress: bool = True) -> float:
+def train_dynamics(
+    dynamics: StateDynamics,
+    path: str | Path,
+    episodes: Sequence[int],
+    cfg: dict[str, Any],
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> float:
     """Fits `dynamics` (its statistics already set) in place: cfg["steps"] AdamW steps (cosine decay
     from cfg["lr"]) on batches of cfg["batch_size"] windows of cfg["horizon"] steps (shorter
     episodes give whole-episode windows). Returns the last batch's loss."""
@@ -53,8 +61,14 @@ def train_dynamics(dynamics: StateDynamics, path: str | Path, episodes: Sequence
     # Every window start as (first frame, first step) in the episodes laid end to end.
     frame0 = np.cumsum([0] + [len(s) for s in states[:-1]])
     step0 = np.cumsum([0] + [len(a) for a in actions[:-1]])
-    starts = torch.from_numpy(np.concatenate([np.stack([f + np.arange(len(a) - horizon + 1), s + np.arange(len(a) - horizon + 1)], 1)
-                                              for f, s, a in zip(frame0, step0, actions)]))
+    starts = torch.from_numpy(
+        np.concatenate(
+            [
+                np.stack([f + np.arange(len(a) - horizon + 1), s + np.arange(len(a) - horizon + 1)], 1)
+                for f, s, a in zip(frame0, step0, actions)
+            ]
+        )
+    )
     all_states = torch.from_numpy(np.concatenate(states)).to(device)
     all_actions = torch.from_numpy(np.concatenate(actions)).to(device)
     offsets = torch.arange(horizon + 1)

@@ -17,10 +17,16 @@ from worldmodel.spec import ModelSpec
 EDM_KEYS = ("sigma_data", "loc", "scale", "sigma_min", "sigma_max")
 
 
-def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tuple[int, int, int],
-                     action_space: dict[str, Any], frame_change_std: float | None = None,
-                     state_size: tuple[int, int] | None = None, pose_bodies: list[str] | None = None,
-                     simulator: bool = True) -> ModelSpec:
+def spec_from_config(
+    cfg: dict[str, Any],
+    task: dict[str, Any],
+    frame_shape: tuple[int, int, int],
+    action_space: dict[str, Any],
+    frame_change_std: float | None = None,
+    state_size: tuple[int, int] | None = None,
+    pose_bodies: list[str] | None = None,
+    simulator: bool = True,
+) -> ModelSpec:
     """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`.
 
     frame_change_std: the data's (`data.stats.frame_change_std`); needed when the config diffuses
@@ -53,16 +59,26 @@ def spec_from_config(cfg: dict[str, Any], task: dict[str, Any], frame_shape: tup
     codec = {}
     if cfg.get("codec"):
         codec = {"latent_channels": int(cfg["codec"]["latent_channels"]), "channels": [int(c) for c in cfg["codec"]["channels"]]}
-        unsupported = [name for name, on in (("diffusion.residual", residual_scale), ("diffusion.motion_weight", cfg["diffusion"].get("motion_weight")),
-                                             ("model.state_render_channels", model.get("state_render_channels")),
-                                             ("rollout.max_unroll", (cfg.get("rollout") or {}).get("max_unroll"))) if on]
+        unsupported = [
+            name
+            for name, on in (
+                ("diffusion.residual", residual_scale),
+                ("diffusion.motion_weight", cfg["diffusion"].get("motion_weight")),
+                ("model.state_render_channels", model.get("state_render_channels")),
+                ("rollout.max_unroll", (cfg.get("rollout") or {}).get("max_unroll")),
+            )
+            if on
+        ]
         if unsupported:
-            raise ValueError(f"a latent model (codec=...) does not support {unsupported} yet: set them off (0/false) or train a pixel "
-                             "model (codec=none).")
+            raise ValueError(
+                f"a latent model (codec=...) does not support {unsupported} yet: set them off (0/false) or train a pixel "
+                "model (codec=none)."
+            )
         denoiser["image_channels"] = codec["latent_channels"]
     return ModelSpec(
         denoiser=denoiser,
-        reward_head={"channels": int(model["reward_channels"]), "success": True} | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
+        reward_head={"channels": int(model["reward_channels"]), "success": True}
+        | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
         context=int(cfg["window"]["context"]),
         target=int(cfg["window"]["target"]),
         edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}, residual_scale=residual_scale),
@@ -84,8 +100,9 @@ def weights_as(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.T
     return {k: v.to(dtype) if k in parameters and v.is_floating_point() else v for k, v in module.state_dict().items()}
 
 
-def export_model(path: Path, spec: ModelSpec, shadow, train_set, data_path: Path, reward_stats: dict[str, float],
-                 cfg: dict[str, Any], steps: int) -> Path:
+def export_model(
+    path: Path, spec: ModelSpec, shadow, train_set, data_path: Path, reward_stats: dict[str, float], cfg: dict[str, Any], steps: int
+) -> Path:
     """Writes the self-contained checkpoint: `shadow`'s (EMA) denoiser and reward head (parameters in
     cfg["export_dtype"]), a bank of `cfg["start_bank_size"]` real start contexts from `train_set`,
     the state track (float32: it is rolled forward for hundreds of steps), a latent model's codec, and provenance."""
@@ -93,18 +110,23 @@ def export_model(path: Path, spec: ModelSpec, shadow, train_set, data_path: Path
     if spec.codec:  # float32 like the state track: every imagined frame passes through it
         extra["codec"] = shadow.codec.state_dict()
     dtype = getattr(torch, cfg.get("export_dtype", "float32"))
-    return save_checkpoint(path, spec, extra | {
-        "denoiser": weights_as(shadow.denoiser, dtype),
-        "reward_head": weights_as(shadow.reward_head, dtype),
-        "reward_stats": reward_stats,
-        "start_bank": start_bank(train_set, cfg["start_bank_size"], cfg["seed"]),
-        "provenance": {
-            # the trained episodes themselves, so evaluation recognises them in any file (a re-recording too)
-            "dataset": dataset_fingerprint(data_path) | {
-                "train_episodes": episode_fingerprints(data_path, sorted(set(train_set.index[:, 0].tolist())))},
-            "code_version": worldmodel.__version__,
-            "steps": steps,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return save_checkpoint(
+        path,
+        spec,
+        extra
+        | {
+            "denoiser": weights_as(shadow.denoiser, dtype),
+            "reward_head": weights_as(shadow.reward_head, dtype),
+            "reward_stats": reward_stats,
+            "start_bank": start_bank(train_set, cfg["start_bank_size"], cfg["seed"]),
+            "provenance": {
+                # the trained episodes themselves, so evaluation recognises them in any file (a re-recording too)
+                "dataset": dataset_fingerprint(data_path)
+                | {"train_episodes": episode_fingerprints(data_path, sorted(set(train_set.index[:, 0].tolist())))},
+                "code_version": worldmodel.__version__,
+                "steps": steps,
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            },
+            "training_config": cfg,
         },
-        "training_config": cfg,
-    })
+    )

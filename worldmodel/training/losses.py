@@ -4,9 +4,9 @@ generated itself (rollout training)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from einops import rearrange
@@ -61,17 +61,38 @@ class WindowLoss(nn.Module):
     recorded states), None for a model without one.
     """
 
-    def __init__(self, denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig,
-                 state_head: StateHead | None = None, dynamics: StateDynamics | None = None, background: Tensor | None = None,
-                 pose_maps: PoseMaps | None = None, codec: FrameCodec | None = None):
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        reward_head: nn.Module,
+        edm: EDM,
+        cfg: WindowLossConfig,
+        state_head: StateHead | None = None,
+        dynamics: StateDynamics | None = None,
+        background: Tensor | None = None,
+        pose_maps: PoseMaps | None = None,
+        codec: FrameCodec | None = None,
+    ):
         super().__init__()
         self.denoiser, self.reward_head, self.edm, self.cfg, self.state_head = denoiser, reward_head, edm, cfg, state_head
         self.dynamics, self.pose_maps, self.codec = dynamics, pose_maps, codec
         self.register_buffer("background", background)
 
     def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None, unroll: int = 0) -> dict[str, Tensor]:
-        return window_losses(self.denoiser, self.reward_head, self.edm, self.cfg, batch, generator, unroll, self.state_head,
-                             self.dynamics, self.background, self.pose_maps, self.codec)
+        return window_losses(
+            self.denoiser,
+            self.reward_head,
+            self.edm,
+            self.cfg,
+            batch,
+            generator,
+            unroll,
+            self.state_head,
+            self.dynamics,
+            self.background,
+            self.pose_maps,
+            self.codec,
+        )
 
 
 def _draw(draw: Callable[..., Tensor], shape: tuple[int, ...], generator: torch.Generator | None, device) -> Tensor:
@@ -93,8 +114,16 @@ def no_conditioning(start: int, stop: int) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames: Tensor, actions: Tensor, unroll: int,
-                    generator: torch.Generator | None = None, conditioning: Conditioning = no_conditioning) -> Tensor:
+def unrolled_frames(
+    denoiser: nn.Module,
+    edm: EDM,
+    cfg: WindowLossConfig,
+    frames: Tensor,
+    actions: Tensor,
+    unroll: int,
+    generator: torch.Generator | None = None,
+    conditioning: Conditioning = no_conditioning,
+) -> Tensor:
     """The window the model would see after imagining `unroll` frames itself (Self Forcing /
     scheduled sampling): frames (B, K+U+F, C, H, W) real, actions (B, K+U+F-1, A) ->
     (B, K+U+F, C, H, W) where frames K..K+unroll-1 are the model's own samples, each generated from
@@ -107,12 +136,20 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
         window = out[:, i : i + k + 1]  # K context frames + the slot of frame k+i
         b = window.shape[0]
         context_sigma = _context_sigma(edm, cfg, b, generator, frames.device)
-        noisy_context = window[:, :k] + context_sigma[..., None, None, None] * _draw(torch.randn, window[:, :k].shape, generator, frames.device)
+        noisy_context = window[:, :k] + context_sigma[..., None, None, None] * _draw(
+            torch.randn, window[:, :k].shape, generator, frames.device
+        )
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             sig = torch.cat([context_sigma.expand(b, k), sigma.reshape(1, 1).expand(b, 1).to(context_sigma)], dim=1)
-            return edm.denoise(denoiser, torch.cat([noisy_context, x], dim=1), sig, actions=actions[:, i : i + k],
-                               outputs_from=k, **conditioning(i, i + k + 1)).float()
+            return edm.denoise(
+                denoiser,
+                torch.cat([noisy_context, x], dim=1),
+                sig,
+                actions=actions[:, i : i + k],
+                outputs_from=k,
+                **conditioning(i, i + k + 1),
+            ).float()
 
         noise = _draw(torch.randn, (b, 1, *frames.shape[2:]), generator, frames.device)
         new = edm.decode_target(sample(denoise, noise, cfg.unroll_sampler), window[:, k - 1 : k]).clamp(-1, 1)
@@ -121,9 +158,17 @@ def unrolled_frames(denoiser: nn.Module, edm: EDM, cfg: WindowLossConfig, frames
 
 
 def window_losses(
-    denoiser: nn.Module, reward_head: nn.Module, edm: EDM, cfg: WindowLossConfig, batch: dict[str, Tensor],
-    generator: torch.Generator | None = None, unroll: int = 0, state_head: StateHead | None = None,
-    dynamics: StateDynamics | None = None, background: Tensor | None = None, pose_maps: PoseMaps | None = None,
+    denoiser: nn.Module,
+    reward_head: nn.Module,
+    edm: EDM,
+    cfg: WindowLossConfig,
+    batch: dict[str, Tensor],
+    generator: torch.Generator | None = None,
+    unroll: int = 0,
+    state_head: StateHead | None = None,
+    dynamics: StateDynamics | None = None,
+    background: Tensor | None = None,
+    pose_maps: PoseMaps | None = None,
     codec: FrameCodec | None = None,
 ) -> dict[str, Tensor]:
     """Losses of a batch from `RolloutWindows` (frames (B, K+U+F, H, W, 3) uint8, actions (B, K+U+F-1, A), ...).
@@ -177,8 +222,9 @@ def window_losses(
     loss_mask[:, k:] = True
     losses = {}
     with bottleneck_features(denoiser) if state_head is not None else nullcontext([]) as captured:
-        diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k,
-                             **conditioning(unroll, unroll + k + f))
+        diffusion = edm.loss(
+            denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k, **conditioning(unroll, unroll + k + f)
+        )
     if state_head is not None:
         features = captured[0]
         if features.shape[0] != b:  # one feature map per window frame: keep the targets'
@@ -186,8 +232,14 @@ def window_losses(
         targets = slice(unroll + k, unroll + k + f)
         losses["state"] = state_head.loss(features, batch["qpos"][:, targets], batch["qvel"][:, targets])
     n = k + f  # the reward head's transitions: those of the real window's first K+F frames
-    head = reward_head.loss(real[:, :n], batch["actions"][:, : n - 1], batch["rewards"][:, : n - 1], batch["terminated"][:, : n - 1],
-                            None if recorded is None else recorded[:, :n], batch["success"][:, : n - 1] if "success" in batch else None)
+    head = reward_head.loss(
+        real[:, :n],
+        batch["actions"][:, : n - 1],
+        batch["rewards"][:, : n - 1],
+        batch["terminated"][:, : n - 1],
+        None if recorded is None else recorded[:, :n],
+        batch["success"][:, : n - 1] if "success" in batch else None,
+    )
     renderer = getattr(denoiser, "renderer", None)
     if renderer is not None and states is not None:  # the state renderer's RGB guess of the real target frames
         targets = slice(unroll + k, unroll + k + f)

@@ -1,12 +1,12 @@
 """The run directory's files: the config a run started with, and the accelerate state saved atomically.
 
-    run_dir/config.json        the config the run was started with (resume refuses another)
-    run_dir/data.json          the fingerprint of its data (resume refuses data that changed)
-    run_dir/state/             accelerate state: weights, optimiser, scheduler, EMA, RNG, progress
-                               (state.old/ between the two renames of a save)
-    run_dir/model.pt           the exported, self-contained checkpoint (EMA weights)
-    run_dir/validation/        side-by-side videos of imagined vs real rollouts
-    run_dir/speed.json         the last session's training speed: samples/s after its first step, and that step's seconds
+run_dir/config.json        the config the run was started with (resume refuses another)
+run_dir/data.json          the fingerprint of its data (resume refuses data that changed)
+run_dir/state/             accelerate state: weights, optimiser, scheduler, EMA, RNG, progress
+                           (state.old/ between the two renames of a save)
+run_dir/model.pt           the exported, self-contained checkpoint (EMA weights)
+run_dir/validation/        side-by-side videos of imagined vs real rollouts
+run_dir/speed.json         the last session's training speed: samples/s after its first step, and that step's seconds
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The head is used in training only; the exported model has no trace of it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 from einops import rearrange
@@ -31,7 +31,11 @@ class StateHead(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         self.net = nn.Sequential(
-            group_norm(channels), nn.SiLU(), nn.Flatten(), nn.Linear(channels * resolution**2, hidden), nn.SiLU(),
+            group_norm(channels),
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(channels * resolution**2, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, len(mean)),
         )
 
@@ -48,7 +52,9 @@ def bottleneck_features(denoiser: nn.Module) -> Iterator[list[Tensor]]:
     denoiser that stacks its frames as channels."""
     middle = getattr(denoiser, "middle", None)
     if not isinstance(middle, nn.ModuleList):
-        raise ValueError(f"state_weight > 0 needs a denoiser with a `middle` stage (framestack, spacetime); {type(denoiser).__name__} has none.")
+        raise ValueError(
+            f"state_weight > 0 needs a denoiser with a `middle` stage (framestack, spacetime); {type(denoiser).__name__} has none."
+        )
     captured: list[Tensor] = []
     handle = middle[-1].register_forward_hook(lambda module, args, out: captured.append(out))
     try:

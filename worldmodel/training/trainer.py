@@ -106,8 +106,15 @@ def _check_data_matches(path: Path, dataset: RolloutWindows, expect: dict[str, A
 
 def _check_numbers(cfg: dict[str, Any]) -> None:
     """Step counts and intervals a run cannot work without, before anything is written."""
-    for key, minimum in (("steps", 1), ("batch_size", 1), ("gradient_accumulation_steps", 1), ("save_every", 1), ("log_every", 1),
-                         ("val_every", 0), ("start_bank_size", 1)):
+    for key, minimum in (
+        ("steps", 1),
+        ("batch_size", 1),
+        ("gradient_accumulation_steps", 1),
+        ("save_every", 1),
+        ("log_every", 1),
+        ("val_every", 0),
+        ("start_bank_size", 1),
+    ):
         whole_number(cfg[key], key, minimum)
     for key in ("max_unroll", "curriculum_steps"):
         whole_number(cfg["rollout"][key], f"rollout.{key}", 0)
@@ -136,13 +143,28 @@ def train(cfg: dict[str, Any]) -> Path:
     w = cfg["window"]
     # Rollout training needs the U real frames that the model replaces with its own, and their actions.
     extra = int(cfg["rollout"]["max_unroll"])
-    train_set = RolloutWindows(data_path, w["context"], w["target"] + extra, w["stride"], "train", w["val_fraction"], w["split_seed"],
-                               cache=w["cache"], states=float(cfg.get("state_weight", 0)) > 0 or bool(cfg.get("dynamics")))
-    val_set = RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"]) if w["val_fraction"] > 0 else None
+    train_set = RolloutWindows(
+        data_path,
+        w["context"],
+        w["target"] + extra,
+        w["stride"],
+        "train",
+        w["val_fraction"],
+        w["split_seed"],
+        cache=w["cache"],
+        states=float(cfg.get("state_weight", 0)) > 0 or bool(cfg.get("dynamics")),
+    )
+    val_set = (
+        RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"])
+        if w["val_fraction"] > 0
+        else None
+    )
     _check_data_matches(data_path, train_set, cfg.get("expect") or {})
     if cfg.get("dynamics") and train_set.metadata["nq"] + train_set.metadata["nv"] == 0:
-        raise ValueError(f"{data_path} holds no simulator state (nq = nv = 0: data imported from images alone), which the state track "
-                         "learns from: train it with dynamics=none.")
+        raise ValueError(
+            f"{data_path} holds no simulator state (nq = nv = 0: data imported from images alone), which the state track "
+            "learns from: train it with dynamics=none."
+        )
     run_files.prepare(run_dir, cfg, dataset_fingerprint(data_path), accelerator)
 
     change_std = frame_change_std(data_path) if cfg["diffusion"].get("residual") else None
@@ -156,9 +178,16 @@ def train(cfg: dict[str, Any]) -> Path:
         bodies = cfg["pose"].get("bodies") or task.get("pose_bodies") or None  # the config's, else the task's choice, else all
         size = latent_shape(train_set.frame_shape, cfg["codec"])[:2] if cfg.get("codec") else train_set.frame_shape[:2]  # the denoiser's
         pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], size, bodies), cfg["pose"]["sigma"])
-    spec = spec_from_config(cfg, task, train_set.frame_shape, action_space_of(train_set.metadata), change_std,
-                            (train_set.metadata["nq"], train_set.metadata["nv"]), None if pose_maps is None else pose_maps.projector.bodies,
-                            simulator)
+    spec = spec_from_config(
+        cfg,
+        task,
+        train_set.frame_shape,
+        action_space_of(train_set.metadata),
+        change_std,
+        (train_set.metadata["nq"], train_set.metadata["nv"]),
+        None if pose_maps is None else pose_maps.projector.bodies,
+        simulator,
+    )
     stats = reward_stats(data_path)
     model = _objective(spec, cfg, stats, data_path, pose_maps, mujoco_model)
     if model.dynamics is not None:
@@ -168,8 +197,16 @@ def train(cfg: dict[str, Any]) -> Path:
     optimizer, scheduler = _optimiser(model, cfg)
     sampler = EpochSampler(len(train_set), cfg["seed"])
     collate = collate_windows if pose_maps is None else pose_maps.with_segments(collate_windows)
-    loader = DataLoader(train_set, batch_size=cfg["batch_size"], sampler=sampler, num_workers=w["num_workers"], collate_fn=collate,
-                        drop_last=True, persistent_workers=w["num_workers"] > 0, pin_memory=accelerator.device.type == "cuda")
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg["batch_size"],
+        sampler=sampler,
+        num_workers=w["num_workers"],
+        collate_fn=collate,
+        drop_last=True,
+        persistent_workers=w["num_workers"] > 0,
+        pin_memory=accelerator.device.type == "cuda",
+    )
     if len(loader) == 0:
         raise ValueError(f"batch_size {cfg['batch_size']} is larger than the {len(train_set)} training windows.")
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
@@ -187,7 +224,8 @@ def train(cfg: dict[str, Any]) -> Path:
                 f"Cannot resume {run_dir} from {state.name}: its saved training state does not fit this version's networks "
                 f"({error}). States saved before a change to the networks' parameters (such as the adaptive norms' "
                 f"projections becoming one `Modulation`) do not resume; a finished run's model.pt still loads. Resume with "
-                f"the version that started the run, or train into a new run_dir.") from error
+                f"the version that started the run, or train into a new run_dir."
+            ) from error
         logger.info("resumed %s at step %d from %s", run_dir, progress.step, state.name)
     if cfg.get("tensorboard"):
         accelerator.init_trackers("tb", config={k: str(v) for k, v in cfg.items()})
@@ -218,8 +256,9 @@ def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, 
     else:
         steps = state_track_steps(cfg["dynamics"], cfg["steps"])
         logger.info("state track: %d steps (dynamics.steps=%s) before the denoiser's %d", steps, cfg["dynamics"]["steps"], cfg["steps"])
-        train_dynamics(dynamics, data_path, episodes, cfg["dynamics"] | {"steps": steps}, cfg["seed"], accelerator.device,
-                       accelerator.is_main_process)
+        train_dynamics(
+            dynamics, data_path, episodes, cfg["dynamics"] | {"steps": steps}, cfg["seed"], accelerator.device, accelerator.is_main_process
+        )
         if accelerator.is_main_process:  # atomically: a run killed while saving leaves no half-written file to resume from
             torch.save(dynamics.state_dict(), path.with_name(path.name + ".tmp"))
             os.replace(path.with_name(path.name + ".tmp"), path)
@@ -234,26 +273,44 @@ def _codec_stage(codec: FrameCodec, cfg: dict[str, Any], data_path: Path, run_di
         codec.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         logger.info("codec loaded from %s", path)
     else:
-        train_codec(codec, data_path, cfg["codec"], cfg["window"], cfg["seed"], float(cfg["diffusion"]["sigma_data"]), accelerator.device,
-                    cfg["mixed_precision"] == "bf16", accelerator.is_main_process)
+        train_codec(
+            codec,
+            data_path,
+            cfg["codec"],
+            cfg["window"],
+            cfg["seed"],
+            float(cfg["diffusion"]["sigma_data"]),
+            accelerator.device,
+            cfg["mixed_precision"] == "bf16",
+            accelerator.is_main_process,
+        )
         if accelerator.is_main_process:
             torch.save(codec.state_dict(), path.with_name(path.name + ".tmp"))
             os.replace(path.with_name(path.name + ".tmp"), path)
     codec.to(accelerator.device).eval().requires_grad_(False)
 
 
-def _objective(spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None,
-               mujoco_model=None) -> WindowLoss:
+def _objective(
+    spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None, mujoco_model=None
+) -> WindowLoss:
     """The trained modules (denoiser, reward head with the data's reward statistics, the optional
     state head and state track, its joint limits read from `mujoco_model`, the task's) and their
     loss (with the pose maps the denoiser reads, if any)."""
     denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
-    loss_cfg = WindowLossConfig(spec.context, spec.target, cfg["diffusion"]["max_context_sigma"], cfg["reward_weight"],
-                                cfg["termination_weight"], SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
-                                float(cfg["diffusion"]["motion_weight"]), float(cfg.get("state_weight", 0)), float(cfg.get("render_weight", 1.0)),
-                                float(cfg.get("success_weight", 0.1)))
+    loss_cfg = WindowLossConfig(
+        spec.context,
+        spec.target,
+        cfg["diffusion"]["max_context_sigma"],
+        cfg["reward_weight"],
+        cfg["termination_weight"],
+        SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
+        float(cfg["diffusion"]["motion_weight"]),
+        float(cfg.get("state_weight", 0)),
+        float(cfg.get("render_weight", 1.0)),
+        float(cfg.get("success_weight", 0.1)),
+    )
     state_head, dynamics, background = None, build_dynamics(spec.dynamics, spec.action_space), None
     state = state_stats(data_path) if loss_cfg.state_weight > 0 or dynamics is not None else None
     if loss_cfg.state_weight > 0:
@@ -280,7 +337,9 @@ def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
     groups = [{"params": rest}] + ([{"params": renderer, "lr": o["lr"] * float(o.get("render_lr_scale", 1.0))}] if renderer else [])
     # fused: one kernel for all parameters' updates (CUDA and CPU) instead of a dozen per tensor
     optimizer = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]), fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, int(o["warmup_steps"]), float(o["min_lr_ratio"])))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps, int(o["warmup_steps"]), float(o["min_lr_ratio"]))
+    )
     return optimizer, scheduler
 
 
@@ -327,12 +386,16 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
             progress.step += 1
             speed.step()
             bar.update(1)
-            log, save = progress.step % cfg["log_every"] == 0 or progress.step == steps, progress.step % cfg["save_every"] == 0 or progress.step == steps
+            log, save = (
+                progress.step % cfg["log_every"] == 0 or progress.step == steps,
+                progress.step % cfg["save_every"] == 0 or progress.step == steps,
+            )
             if log or save:
                 if not finite:
                     raise TrainingError(
                         f"the loss was not finite between steps {checked} and {progress.step}; stopping. The last good state is in "
-                        f"{run_dir / 'state'} (resume=true continues from it); lower optim.lr or check the data.")
+                        f"{run_dir / 'state'} (resume=true continues from it); lower optim.lr or check the data."
+                    )
                 checked = progress.step
             if log:
                 logs = {k: round(v.item(), 4) for k, v in losses.items()}
@@ -373,11 +436,28 @@ class Throughput:
 
 def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:
     """Imagined vs real rollouts on held-out episodes: PSNR at a few horizons, a side-by-side video."""
-    wm = WorldModel(ema.shadow.denoiser, ema.shadow.reward_head, spec, device=accelerator.device, bf16=cfg["mixed_precision"] == "bf16",
-                    dynamics=ema.shadow.dynamics, pose_maps=ema.shadow.pose_maps, codec=ema.shadow.codec)
-    result = rollout_fidelity(wm, val_set.path, val_set.episodes, cfg["val_horizons"], cfg["val_episodes"],
-                              video=run_dir / "validation" / f"step{step:07d}.mp4", seed=cfg["seed"])
-    logs = {f"val/psnr_h{h}": v for h, v in result["psnr"].items()} | {f"val/copy_last_h{h}": v for h, v in result["copy_last_psnr"].items()}
+    wm = WorldModel(
+        ema.shadow.denoiser,
+        ema.shadow.reward_head,
+        spec,
+        device=accelerator.device,
+        bf16=cfg["mixed_precision"] == "bf16",
+        dynamics=ema.shadow.dynamics,
+        pose_maps=ema.shadow.pose_maps,
+        codec=ema.shadow.codec,
+    )
+    result = rollout_fidelity(
+        wm,
+        val_set.path,
+        val_set.episodes,
+        cfg["val_horizons"],
+        cfg["val_episodes"],
+        video=run_dir / "validation" / f"step{step:07d}.mp4",
+        seed=cfg["seed"],
+    )
+    logs = {f"val/psnr_h{h}": v for h, v in result["psnr"].items()} | {
+        f"val/copy_last_h{h}": v for h, v in result["copy_last_psnr"].items()
+    }
     logger.info("step %d validation: %s", step, {k: round(v, 2) for k, v in logs.items()})
     accelerator.log(logs, step=step)
     ema.shadow.eval()

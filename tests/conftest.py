@@ -113,7 +113,7 @@ def checkpoint(reacher_file, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def state_checkpoint(reacher_file, tmp_path_factory):
-    """The same tiny model with the default state track and the optional state renderer: frames drawn from a learned state."""
+    """The same tiny model with the default state track and pose maps: frames drawn from a learned state."""
     from accelerate.state import AcceleratorState
 
     from worldmodel.training.trainer import train
@@ -125,7 +125,6 @@ def state_checkpoint(reacher_file, tmp_path_factory):
         steps=20,
         save_every=20,
         start_bank_size=8,
-        **{"model.state_render_channels": 4},
     )
     path = train(config)
     AcceleratorState._reset_state()

@@ -74,5 +74,5 @@ def test_a_latent_world_model_trains_resumes_and_serves_as_an_env(reacher_file, 
 
 
 def test_latent_models_refuse_what_they_do_not_support_yet(reacher_file, tmp_path):
-    with pytest.raises(ValueError, match=r"does not support \['diffusion.residual'\]"):
-        train(tiny_config(reacher_file, tmp_path / "r", codec="conv", **{"diffusion.residual": True}, **TINY_CODEC))
+    with pytest.raises(ValueError, match=r"does not support \['rollout.max_unroll'\]"):
+        train(tiny_config(reacher_file, tmp_path / "r", codec="conv", **{"rollout.max_unroll": 2}, **TINY_CODEC))

@@ -18,7 +18,6 @@ from worldmodel.data.reader import RolloutReader
 from worldmodel.data.stats import action_space_of, state_stats
 from worldmodel.models import build_networks
 from worldmodel.models.state_dynamics import StateDynamics
-from worldmodel.models.state_renderer import StateRenderer
 from worldmodel.spec import ModelSpec
 from worldmodel.training.dynamics import load_transitions, train_dynamics
 from worldmodel.world_model import WorldModel
@@ -66,9 +65,8 @@ def test_rolled_out_state_stops_at_the_joint_limits():
 @pytest.mark.parametrize("architecture", ["framestack", "spacetime"])
 def test_denoisers_draw_what_the_state_says_and_require_it(architecture):
     space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
-    extra = {"state_render_channels": 4} if architecture == "framestack" else {}
     denoiser, _ = build_networks(
-        {"architecture": architecture, "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 5, **extra},
+        {"architecture": architecture, "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 5},
         {"channels": 8},
         space,
         2,
@@ -83,74 +81,6 @@ def test_denoisers_draw_what_the_state_says_and_require_it(architecture):
     assert not torch.allclose(a[:, -1], b[:, -1])
     with pytest.raises(ValueError, match="states must be given"):
         denoiser(x, c_noise, actions, outputs_from=2)
-
-
-def test_state_renderer_learns_to_draw_where_the_state_says():
-    """A dot at the state's (x, y): after a short fit the renderer's RGB guess peaks within a pixel or two of it."""
-    torch.manual_seed(0)
-    renderer = StateRenderer(2, channels=3, hidden=32)
-    optimizer = torch.optim.Adam(renderer.parameters(), lr=3e-3)
-    grid = torch.linspace(-1, 1, 16)
-
-    def frames(xy):  # (B, 2) in [-0.8, 0.8] -> (B, 3, 16, 16): -1 background, a bright Gaussian dot
-        d2 = (grid[None, None, :] - xy[:, 0, None, None]) ** 2 + (grid[None, :, None] - xy[:, 1, None, None]) ** 2
-        return (2 * torch.exp(-d2 / 0.02) - 1)[:, None].expand(-1, 3, -1, -1)
-
-    for _ in range(1000):
-        xy = torch.rand(32, 2) * 1.6 - 0.8
-        loss = renderer.render_loss(xy, frames(xy))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    xy = torch.rand(64, 2) * 1.6 - 0.8
-    with torch.no_grad():
-        guess = renderer(xy, (16, 16))[:, 0]
-    peak = guess.flatten(1).argmax(1)
-    found = torch.stack([grid[peak % 16], grid[peak // 16]], 1)
-    assert ((found - xy).abs() * 7.5).max() <= 2.0, "within two pixels (a pixel is 2/15 wide)"
-
-
-def test_window_losses_condition_on_the_recorded_state_and_train_the_renderer_on_the_foreground(reacher_file):
-    from einops import rearrange
-
-    from worldmodel.data.stats import mean_frame
-    from worldmodel.data.windows import RolloutWindows, collate_windows
-    from worldmodel.diffusion import EDM
-    from worldmodel.training.losses import WindowLossConfig, window_losses
-
-    windows = RolloutWindows(reacher_file, context=4, target=1, states=True)
-    batch = collate_windows([windows[i] for i in range(4)])
-    with RolloutReader(reacher_file) as reader:
-        meta = reader.metadata
-    space = action_space_of(meta)
-    dynamics = StateDynamics(space, meta["nq"], meta["nv"], hidden=16)
-    denoiser, reward_head = build_networks(
-        {"architecture": "framestack", "channels": [8, 8], "blocks": 1, "cond_dim": 16, "state_dim": 12, "state_render_channels": 4},
-        {"channels": 8, "state_dim": 12},
-        space,
-        4,
-        1,
-    )
-    background = rearrange(torch.from_numpy(mean_frame(reacher_file)), "h w c -> c h w")
-    losses = window_losses(
-        denoiser,
-        reward_head,
-        EDM(),
-        WindowLossConfig(4, 1, render_weight=2.0),
-        batch,
-        torch.Generator().manual_seed(0),
-        dynamics=dynamics,
-        background=background,
-    )
-    expected = losses["diffusion"] + losses["reward"] + 0.1 * losses["termination"] + 2.0 * losses["render"]
-    assert losses["render"] > 0 and torch.isclose(losses["loss"], expected)
-    losses["loss"].backward()
-    assert denoiser.renderer.state.weight.grad.abs().sum() > 0 and reward_head.state[0].weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in dynamics.parameters()), "the state track is trained in its own stage"
-    frames = batch["frames"][:, -1].permute(0, 3, 1, 2).float() / 127.5 - 1
-    features = dynamics.features(torch.cat([batch["qpos"], batch["qvel"]], -1))[:, -1]
-    plain, weighted = denoiser.renderer.render_loss(features, frames), denoiser.renderer.render_loss(features, frames, background)
-    assert weighted > plain, "an untrained renderer draws no arm: the weighted error is the arm's"
 
 
 def test_a_state_track_model_imagines_its_states_and_needs_a_start_state(state_checkpoint):

@@ -230,6 +230,17 @@ def test_checkpoints_of_another_format_or_spec_version_are_refused_with_a_way_ou
     torch.save({**ckpt, "spec": spec}, tmp_path / "no_task.pt")
     with pytest.raises(CheckpointError, match="model spec lacks \\['task'\\]"):
         load_checkpoint(tmp_path / "no_task.pt")
+    # options measured worse and removed: their off value (what every earlier default model stored) loads, anything else is refused
+    spec = {
+        **ckpt["spec"],
+        "edm": {**ckpt["spec"]["edm"], "residual_scale": 0.0},
+        "denoiser": {**ckpt["spec"]["denoiser"], "state_render_channels": 0},
+    }
+    torch.save({**ckpt, "spec": spec}, tmp_path / "old_defaults.pt")
+    WorldModel.load(tmp_path / "old_defaults.pt")
+    torch.save({**ckpt, "spec": {**spec, "edm": {**spec["edm"], "residual_scale": 2.0}}}, tmp_path / "residual.pt")
+    with pytest.raises(CheckpointError, match="trained with edm.residual_scale, an option measured worse and removed"):
+        load_checkpoint(tmp_path / "residual.pt")
 
 
 def test_resume_re_exports_with_the_current_format(trained, small_data):
@@ -359,53 +370,6 @@ def test_experiment_recipes_compose_onto_the_train_config(recipe):
     assert cfg.window.context == 12 and cfg.steps * cfg.batch_size >= 12_800
 
 
-def test_motion_weights_mark_what_moved_in_target_frames_only():
-    from worldmodel.training.losses import motion_weights
-
-    frames = torch.full((1, 5, 3, 8, 8), -1.0)
-    frames[:, 2, :, 0, 0] = 1  # a change inside the context: not weighted
-    frames[:, 4, :, 4, 4] = 1  # a pixel that appears in the target frame
-    w = motion_weights(frames, context=4, weight=10.0)
-    assert w.shape == (1, 5, 1, 8, 8) and (w[:, :4] == 1).all()
-    assert (w[0, 4, 0, 3:6, 3:6] == 11).all() and w[0, 4].sum() == 64 + 9 * 10, "the change, widened by one pixel"
-
-
-@pytest.mark.parametrize("model", ["framestack", "spacetime"])
-def test_state_head_reads_the_target_state_off_the_bottleneck_and_trains_the_encoder(small_data, model):
-    from worldmodel.data.stats import state_stats
-    from worldmodel.data.windows import RolloutWindows, collate_windows
-    from worldmodel.diffusion import EDM
-    from worldmodel.models import build_networks
-    from worldmodel.training.losses import WindowLossConfig, window_losses
-    from worldmodel.training.state_head import StateHead
-
-    windows = RolloutWindows(small_data, context=4, target=1, states=True)
-    batch = collate_windows([windows[i] for i in range(6)])
-    assert batch["qpos"].shape == (6, 5, 4) and batch["qvel"].shape == (6, 5, 4)
-    action_space = {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
-    denoiser, reward_head = build_networks(
-        {"architecture": model, "channels": [8, 8], "blocks": 1, "cond_dim": 16}, {"channels": 8}, action_space, 4, 1
-    )
-    stats = state_stats(small_data)
-    head = StateHead(8, 32, stats["mean"], stats["std"])
-    losses = window_losses(
-        denoiser, reward_head, EDM(), WindowLossConfig(4, 1, state_weight=1.0), batch, torch.Generator().manual_seed(0), state_head=head
-    )
-    assert losses["state"] > 0 and torch.isclose(
-        losses["loss"], losses["diffusion"] + losses["reward"] + 0.1 * losses["termination"] + losses["state"]
-    )
-    losses["state"].backward()
-    assert denoiser.stem.weight.grad.abs().sum() > 0, "the state loss reaches the encoder"
-    assert not [h for h in denoiser.middle[-1]._forward_hooks.values()], "the hook is gone after the loss"
-
-
-def test_state_weight_trains_and_exports_a_model_without_the_head(small_data, tmp_path):
-    path = train(tiny_config(small_data, tmp_path / "state", steps=3, state_weight=1.0, dynamics="none"))
-    saved = load_checkpoint(path)
-    assert not [k for k in saved["denoiser"] if "state" in k]
-    WorldModel.load(path, bf16=False)
-
-
 def test_train_tool_names_missing_values_and_keeps_its_progress_bar_clean(small_data, tmp_path):
     missing = run_tool("train.py", check=False)
     assert missing.returncode != 0 and "Missing mandatory value: data" in missing.stderr
@@ -439,32 +403,6 @@ class StillWorld(torch.nn.Module):
         c_skip, c_out, c_in, _ = self.edm.scalings((4 * c_noise).exp())
         c_skip, c_out, c_in = (c[..., None, None, None] for c in (c_skip, c_out, c_in))
         return -c_skip * (x_in / c_in) / c_out
-
-
-@pytest.mark.parametrize("residual", [False, True])
-def test_residual_targets_are_changes_of_the_last_frame(small_data, tmp_path, residual):
-    """A residual model (`diffusion.residual`) diffuses the change from the last context frame, scaled
-    by sigma_data over the data's std of frame changes: its denoiser predicting "no change" keeps
-    every pixel of the last frame, where a frame model predicting 0 paints a grey frame."""
-    from worldmodel.data.stats import frame_change_std
-    from worldmodel.frames import to_model
-    from worldmodel.training.losses import WindowLossConfig, unrolled_frames
-
-    path = train(tiny_config(small_data, tmp_path / "r", steps=3, dynamics="none", **{"diffusion.residual": residual}))
-    wm = WorldModel.load(path, bf16=False)
-    expected = 0.5 / frame_change_std(small_data) if residual else 0.0
-    assert wm.edm.residual_scale == pytest.approx(expected) and (not residual or expected > 1)
-    wm.denoiser = StillWorld(wm.edm)
-    frames, actions, _ = wm.random_start(3, np.random.default_rng(0))
-    out = wm.imagine(frames, actions, torch.zeros(3, 2, 2), generator=torch.Generator().manual_seed(0))
-    if not residual:
-        assert ((out.frames.int() - 127).abs() <= 1).all()
-        return
-    assert (out.frames == frames[:, -1:]).all()
-    # rollout training generates its context frames the same way
-    real = to_model(frames.repeat(1, 2, 1, 1, 1)[:, :6])
-    got = unrolled_frames(wm.denoiser, wm.edm, WindowLossConfig(4, 1), real, torch.zeros(3, 5, 2), 2, torch.Generator().manual_seed(0))
-    assert torch.allclose(got[:, 4], real[:, 3]) and torch.allclose(got[:, 5], real[:, 3])
 
 
 def test_compile_setting_is_on_for_cuda_only_by_default_and_checked():

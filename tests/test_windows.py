@@ -99,30 +99,3 @@ def test_start_bank_spreads_over_episodes(reacher_file):
     episode_of = {bytes(windows[i]["frames"][0].numpy()): int(windows.index[i, 0]) for i in range(len(windows))}
     drawn = [episode_of[bytes(f.numpy())] for f in bank["frames"][:, 0]]
     assert sorted(drawn[:episodes]) == list(range(episodes)), "one window of every episode before a second of any"
-
-
-def test_frame_change_std_of_a_known_episode(tmp_path, reacher_file):
-    from worldmodel.data import RolloutWriter
-    from worldmodel.data.format import Episode
-    from worldmodel.data.stats import frame_change_std
-
-    with RolloutReader(reacher_file) as reader:
-        metadata = reader.metadata
-        shape = reader.episode(0).frames.shape[1:]
-    nq, nv, a = metadata["nq"], metadata["nv"], len(metadata["action_low"])
-    frames = np.stack([np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8), np.full(shape, 255, np.uint8)])
-    episode = Episode(
-        frames=frames,
-        qpos=np.zeros((3, nq)),
-        qvel=np.zeros((3, nv)),
-        actions=np.zeros((2, a), np.float32),
-        rewards=np.zeros(2, np.float32),
-        terminated=np.zeros(2, bool),
-        truncated=np.zeros(2, bool),
-        success=np.zeros(2, bool),
-        seed=0,
-        policy={"name": "x"},
-    )
-    with RolloutWriter(tmp_path / "known.h5", metadata) as writer:
-        writer.add_episode(episode)
-    assert frame_change_std(tmp_path / "known.h5") == pytest.approx(1.0), "changes of 2 and 0 (model units): std 1"

@@ -99,6 +99,13 @@ class ModelSpec:
         if missing:
             raise SpecError(f"model spec lacks {missing}; the checkpoint is damaged or was written by another tool.")
         kwargs = {k: d[k] for k in names if k in d}
+        kwargs["edm"], kwargs["denoiser"] = dict(kwargs["edm"]), dict(kwargs["denoiser"])
+        # options measured worse and removed: a model trained without them (their off value) loads as it was
+        for part, key in (("edm", "residual_scale"), ("denoiser", "state_render_channels")):
+            if kwargs[part].pop(key, 0):
+                raise SpecError(
+                    f"the model was trained with {part}.{key}, an option measured worse and removed (docs/studies.md); retrain it without."
+                )
         kwargs["edm"] = EDM(**kwargs["edm"])
         kwargs["sampler"] = SamplerConfig(**kwargs["sampler"])
         kwargs["frame_shape"] = tuple(int(s) for s in kwargs["frame_shape"])

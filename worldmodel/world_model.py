@@ -333,7 +333,7 @@ class WorldModel:
         """
         inputs = self.step_inputs(window, actions, generator)
         step_actions, conditioning = inputs.actions, inputs.conditioning
-        new = self.edm.decode_target(sample(self.denoise_fn(inputs), inputs.target_noise, self.sampler, generator), inputs.diffused[:, -1:])
+        new = sample(self.denoise_fn(inputs), inputs.target_noise, self.sampler, generator)
         latent = None
         if self.codec is not None:  # the frame is decoded once, for the observation and the reward head
             latent = new[:, 0]

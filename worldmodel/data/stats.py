@@ -76,32 +76,6 @@ def reward_stats(path: str | os.PathLike) -> dict[str, float]:
     return {"mean": float(mean), "std": float(std), "min": lo, "max": hi}
 
 
-def frame_change_std(path: str | os.PathLike, max_episodes: int = 64) -> float:
-    """Std (at least 1e-3) of the change of a pixel from one frame to the next, in model units
-    (frames in [-1, 1]), over up to `max_episodes` episodes spread evenly through the file."""
-    with RolloutReader(path) as reader:
-        picks = np.unique(np.linspace(0, reader.num_episodes - 1, min(max_episodes, reader.num_episodes)).astype(int))
-        total, total_sq, count = 0.0, 0.0, 0
-        for i in picks.tolist():
-            frames = reader.episode(i).frames.astype(np.float64) / 127.5
-            change = frames[1:] - frames[:-1]
-            total, total_sq, count = total + change.sum(), total_sq + (change**2).sum(), count + change.size
-    return float(_mean_std(total, total_sq, count)[1])
-
-
-def mean_frame(path: str | os.PathLike, max_episodes: int = 64) -> np.ndarray:
-    """(H, W, 3) float32 in model units ([-1, 1]): the average frame over up to `max_episodes`
-    episodes spread evenly through the file. What differs from it is what moves or is small (an
-    arm, a target), the part of a frame a plain MSE gives least weight."""
-    with RolloutReader(path) as reader:
-        picks = np.unique(np.linspace(0, reader.num_episodes - 1, min(max_episodes, reader.num_episodes)).astype(int))
-        total, count = 0.0, 0
-        for i in picks.tolist():
-            frames = reader.frames(i).astype(np.float64) / 127.5 - 1
-            total, count = total + frames.sum(0), count + len(frames)
-    return (total / max(count, 1)).astype(np.float32)
-
-
 def state_stats(path: str | os.PathLike) -> dict[str, list[float]]:
     """Mean and std (at least 1e-3) of `state_features` over every frame, the std (at least 1e-3)
     of one step's change of the raw state [qpos, qvel] within episodes, and the range of qpos

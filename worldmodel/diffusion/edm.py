@@ -27,11 +27,6 @@ class EDM:
     """Preconditioning and loss. `sigma_data` is the data's std (frames in [-1, 1]: 0.5).
 
     Training sigma is log-normal (`loc`, `scale`) clipped to [sigma_min, sigma_max], as DIAMOND.
-
-    residual_scale > 0: target frames are diffused as their change from the last context frame,
-    times this scale (`encode_target` / `decode_target`); 0: as frames. Most of a robot's frame does
-    not move: as a change it is exactly 0, so the model need not redraw the scene every step (where
-    a static goal drifts away over a long rollout) and its capacity goes to what moves.
     """
 
     sigma_data: float = 0.5
@@ -39,15 +34,6 @@ class EDM:
     scale: float = 1.2
     sigma_min: float = 2e-3
     sigma_max: float = 20.0
-    residual_scale: float = 0.0
-
-    def encode_target(self, target: Tensor, last: Tensor) -> Tensor:
-        """target: (B, F, C, H, W) frames, last: (B, 1, C, H, W) the last context frame -> what is diffused."""
-        return (target - last) * self.residual_scale if self.residual_scale else target
-
-    def decode_target(self, x: Tensor, last: Tensor) -> Tensor:
-        """The inverse of `encode_target`: diffused targets (B, F, C, H, W) -> frames (not clamped)."""
-        return last + x / self.residual_scale if self.residual_scale else x
 
     def scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """c_skip, c_out, c_in, c_noise for sigma of any shape."""
@@ -83,23 +69,19 @@ class EDM:
         sigma: Tensor,
         loss_mask: Tensor,
         noise: Tensor,
-        pixel_weight: Tensor | None = None,
         **conditioning,
     ) -> Tensor:
         """EDM loss on the frames where `loss_mask` (B, T) is True.
 
         The network regresses the scaled target (x - c_skip x_noisy) / c_out, which weights every
         noise level alike (the lambda(sigma) weighting of the EDM paper).
-        x_clean, noise: (B, T, C, H, W); sigma: (B, T) per-frame noise levels; pixel_weight:
-        (B, T, 1, H, W) or None, a weight per pixel of the squared error.
+        x_clean, noise: (B, T, C, H, W); sigma: (B, T) per-frame noise levels.
         """
         x_noisy = x_clean + _expand(sigma, noise) * noise
         c_skip, c_out, c_in, c_noise = self.scalings(sigma)
         out = network(_expand(c_in, x_noisy) * x_noisy, c_noise, **conditioning).float()
         target = (x_clean - _expand(c_skip, x_noisy) * x_noisy) / _expand(c_out, x_noisy)
         error = (out - target).pow(2)
-        if pixel_weight is not None:
-            error = error * pixel_weight
         per_frame = error.flatten(2).mean(-1)  # (B, T)
         mask = loss_mask.to(per_frame.dtype)
         return (per_frame * mask).sum() / mask.sum().clamp_min(1.0)

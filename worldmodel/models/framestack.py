@@ -23,7 +23,6 @@ from worldmodel.models.blocks import (
 )
 from worldmodel.models.conditioning import ActionEncoder, check_pose, check_states, state_encoder
 from worldmodel.models.registry import DENOISERS
-from worldmodel.models.state_renderer import StateRenderer
 
 
 class FrameStackUNet(nn.Module):
@@ -31,11 +30,10 @@ class FrameStackUNet(nn.Module):
 
     Conditioning (adaptive GroupNorm): the target's noise level, the context frames' (augmentation)
     noise level, the `context` actions of the window and, with a state track (state_dim > 0), the
-    states of the last context frame and of the target, each embedded and summed. With a state
-    track the target's state is also drawn by a `StateRenderer` (state_render_channels maps, 0:
-    none) and enters as input channels next to the frames, aligned with the frame being denoised;
-    so do pose maps (`worldmodel.pose`: the state's bodies drawn where the camera sees them,
-    pose_channels per frame, 0: none) of the last context frame and the target (`pose_frames`).
+    states of the last context frame and of the target, each embedded and summed. Pose maps
+    (`worldmodel.pose`: the state's bodies drawn where the camera sees them, pose_channels per
+    frame, 0: none) of the last context frame and the target (`pose_frames`) enter as input
+    channels next to the frames, aligned with the frame being denoised.
 
     patch > 1 (space to depth): the stacked input's patch x patch pixel blocks become channels
     (`pixel_unshuffle`) before the stem and the output's channels become blocks again, so the U-Net
@@ -57,7 +55,6 @@ class FrameStackUNet(nn.Module):
         cond_dim: int = 256,
         gradient_checkpointing: bool = False,
         state_dim: int = 0,
-        state_render_channels: int = 0,
         pose_channels: int = 0,
         patch: int = 1,
     ):
@@ -74,10 +71,8 @@ class FrameStackUNet(nn.Module):
         self.action = ActionEncoder(action_space, cond_dim)
         self.action_mix = nn.Linear(context * cond_dim, cond_dim)
         self.state = state_encoder(2 * state_dim, cond_dim)
-        self.renderer = StateRenderer(state_dim, state_render_channels) if state_dim and state_render_channels else None
-        rendered = state_render_channels if self.renderer is not None else 0
         self.pose_channels = pose_channels
-        inputs = (context + 1) * image_channels + rendered + self.pose_frames * pose_channels
+        inputs = (context + 1) * image_channels + self.pose_frames * pose_channels
         self.stem = nn.Conv2d(inputs * patch**2, channels[0], 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         skips, ch = [channels[0]], channels[0]
@@ -135,8 +130,6 @@ class FrameStackUNet(nn.Module):
                 cond = cond + self.state(rearrange(states[:, -2:].float(), "b t s -> b (t s)"))
         modulation = self.modulation(cond)
         stacked = rearrange(x, "b t c h w -> b (t c) h w")
-        if self.renderer is not None:
-            stacked = torch.cat([stacked, self.renderer(states[:, -1], tuple(x.shape[-2:])).to(stacked.dtype)], dim=1)
         if pose is not None:
             stacked = torch.cat([stacked, rearrange(pose, "b t p h w -> b (t p) h w").to(stacked.dtype)], dim=1)
         h = self.stem(F.pixel_unshuffle(stacked, self.patch) if self.patch > 1 else stacked)

@@ -22,24 +22,16 @@ def spec_from_config(
     task: dict[str, Any],
     frame_shape: tuple[int, int, int],
     action_space: dict[str, Any],
-    frame_change_std: float | None = None,
     state_size: tuple[int, int] | None = None,
     pose_bodies: list[str] | None = None,
     simulator: bool = True,
 ) -> ModelSpec:
     """The spec of the model a resolved training config (configs/train.yaml) trains on data of `task`.
 
-    frame_change_std: the data's (`data.stats.frame_change_std`); needed when the config diffuses
-    residuals (`diffusion.residual`), which are scaled by sigma_data / frame_change_std.
     state_size: the data's (nq, nv); needed with a state track (`dynamics=...`); pose_bodies: the
     bodies the pose maps draw (`worldmodel.pose`), resolved from the task's model; with a state track
     and `pose.maps`, else no pose maps. simulator: whether the task names a MuJoCo env whose model
     can be built (data imported without one has neither pose maps nor joint limits)."""
-    residual_scale = 0.0
-    if cfg["diffusion"].get("residual"):
-        if frame_change_std is None:
-            raise ValueError("diffusion.residual needs the data's frame_change_std to scale the residuals.")
-        residual_scale = float(cfg["diffusion"]["sigma_data"]) / frame_change_std
     model, dynamics = cfg["model"], {}
     denoiser = {k: v for k, v in model.items() if k != "reward_channels"}
     if cfg.get("dynamics"):
@@ -59,19 +51,9 @@ def spec_from_config(
     codec = {}
     if cfg.get("codec"):
         codec = {"latent_channels": int(cfg["codec"]["latent_channels"]), "channels": [int(c) for c in cfg["codec"]["channels"]]}
-        unsupported = [
-            name
-            for name, on in (
-                ("diffusion.residual", residual_scale),
-                ("diffusion.motion_weight", cfg["diffusion"].get("motion_weight")),
-                ("model.state_render_channels", model.get("state_render_channels")),
-                ("rollout.max_unroll", (cfg.get("rollout") or {}).get("max_unroll")),
-            )
-            if on
-        ]
-        if unsupported:
+        if (cfg.get("rollout") or {}).get("max_unroll"):
             raise ValueError(
-                f"a latent model (codec=...) does not support {unsupported} yet: set them off (0/false) or train a pixel "
+                "a latent model (codec=...) does not support ['rollout.max_unroll'] yet: set it off (0) or train a pixel "
                 "model (codec=none)."
             )
         denoiser["image_channels"] = codec["latent_channels"]
@@ -81,7 +63,7 @@ def spec_from_config(
         | ({"state_dim": denoiser["state_dim"]} if dynamics else {}),
         context=int(cfg["window"]["context"]),
         target=int(cfg["window"]["target"]),
-        edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}, residual_scale=residual_scale),
+        edm=EDM(**{k: cfg["diffusion"][k] for k in EDM_KEYS}),
         sampler=SamplerConfig(**cfg["sampler"]),
         action_space=action_space,
         frame_shape=tuple(frame_shape),

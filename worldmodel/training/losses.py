@@ -5,7 +5,6 @@ generated itself (rollout training)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +16,6 @@ from worldmodel.frames import to_model, to_uint8
 from worldmodel.models.codec import FrameCodec
 from worldmodel.models.state_dynamics import StateDynamics
 from worldmodel.pose import PoseMaps
-from worldmodel.training.state_head import StateHead, bottleneck_features
 
 
 @dataclass(frozen=True)
@@ -32,31 +30,13 @@ class WindowLossConfig:
     reward_weight: float = 1.0
     termination_weight: float = 0.1
     unroll_sampler: SamplerConfig = SamplerConfig(steps=1)
-    motion_weight: float = 0.0
-    state_weight: float = 0.0
-    render_weight: float = 1.0
     success_weight: float = 0.1
-
-
-def motion_weights(frames: Tensor, context: int, weight: float, threshold: float = 0.1) -> Tensor:
-    """(B, T, C, H, W) real frames in [-1, 1] -> (B, T, 1, H, W) pixel weights 1 + weight * m, where m
-    in [0, 1] marks the pixels of each target frame (t >= context) that changed since frame t-1
-    (a change of `threshold` or more counts fully), widened by one pixel. A thin arm that moves a
-    few pixels is a tiny share of the squared error; copying the last frame is then almost as good
-    as predicting the motion. Weighting where things move makes the dynamics worth learning."""
-    change = (frames[:, 1:] - frames[:, :-1]).abs().mean(2, keepdim=True)  # (B, T-1, 1, H, W)
-    moved = (change / threshold).clamp(0, 1)
-    moved = torch.nn.functional.max_pool2d(moved.flatten(0, 1), 3, stride=1, padding=1).reshape(moved.shape)
-    w = torch.ones(frames.shape[0], frames.shape[1], 1, *frames.shape[3:], device=frames.device)
-    w[:, context:] += weight * moved[:, context - 1 :]
-    return w
 
 
 class WindowLoss(nn.Module):
     """The trained modules and their objective; forward(batch, generator, unroll) -> dict of scalar losses.
 
-    One module, so that distributed wrappers (DDP) see the whole forward pass. state_head: the
-    training-only auxiliary head (`cfg.state_weight > 0`), None otherwise; dynamics: the state
+    One module, so that distributed wrappers (DDP) see the whole forward pass. dynamics: the state
     track (trained before, frozen here: the denoiser is conditioned on its features of the
     recorded states), None for a model without one.
     """
@@ -67,16 +47,13 @@ class WindowLoss(nn.Module):
         reward_head: nn.Module,
         edm: EDM,
         cfg: WindowLossConfig,
-        state_head: StateHead | None = None,
         dynamics: StateDynamics | None = None,
-        background: Tensor | None = None,
         pose_maps: PoseMaps | None = None,
         codec: FrameCodec | None = None,
     ):
         super().__init__()
-        self.denoiser, self.reward_head, self.edm, self.cfg, self.state_head = denoiser, reward_head, edm, cfg, state_head
+        self.denoiser, self.reward_head, self.edm, self.cfg = denoiser, reward_head, edm, cfg
         self.dynamics, self.pose_maps, self.codec = dynamics, pose_maps, codec
-        self.register_buffer("background", background)
 
     def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None, unroll: int = 0) -> dict[str, Tensor]:
         return window_losses(
@@ -87,9 +64,7 @@ class WindowLoss(nn.Module):
             batch,
             generator,
             unroll,
-            self.state_head,
             self.dynamics,
-            self.background,
             self.pose_maps,
             self.codec,
         )
@@ -152,7 +127,7 @@ def unrolled_frames(
             ).float()
 
         noise = _draw(torch.randn, (b, 1, *frames.shape[2:]), generator, frames.device)
-        new = edm.decode_target(sample(denoise, noise, cfg.unroll_sampler), window[:, k - 1 : k]).clamp(-1, 1)
+        new = sample(denoise, noise, cfg.unroll_sampler).clamp(-1, 1)
         out[:, k + i] = to_model(to_uint8(new))[:, 0].to(out)
     return out
 
@@ -165,9 +140,7 @@ def window_losses(
     batch: dict[str, Tensor],
     generator: torch.Generator | None = None,
     unroll: int = 0,
-    state_head: StateHead | None = None,
     dynamics: StateDynamics | None = None,
-    background: Tensor | None = None,
     pose_maps: PoseMaps | None = None,
     codec: FrameCodec | None = None,
 ) -> dict[str, Tensor]:
@@ -180,15 +153,12 @@ def window_losses(
     context, so it learns to steer back onto the recorded trajectory. Windows longer than K+U+F
     frames use their first K+U+F. The reward head always learns on real frames. With `dynamics` (a
     state track) the denoiser draws every frame given the recorded state's features (the batch's
-    qpos, qvel), and its state renderer (if any) learns to draw the real target frames (background:
-    the data's mean frame (3, H, W), against which the renderer's loss weighs the foreground); with
-    `pose_maps` it also reads the recorded states' pose maps (in rollout training too: the recorded
+    qpos, qvel); with `pose_maps` it also reads the recorded states' pose maps (in rollout training too: the recorded
     pose is the anchor its self-generated context must return to). With a `codec` (a latent model,
     frozen) the window's frames are diffused as their latents; the reward head still reads frames.
     """
     k, f = cfg.context, cfg.target
     real = to_model(batch["frames"])
-    pixel_weight = motion_weights(real[:, unroll : unroll + k + f], k, cfg.motion_weight) if cfg.motion_weight else None
     frames = real[:, : k + unroll + f]
     if codec is not None:
         with torch.no_grad():
@@ -211,7 +181,6 @@ def window_losses(
     if unroll:
         frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator, conditioning)[:, unroll:]
         actions = actions[:, unroll:]
-    frames = torch.cat([frames[:, :k], edm.encode_target(frames[:, k:], frames[:, k - 1 : k])], dim=1)
     b, t = frames.shape[:2]
     device = frames.device
     sigma = torch.empty(b, t, device=device)
@@ -220,17 +189,7 @@ def window_losses(
     noise = _draw(torch.randn, frames.shape, generator, device)
     loss_mask = torch.zeros(b, t, dtype=torch.bool, device=device)
     loss_mask[:, k:] = True
-    losses = {}
-    with bottleneck_features(denoiser) if state_head is not None else nullcontext([]) as captured:
-        diffusion = edm.loss(
-            denoiser, frames, sigma, loss_mask, noise, pixel_weight, actions=actions, outputs_from=k, **conditioning(unroll, unroll + k + f)
-        )
-    if state_head is not None:
-        features = captured[0]
-        if features.shape[0] != b:  # one feature map per window frame: keep the targets'
-            features = rearrange(features, "(b t) c h w -> b t c h w", b=b)[:, k:].flatten(0, 1)
-        targets = slice(unroll + k, unroll + k + f)
-        losses["state"] = state_head.loss(features, batch["qpos"][:, targets], batch["qvel"][:, targets])
+    diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, actions=actions, outputs_from=k, **conditioning(unroll, unroll + k + f))
     n = k + f  # the reward head's transitions: those of the real window's first K+F frames
     head = reward_head.loss(
         real[:, :n],
@@ -240,15 +199,7 @@ def window_losses(
         None if recorded is None else recorded[:, :n],
         batch["success"][:, : n - 1] if "success" in batch else None,
     )
-    renderer = getattr(denoiser, "renderer", None)
-    if renderer is not None and states is not None:  # the state renderer's RGB guess of the real target frames
-        targets = slice(unroll + k, unroll + k + f)
-        losses["render"] = renderer.render_loss(states[:, unroll + k :].flatten(0, 1), real[:, targets].flatten(0, 1), background)
     total = diffusion + cfg.reward_weight * head["reward"] + cfg.termination_weight * head["termination"]
     if "success" in head:
         total = total + cfg.success_weight * head["success"]
-    if "state" in losses:
-        total = total + cfg.state_weight * losses["state"]
-    if "render" in losses:
-        total = total + cfg.render_weight * losses["render"]
-    return {"loss": total, "diffusion": diffusion} | head | losses
+    return {"loss": total, "diffusion": diffusion} | head

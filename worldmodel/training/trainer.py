@@ -18,14 +18,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from einops import rearrange
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from worldmodel.checks import whole_number
 from worldmodel.compiling import compile_enabled, resolve_precision
-from worldmodel.data.stats import action_space_of, dataset_fingerprint, frame_change_std, mean_frame, reward_stats, state_stats, task_of
+from worldmodel.data.stats import action_space_of, dataset_fingerprint, reward_stats, state_stats, task_of
 from worldmodel.data.windows import RolloutWindows, collate_windows
 from worldmodel.diffusion import SamplerConfig
 from worldmodel.evaluation.fidelity import rollout_fidelity
@@ -41,7 +40,6 @@ from worldmodel.training.ema import EMA
 from worldmodel.training.export import export_model, spec_from_config
 from worldmodel.training.losses import WindowLoss, WindowLossConfig
 from worldmodel.training.run_dir import TrainingError
-from worldmodel.training.state_head import StateHead
 from worldmodel.world_model import WorldModel
 
 logger = logging.getLogger(__name__)
@@ -152,7 +150,7 @@ def train(cfg: dict[str, Any]) -> Path:
         w["val_fraction"],
         w["split_seed"],
         cache=w["cache"],
-        states=float(cfg.get("state_weight", 0)) > 0 or bool(cfg.get("dynamics")),
+        states=bool(cfg.get("dynamics")),
     )
     val_set = (
         RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"])
@@ -167,7 +165,6 @@ def train(cfg: dict[str, Any]) -> Path:
         )
     run_files.prepare(run_dir, cfg, dataset_fingerprint(data_path), accelerator)
 
-    change_std = frame_change_std(data_path) if cfg["diffusion"].get("residual") else None
     task = task_of(data_path)
     simulator = "env_id" in task and "camera" in task  # a MuJoCo model to draw pose maps with and read joint limits from
     if cfg.get("dynamics") and not simulator:
@@ -183,7 +180,6 @@ def train(cfg: dict[str, Any]) -> Path:
         task,
         train_set.frame_shape,
         action_space_of(train_set.metadata),
-        change_std,
         (train_set.metadata["nq"], train_set.metadata["nv"]),
         None if pose_maps is None else pose_maps.projector.bodies,
         simulator,
@@ -294,8 +290,8 @@ def _objective(
     spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None, mujoco_model=None
 ) -> WindowLoss:
     """The trained modules (denoiser, reward head with the data's reward statistics, the optional
-    state head and state track, its joint limits read from `mujoco_model`, the task's) and their
-    loss (with the pose maps the denoiser reads, if any)."""
+    state track, its joint limits read from `mujoco_model`, the task's) and their loss (with the
+    pose maps the denoiser reads, if any)."""
     denoiser, reward_head = build_networks(spec.denoiser, spec.reward_head, spec.action_space, spec.context, spec.target)
     reward_head.reward_mean.fill_(stats["mean"])
     reward_head.reward_std.fill_(stats["std"])
@@ -306,35 +302,23 @@ def _objective(
         cfg["reward_weight"],
         cfg["termination_weight"],
         SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
-        float(cfg["diffusion"]["motion_weight"]),
-        float(cfg.get("state_weight", 0)),
-        float(cfg.get("render_weight", 1.0)),
-        float(cfg.get("success_weight", 0.1)),
+        float(cfg["success_weight"]),
     )
-    state_head, dynamics, background = None, build_dynamics(spec.dynamics, spec.action_space), None
-    state = state_stats(data_path) if loss_cfg.state_weight > 0 or dynamics is not None else None
-    if loss_cfg.state_weight > 0:
-        channels = list(spec.denoiser.get("channels", [64]))
-        resolution = spec.diffused_shape[0] // (int(spec.denoiser.get("patch", 1)) * 2 ** (len(channels) - 1))
-        state_head = StateHead(channels[-1], resolution, state["mean"], state["std"])
+    dynamics = build_dynamics(spec.dynamics, spec.action_space)
     if dynamics is not None:
+        state = state_stats(data_path)
         dynamics.set_statistics(state["mean"], state["std"], state["delta_std"])
         if dynamics.joint_limits:
             dynamics.set_limits(*qpos_limits(mujoco_model, state["qpos_min"], state["qpos_max"]))
-    if getattr(denoiser, "renderer", None) is not None:
-        background = rearrange(torch.from_numpy(mean_frame(data_path)), "h w c -> c h w")
     codec = FrameCodec(**spec.codec) if spec.codec else None
-    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, state_head, dynamics, background, pose_maps, codec)
+    return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, dynamics, pose_maps, codec)
 
 
 def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
     """AdamW with linear warm-up and cosine decay (`lr_factor`) over cfg["steps"]."""
     o, steps = cfg["optim"], int(cfg["steps"])
-    # The state track and a codec are trained before (stages of their own); the state renderer at a higher rate: drawing a thin arm's pose from a few
-    # numbers is learned from a few pixels per frame (measured: at the denoiser's rate, 800 steps drew a blob).
-    renderer = [p for name, p in model.named_parameters() if name.startswith("denoiser.renderer.")]
-    rest = [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "codec.", "denoiser.renderer."))]
-    groups = [{"params": rest}] + ([{"params": renderer, "lr": o["lr"] * float(o.get("render_lr_scale", 1.0))}] if renderer else [])
+    # The state track and a codec are trained before (stages of their own)
+    groups = [{"params": [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "codec."))]}]
     # fused: one kernel for all parameters' updates (CUDA and CPU) instead of a dozen per tensor
     optimizer = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.compiling import compile_mode, convolutions_to_bf16, default_bf16
+from worldmodel.denoising import Conditioner, next_frame_denoiser
 from worldmodel.diffusion import Generators, SamplerConfig, randn, sample
 from worldmodel.diffusion.samplers import Denoise
 from worldmodel.frames import to_model, to_uint8
@@ -165,7 +166,7 @@ class WorldModel:
         self.bf16 = bf16
         if self.device.type == "cpu":
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
-        self.denoiser_pose_frames = getattr(denoiser, "pose_frames", None)
+        self.conditioner = Conditioner(self.dynamics, self.pose_maps, getattr(denoiser, "pose_frames", None))
         if compile:
             self.denoiser = torch.compile(self.denoiser, dynamic=False, mode=compile_mode(self.device))
 
@@ -293,12 +294,10 @@ class WorldModel:
         dev = self.device
         step_actions = torch.cat([window.actions, self._as_actions(actions)[:, None]], dim=1)  # (B, K, *A)
         state, conditioning = None, {}
-        if self.dynamics is not None:
+        if self.dynamics is not None:  # the frame is drawn where the imagined next state puts the bodies
             state = self.dynamics(window.states[:, -1], step_actions[:, -1])
             states = torch.cat([window.states, state[:, None]], dim=1)
-            conditioning["states"] = self.dynamics.features(states)
-            if self.pose_maps is not None:  # where the imagined state puts the bodies: the frame is drawn there
-                conditioning["pose"] = self.pose_maps.window(states[..., : self.spec.dynamics["nq"]], self.denoiser_pose_frames)
+            conditioning = self.conditioner(states[..., : self.dynamics.nq], states[..., self.dynamics.nq :])
         diffused = to_model(window.frames) if self.codec is None else window.latents  # (B, K, C, h, w): what the denoiser sees
         context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
         context = diffused + context_sigma * randn(diffused.shape, generator, dev)
@@ -308,19 +307,16 @@ class WorldModel:
     def denoise_fn(self, inputs: StepInputs, denoiser: nn.Module | None = None) -> Denoise:
         """`x (B, 1, C, H, W) at sigma -> D(x; sigma)` for the sampler, given a step's inputs;
         denoiser: another network of the same spec in place of the model's (a student being distilled)."""
-        denoiser = self.denoiser if denoiser is None else denoiser
-
-        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-            window_in = torch.cat([inputs.context, x], dim=1)
-            sig = torch.full(window_in.shape[:2], inputs.context_sigma, device=self.device)
-            sig[:, -1] = sigma
-            with self._autocast():
-                out = self.edm.denoise(
-                    denoiser, window_in, sig, actions=inputs.actions, outputs_from=window_in.shape[1] - 1, **inputs.conditioning
-                )
-                return out.float()
-
-        return denoise
+        context_sigma = torch.full((len(inputs.context),), inputs.context_sigma, device=self.device)
+        return next_frame_denoiser(
+            self.edm,
+            self.denoiser if denoiser is None else denoiser,
+            inputs.context,
+            context_sigma,
+            inputs.actions,
+            inputs.conditioning,
+            self._autocast,
+        )
 
     @torch.no_grad()
     def step(self, window: Window, actions: Tensor, generator: Generators = None) -> tuple[Window, Step]:

@@ -11,6 +11,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from worldmodel.denoising import Conditioner, next_frame_denoiser
 from worldmodel.diffusion import EDM, SamplerConfig, sample
 from worldmodel.frames import to_model, to_uint8
 from worldmodel.models.codec import FrameCodec
@@ -114,18 +115,7 @@ def unrolled_frames(
         noisy_context = window[:, :k] + context_sigma[..., None, None, None] * _draw(
             torch.randn, window[:, :k].shape, generator, frames.device
         )
-
-        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-            sig = torch.cat([context_sigma.expand(b, k), sigma.reshape(1, 1).expand(b, 1).to(context_sigma)], dim=1)
-            return edm.denoise(
-                denoiser,
-                torch.cat([noisy_context, x], dim=1),
-                sig,
-                actions=actions[:, i : i + k],
-                outputs_from=k,
-                **conditioning(i, i + k + 1),
-            ).float()
-
+        denoise = next_frame_denoiser(edm, denoiser, noisy_context, context_sigma[:, 0], actions[:, i : i + k], conditioning(i, i + k + 1))
         noise = _draw(torch.randn, (b, 1, *frames.shape[2:]), generator, frames.device)
         new = sample(denoise, noise, cfg.unroll_sampler).clamp(-1, 1)
         out[:, k + i] = to_model(to_uint8(new))[:, 0].to(out)
@@ -164,19 +154,16 @@ def window_losses(
         with torch.no_grad():
             frames = rearrange(codec.encode(frames.flatten(0, 1)).float(), "(b t) c h w -> b t c h w", b=frames.shape[0])
     actions = batch["actions"][:, : k + unroll + f - 1]
-    recorded = None if dynamics is None else dynamics.features(torch.cat([batch["qpos"], batch["qvel"]], dim=-1))
-    states = None if recorded is None else recorded[:, : k + unroll + f].to(frames.dtype)
-    segments = None
-    if pose_maps is not None:  # the loader's (`PoseMaps.with_segments`), else placed here
-        segments = batch["segments"] if "segments" in batch else pose_maps.segments(batch["qpos"])
-        segments = segments[:, : k + unroll + f]
+    conditioner = Conditioner(dynamics, pose_maps, getattr(denoiser, "pose_frames", None))
+    segments = batch.get("segments")  # placed by the loader (`PoseMaps.with_segments`), else by the conditioner
 
     def conditioning(start: int, stop: int) -> dict[str, Tensor]:
-        given = {} if states is None else {"states": states[:, start:stop]}
-        if segments is not None:
-            shown = max(start, stop - denoiser.pose_frames) if denoiser.pose_frames is not None else start
-            given["pose"] = pose_maps.draw(segments[:, shown:stop]).to(frames.dtype)
-        return given
+        """The denoiser's conditioning of window frames start..stop-1, from their recorded states."""
+        if dynamics is None and pose_maps is None:
+            return {}
+        return conditioner(
+            batch["qpos"][:, start:stop], batch["qvel"][:, start:stop], None if segments is None else segments[:, start:stop]
+        )
 
     if unroll:
         frames = unrolled_frames(denoiser, edm, cfg, frames, actions, unroll, generator, conditioning)[:, unroll:]
@@ -191,6 +178,7 @@ def window_losses(
     loss_mask[:, k:] = True
     diffusion = edm.loss(denoiser, frames, sigma, loss_mask, noise, actions=actions, outputs_from=k, **conditioning(unroll, unroll + k + f))
     n = k + f  # the reward head's transitions: those of the real window's first K+F frames
+    recorded = None if dynamics is None else dynamics.features(torch.cat([batch["qpos"][:, :n], batch["qvel"][:, :n]], dim=-1))
     head = reward_head.loss(
         real[:, :n],
         batch["actions"][:, : n - 1],

@@ -34,14 +34,17 @@ class ToyDenoiser(nn.Module):
 
 
 def test_a_new_denoiser_is_one_registered_builder(reacher_file, tmp_path, monkeypatch, fresh_accelerate_state):
+    """Written to the documented protocol, it trains and imagines under the default config (state track, pose maps) too."""
     from worldmodel.training.trainer import train
 
     monkeypatch.setitem(DENOISERS._items, "toy", ToyDenoiser)
-    path = train(tiny_config(reacher_file, tmp_path / "toy", dynamics="none", **{"model.architecture": "toy", "steps": 2}))
-    wm = WorldModel.load(path, bf16=False)
-    assert isinstance(wm.denoiser, ToyDenoiser) and wm.spec.denoiser["architecture"] == "toy"
-    frames, actions, _ = wm.random_start(2, np.random.default_rng(0))
-    assert wm.imagine(frames, actions, torch.zeros(2, 3, 2)).frames.shape == (2, 3, 64, 64, 3)
+    for dynamics in ("state_mlp", "none"):
+        path = train(tiny_config(reacher_file, tmp_path / dynamics, dynamics=dynamics, **{"model.architecture": "toy", "steps": 2}))
+        wm = WorldModel.load(path, bf16=False)
+        assert isinstance(wm.denoiser, ToyDenoiser) and wm.spec.denoiser["architecture"] == "toy"
+        frames, actions, states = wm.random_start(2, np.random.default_rng(0))
+        out = wm.imagine(frames, actions, torch.zeros(2, 3, 2), context_states=states)
+        assert out.frames.shape == (2, 3, 64, 64, 3) and (out.states is None) == (dynamics == "none")
 
 
 def test_a_new_sampler_is_one_registered_function(checkpoint, monkeypatch):

@@ -20,12 +20,16 @@ from worldmodel.pose import PoseMaps
 class Conditioner:
     """The denoiser's inputs beyond frames and actions, from a window's simulator states: "states",
     the state track's features of every frame (with a state track), and "pose", the pose maps of
-    the window's last `pose_frames` frames (the denoiser's; None: all) (with pose maps). Training
-    gives it the recorded states, imagination the window's states and the state track's next one.
+    the window's last `pose_frames` frames (all if None) (with pose maps); of these, the ones the
+    denoiser `reads` (its class attribute, models/registry.py). Training gives it the recorded
+    states, imagination the window's states and the state track's next one.
     """
 
-    def __init__(self, dynamics: StateDynamics | None, pose_maps: PoseMaps | None, pose_frames: int | None):
-        self.dynamics, self.pose_maps, self.pose_frames = dynamics, pose_maps, pose_frames
+    def __init__(self, denoiser: nn.Module, dynamics: StateDynamics | None, pose_maps: PoseMaps | None):
+        reads = set(getattr(denoiser, "reads", ()))
+        self.dynamics = dynamics if "states" in reads else None
+        self.pose_maps = pose_maps if "pose" in reads else None
+        self.pose_frames = getattr(denoiser, "pose_frames", None)
 
     def __call__(self, qpos: Tensor, qvel: Tensor, segments: Tensor | None = None) -> dict[str, Tensor]:
         """qpos (B, T, nq), qvel (B, T, nv): the window's frames' states; segments: their pose

@@ -166,7 +166,7 @@ class WorldModel:
         self.bf16 = bf16
         if self.device.type == "cpu":
             self.denoiser = self.denoiser.to(memory_format=torch.channels_last)
-        self.conditioner = Conditioner(self.dynamics, self.pose_maps, getattr(denoiser, "pose_frames", None))
+        self.conditioner = Conditioner(denoiser, self.dynamics, self.pose_maps)
         if compile:
             self.denoiser = torch.compile(self.denoiser, dynamic=False, mode=compile_mode(self.device))
 
@@ -328,7 +328,7 @@ class WorldModel:
         Returns the slid window and the step's frame, reward and termination probability.
         """
         inputs = self.step_inputs(window, actions, generator)
-        step_actions, conditioning = inputs.actions, inputs.conditioning
+        step_actions = inputs.actions
         new = sample(self.denoise_fn(inputs), inputs.target_noise, self.sampler, generator)
         latent = None
         if self.codec is not None:  # the frame is decoded once, for the observation and the reward head
@@ -336,11 +336,12 @@ class WorldModel:
             with self._autocast():
                 new = self.codec.decode(latent).float()[:, None]
         new = new.clamp(-1, 1)
+        states = None  # the reward head reads the transition's two states: the window's last and the imagined next
+        if self.reward_head.state is not None:
+            states = self.dynamics.features(torch.cat([window.states[:, -1:], inputs.state[:, None]], dim=1))
         with self._autocast():
             reward, logit, success = self.reward_head(
-                torch.cat([to_model(window.frames[:, -1:]), new], dim=1),
-                step_actions[:, -1:],
-                conditioning["states"][:, -2:] if self.reward_head.state is not None else None,
+                torch.cat([to_model(window.frames[:, -1:]), new], dim=1), step_actions[:, -1:], states
             )
         # The window slides on the sampled frame rounded to uint8, as an env would see it.
         frame = to_uint8(new)[:, 0]

@@ -96,6 +96,7 @@ class FrameStackUNet(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
         Modulation.add_to(self, cond_dim)
 
+    reads = ("states", "pose")  # the conditioning it is given (models/registry.py)
     pose_frames = 2  # the window's last frames whose pose maps it reads: the last context frame and the target
 
     def _run_layer(self, layer: nn.Module, h: Tensor, modulation: Tensor) -> Tensor:

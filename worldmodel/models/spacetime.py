@@ -87,6 +87,7 @@ class SpaceTimeUNet(nn.Module):
             return layer(h, frames)
         return layer(h)
 
+    reads = ("states", "pose")  # the conditioning it is given (models/registry.py)
     pose_frames = None  # pose maps of every window frame
 
     def forward(

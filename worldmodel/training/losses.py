@@ -154,7 +154,7 @@ def window_losses(
         with torch.no_grad():
             frames = rearrange(codec.encode(frames.flatten(0, 1)).float(), "(b t) c h w -> b t c h w", b=frames.shape[0])
     actions = batch["actions"][:, : k + unroll + f - 1]
-    conditioner = Conditioner(dynamics, pose_maps, getattr(denoiser, "pose_frames", None))
+    conditioner = Conditioner(denoiser, dynamics, pose_maps)
     segments = batch.get("segments")  # placed by the loader (`PoseMaps.with_segments`), else by the conditioner
 
     def conditioning(start: int, stop: int) -> dict[str, Tensor]:

@@ -90,42 +90,28 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture(scope="session")
-def checkpoint(reacher_file, tmp_path_factory):
-    """A tiny framestack model without a state track trained briefly on `reacher_file`: real weights, fast to sample."""
+# a search small enough for tests that only need tools/plan.py to run end to end
+SMALL_SEARCH = ("replan_every=3", "search.horizon=3", "search.samples=4", "search.iterations=1", "search.elites=2")
+
+
+def tiny_checkpoint(data, run_dir, **overrides):
+    """A tiny framestack model trained briefly (20 steps) on `data`: real weights, fast to sample."""
     from accelerate.state import AcceleratorState
 
     from worldmodel.training.trainer import train
 
-    config = tiny_config(
-        reacher_file,
-        tmp_path_factory.mktemp("run") / "tiny",
-        model="framestack",
-        steps=20,
-        save_every=20,
-        start_bank_size=8,
-        dynamics="none",
-    )
-    path = train(config)
+    path = train(tiny_config(data, run_dir, model="framestack", steps=20, save_every=20, start_bank_size=8, **overrides))
     AcceleratorState._reset_state()
     return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(reacher_file, tmp_path_factory):
+    """The tiny model without a state track, on `reacher_file`."""
+    return tiny_checkpoint(reacher_file, tmp_path_factory.mktemp("run") / "tiny", dynamics="none")
 
 
 @pytest.fixture(scope="session")
 def state_checkpoint(reacher_file, tmp_path_factory):
-    """The same tiny model with the default state track and pose maps: frames drawn from a learned state."""
-    from accelerate.state import AcceleratorState
-
-    from worldmodel.training.trainer import train
-
-    config = tiny_config(
-        reacher_file,
-        tmp_path_factory.mktemp("run") / "state",
-        model="framestack",
-        steps=20,
-        save_every=20,
-        start_bank_size=8,
-    )
-    path = train(config)
-    AcceleratorState._reset_state()
-    return path
+    """The same with the default state track and pose maps: frames drawn from a learned state."""
+    return tiny_checkpoint(reacher_file, tmp_path_factory.mktemp("run") / "state")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from conftest import record, run_tool, tiny_config
+from conftest import SMALL_SEARCH, record, run_tool, tiny_config
 from envs import get_task, make_task_env
 from envs.mujoco.policies import make_policy
 from worldmodel.data import RolloutReader
@@ -148,11 +148,7 @@ def test_fetch_push_is_recorded_trained_evaluated_and_planned(tmp_path, fresh_ac
         f"checkpoint={checkpoint}",
         f"out={tmp_path / 'plan'}",
         "episodes=1",
-        "replan_every=3",
-        "search.horizon=3",
-        "search.samples=4",
-        "search.iterations=1",
-        "search.elites=2",
+        *SMALL_SEARCH,
         "models=[world_model,oracle]",
         "task=fetch_push",
         "task.episode_steps=8",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_tool
+from conftest import SMALL_SEARCH, run_tool
 from worldmodel.planning import PlannerConfig, goal_distance, make_planner, predicted_return, state_goal_distance, state_return
 from worldmodel.planning.icem import coloured_noise
 from worldmodel.planning.objectives import _best_distance, blur
@@ -160,7 +160,7 @@ def plan(*args, check=True):
     return run_tool("plan.py", *args, check=check)
 
 
-SMALL = ["episodes=2", "replan_every=3", "search.horizon=3", "search.samples=4", "search.iterations=1", "search.elites=2"]
+SMALL = ["episodes=2", *SMALL_SEARCH]
 
 
 @pytest.mark.parametrize("planner", ["cem", "mppi"])

@@ -11,7 +11,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from conftest import run_tool
+from conftest import SMALL_SEARCH, run_tool
 from envs.diffusion_world import DiffusionWorldEnv
 from worldmodel.checkpoint import load_checkpoint
 from worldmodel.data.reader import RolloutReader
@@ -192,11 +192,7 @@ def test_state_track_model_is_evaluated_and_plans_end_to_end(state_checkpoint, r
             f"checkpoint={state_checkpoint}",
             f"out={tmp_path / protocol[0][9:]}",
             "episodes=1",
-            "replan_every=3",
-            "search.horizon=3",
-            "search.samples=4",
-            "search.iterations=1",
-            "search.elites=2",
+            *SMALL_SEARCH,
             "models=[world_model]",
             *protocol,
         )

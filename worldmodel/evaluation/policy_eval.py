@@ -163,20 +163,14 @@ def run_closed_loop(
 
 
 def fresh_closed_loop(
-    world_model,
-    factories: Sequence[Callable[[], Policy]],
-    seeds: Sequence[int],
-    window,
-    steps: int,
-    generator: Generators = None,
-    observer: StateObserver | None = None,
-    goals: np.ndarray | None = None,
+    world_model, factories: Sequence[Callable[[], Policy]], seeds: Sequence[int], window, steps: int, **options
 ) -> Rollouts:
-    """`run_closed_loop` with a fresh policy per world from `factories`, each reset with its seed."""
+    """`run_closed_loop` (its `options`: generator, observer, goals) with a fresh policy per world
+    from `factories`, each reset with its seed."""
     policies = [make() for make in factories]
     for policy, seed in zip(policies, seeds):
         policy.reset(np.random.default_rng(seed))
-    return run_closed_loop(world_model, policies, window, steps, generator, observer, goals)
+    return run_closed_loop(world_model, policies, window, steps, **options)
 
 
 def judge_success(
@@ -284,9 +278,9 @@ def evaluate_in_imagination(
                 [e.seed for e in chosen],
                 episode_window(world_model, chosen),
                 steps - k + 1,
-                generator,
-                observer,
-                None if goals is None else goals[rows],
+                generator=generator,
+                observer=observer,
+                goals=None if goals is None else goals[rows],
             )
         else:
             frames = torch.from_numpy(np.stack([e.frames[:k] for e in chosen]))
@@ -376,9 +370,9 @@ def score_in_imagination(
             [seed + j for j in starts_of],
             starts[starts_of],
             steps,
-            generator,
-            observer,
-            goals_of,
+            generator=generator,
+            observer=observer,
+            goals=goals_of,
         )
         returns[rows] = out.rewards.sum(1)
         for name, verdict in judge_success(out, observer, goals_of, success_from_reward).items():

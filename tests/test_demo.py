@@ -16,6 +16,9 @@ def test_demo_shows_the_pretrained_model_and_writes_one_report(tmp_path):
     assert f"Model: {PRETRAINED.relative_to(PRETRAINED.parents[1])}: framestack" in summary and "pose maps" in summary
     assert "## Fidelity on 2 held-out episodes" in summary and "| world_model |" in summary and "imagined state" in summary
     assert summary.strip() in result.stdout
+    verdicts = [line for line in summary.splitlines() if line.startswith("Verdict:")]
+    assert len(verdicts) >= 3, "one verdict per section: frames, positions, planning (and the observation table)"
+    assert "higher is better" in summary and "lower is better" in summary
     page = (out / "report.html").read_text()
     assert "data:video/mp4;base64," in page and "data:image/png;base64," in page and "<td>world_model</td>" in page
 

@@ -165,6 +165,10 @@ def test_state_track_model_is_evaluated_and_plans_end_to_end(state_checkpoint, r
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["position_cm"]["fingertip"]) == set(metrics["state_position_cm"]["fingertip"]) == {"1", "5"}
     assert "imagined state |" in metrics["table"]
+    # frames against the task's rendering of the imagined state; the floor (recorded frames against their states'
+    # rendering) is near exact: a frame shows its bodies one physics substep before its state
+    assert min(metrics["render_floor_psnr"].values()) > 40 and 0 < metrics["render_ssim"]["1"] <= 1
+    assert set(metrics["rendered_state_psnr"]) == {"1", "5"} and "Verdict: the frames follow the imagined state" in metrics["table"]
     run_tool(
         "evaluate.py",
         f"checkpoint={state_checkpoint}",

@@ -23,6 +23,11 @@ def result():
         "motion_cm": {"fingertip": {1: 0.9, 10: 6.0}, "target": {1: 0.0, 10: 0.0}},
         "observation_error": {1: [0.001, 0.0, 0.01], 10: [0.3, 0.0, 0.02]},
         "copy_last_observation_error": {1: [0.02, 0.0, 1.1], 10: [0.2, 0.0, 2.5]},
+        "render_psnr": {1: 40.0, 10: 35.0},
+        "render_ssim": {1: 0.99, 10: 0.97},
+        "render_floor_psnr": {1: 80.0, 10: 79.0},
+        "render_floor_ssim": {1: 1.0, 10: 1.0},
+        "rendered_state_psnr": {1: 45.0, 10: 33.0},
     }
 
 
@@ -35,6 +40,8 @@ def test_fidelity_tables_give_verdicts_directions_and_drop_rows_that_say_nothing
     assert "Not shown: target (never moves" in table and "fingertip 0.36 cm off at h = 10 (copy-last 6.00)" in table
     assert "| horizon | obs[0] | obs[2] |" in table and "Not shown: obs[1] (never change" in table
     assert "closer to the real observation than copy-last in 3 of 4 (dimension, horizon) pairs" in table
+    assert "the frames follow the imagined state to 40.0 dB at h = 1 and 35.0 dB at h = 10 (floor 79.0)" in table
+    assert "the imagined state would score 33.0 dB against reality at h = 10, the frames score 30.0" in table
 
 
 def test_planning_verdict_compares_the_model_with_the_oracle():

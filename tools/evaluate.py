@@ -40,9 +40,9 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     episodes, which = held_out_episodes(wm, cfg.data)
     probe, env = None, None
     preset = get_task(wm.spec.task)
-    if preset.key_bodies:
+    if preset.key_bodies or wm.state_shape is not None:
         env = make_task_env(preset)
-        if cfg.probe:
+        if cfg.probe and preset.key_bodies:
             probe = load_or_train_probe(
                 wm,
                 env.key_positions,
@@ -63,10 +63,11 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
         cfg.seed,
         cfg.videos,
         probe,
-        env.key_positions if env else None,
+        env.key_positions if env and preset.key_bodies else None,
         cfg.first_frame,
         preset.key_bodies,
         None if observer is None else lambda states: np.stack([observer.observe(s) for s in states]),
+        None if env is None else state_renderer(env, wm),
     )
     if env:
         env.close()
@@ -81,6 +82,15 @@ def evaluate_fidelity(cfg: DictConfig, wm: WorldModel, out: Path) -> dict:
     plot_fidelity(result["curves"], out / "fidelity.png", f"{wm.spec.task_name}: {len(result['episodes'])} held-out episodes")
     table = fidelity_tables(result, preset.key_bodies, preset.env_id)
     return {"mode": "fidelity", "data": str(cfg.data), "split": which, **result, "table": table}
+
+
+def state_renderer(env, wm: WorldModel):
+    """The task's own rendering of states (N, nq+nv) -> (N, H, W, 3) uint8 (`PixelTaskEnv.set_state`),
+    for a model with a state track; None for a goal-based task (its goal marker is not in the state)."""
+    if wm.state_shape is None or env.goal_shape is not None:
+        return None
+    nq = wm.spec.dynamics["nq"]
+    return lambda states: np.stack([env.set_state(qpos=s[:nq], qvel=s[nq:]) for s in states])
 
 
 def state_observer(wm: WorldModel, preset):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from worldmodel.data.reader import RolloutReader
 from worldmodel.data.stats import dataset_fingerprint, episode_fingerprints
@@ -94,6 +95,7 @@ def rollout_fidelity(
     first_frame: int | None = None,
     position_names: Sequence[str] = (),
     observe: Callable[[np.ndarray], np.ndarray] | None = None,
+    render: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict:
     """PSNR (dB), SSIM and flicker at each horizon of imagined vs real frames, next to the
     copy-last-frame baseline, averaged over episodes.
@@ -111,6 +113,13 @@ def rollout_fidelity(
     a model with a state track, "observation_error" and "copy_last_observation_error": {h: (D,) mean
     |imagined - real| per dimension} of the observation of imagined vs recorded states (copy-last:
     the last context state's observation held).
+    render: states (N, nq+nv) -> (N, H, W, 3) uint8, the task's own rendering of each state; for a
+    model with a state track, how well the frames follow the state apart from how well the state
+    follows reality: "render_psnr" / "render_ssim", imagined frames vs the rendering of the imagined
+    states; "render_floor_psnr" / "render_floor_ssim", recorded frames vs the rendering of the
+    recorded states (what the comparison cannot resolve: a recorded frame shows the bodies one
+    physics substep before its state); "rendered_state_psnr" / "rendered_state_ssim", the rendering
+    of the imagined states vs the recorded frames (the state's error, in pixels).
 
     Horizon h is the h-th imagined frame; the first is frame `first_frame` of the episode (default
     K: right after the first K real frames; one value for models of different K scores them on the
@@ -177,6 +186,20 @@ def rollout_fidelity(
         imagined = out.states.numpy().astype(np.float64)
         flat = positions(imagined[..., :nq].reshape(-1, nq), imagined[..., nq:].reshape(-1, imagined.shape[-1] - nq))
         errors["state_position_cm"] = np.linalg.norm(flat.reshape(true.shape) - true, axis=-1) * 100
+    if render is not None and out.states is not None:
+
+        def rendered(states: np.ndarray) -> Tensor:
+            return torch.from_numpy(render(states.reshape(-1, states.shape[-1])).reshape(*states.shape[:-1], *real.shape[2:]))
+
+        of_imagined, of_recorded = rendered(out.states.numpy().astype(np.float64)), rendered(real_states[:, 1:])
+        for name, (a, b) in {
+            "render": (out.frames, of_imagined),
+            "render_floor": (real, of_recorded),
+            "rendered_state": (of_imagined, real),
+        }.items():
+            for metric, values in ((f"{name}_psnr", psnr(a, b).clamp_max(100)), (f"{name}_ssim", ssim(a, b))):
+                result[metric] = {h: float(values[:, h - 1].mean()) for h in used}
+                result["curves"][metric] = values.mean(0).tolist()
     if observe is not None and out.states is not None:
 
         def observed(states: np.ndarray) -> np.ndarray:

@@ -127,9 +127,38 @@ def observation_table(result: dict[str, Any], env_id: str) -> str:
     return "\n".join(lines)
 
 
+def rendering_table(result: dict[str, Any]) -> str:
+    """How well the frames follow the imagined state, apart from how well the state follows reality."""
+    hs = result["horizons"]
+    first, last = hs[0], hs[-1]
+    rows = [
+        f"| {h} | {result['render_psnr'][h]:.2f} | {result['render_ssim'][h]:.3f} | {result['render_floor_psnr'][h]:.2f} | "
+        f"{result['render_floor_ssim'][h]:.3f} | {result['rendered_state_psnr'][h]:.2f} | {result['psnr'][h]:.2f} |"
+        for h in hs
+    ]
+    return "\n".join(
+        [
+            "Frames against the task's own rendering of the imagined state (PSNR dB, SSIM; higher is better): how well the "
+            "frames follow the state, apart from how well the state follows reality. Floor: the recorded frames against the "
+            "rendering of the recorded states (a frame shows the bodies one physics substep before its state).",
+            "",
+            f"Verdict: the frames follow the imagined state to {result['render_psnr'][first]:.1f} dB at h = {first} and "
+            f"{result['render_psnr'][last]:.1f} dB at h = {last} (floor {result['render_floor_psnr'][last]:.1f}); drawn exactly, "
+            f"the imagined state would score {result['rendered_state_psnr'][last]:.1f} dB against reality at h = {last}, "
+            f"the frames score {result['psnr'][last]:.1f}.",
+            "",
+            "| horizon | frames vs rendered imagined state PSNR | SSIM | floor PSNR | floor SSIM | rendered imagined state vs real PSNR | frames vs real PSNR |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
 def fidelity_tables(result: dict[str, Any], bodies: Sequence[str], env_id: str) -> str:
     """All of rollout_fidelity's result that is there, each table with its verdict."""
     parts = [frames_table(result)]
+    if "render_psnr" in result:
+        parts.append(rendering_table(result))
     if "position_cm" in result or "state_position_cm" in result:
         parts.append(positions_table(result, bodies))
     if "observation_error" in result:

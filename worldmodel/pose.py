@@ -182,11 +182,6 @@ class PoseMaps:
     def channels(self) -> int:
         return self.projector.channels
 
-    def window(self, qpos: Tensor, frames: int | None) -> Tensor:
-        """qpos (B, T, nq) of a window's frames -> (B, n, P, H, W) maps of its last n = `frames`
-        (a denoiser's `pose_frames`; None: all T)."""
-        return self(qpos if frames is None else qpos[:, -frames:])
-
     def segments(self, qpos: Tensor) -> Tensor:
         """qpos (..., nq) -> (..., P, 2, 2) float32 pixel segments (`PoseProjector.segments`) on
         qpos's device. MuJoCo places the bodies on the host: a GPU tensor is copied (a sync), so

@@ -103,13 +103,12 @@ class Imagined:
 @dataclass
 class StepInputs:
     """One step's denoiser inputs for B worlds (`WorldModel.step_inputs`): actions (B, K, *A), the
-    window's K-1 and the step's; diffused (B, K, C, h, w), the window as the denoiser sees it (frames
-    in [-1, 1] or a latent model's latents); context, the same noised to `context_sigma`;
+    window's K-1 and the step's; context (B, K, C, h, w), the window as the denoiser sees it (frames
+    in [-1, 1] or a latent model's latents) noised to `context_sigma`;
     target_noise (B, 1, C, h, w) unit Gaussian; conditioning, the denoiser's state and pose inputs;
     state (B, nq+nv), the state track's next state (None without one)."""
 
     actions: Tensor
-    diffused: Tensor
     context: Tensor
     context_sigma: float
     target_noise: Tensor
@@ -302,7 +301,7 @@ class WorldModel:
         context_sigma = max(self.sampler.context_sigma, self.edm.sigma_min)
         context = diffused + context_sigma * randn(diffused.shape, generator, dev)
         target_noise = randn((b, 1, *diffused.shape[2:]), generator, dev)
-        return StepInputs(step_actions, diffused, context, context_sigma, target_noise, conditioning, state)
+        return StepInputs(step_actions, context, context_sigma, target_noise, conditioning, state)
 
     def denoise_fn(self, inputs: StepInputs, denoiser: nn.Module | None = None) -> Denoise:
         """`x (B, 1, C, H, W) at sigma -> D(x; sigma)` for the sampler, given a step's inputs;

@@ -31,6 +31,11 @@ class Conditioner:
         self.pose_maps = pose_maps if "pose" in reads else None
         self.pose_frames = getattr(denoiser, "pose_frames", None)
 
+    @property
+    def reads_states(self) -> bool:
+        """Whether this denoiser is given anything drawn from the window's states."""
+        return self.dynamics is not None or self.pose_maps is not None
+
     def __call__(self, qpos: Tensor, qvel: Tensor, segments: Tensor | None = None) -> dict[str, Tensor]:
         """qpos (B, T, nq), qvel (B, T, nv): the window's frames' states; segments: their pose
         segments (B, T, P, 2, 2) where already placed (training's data loader), else placed here

@@ -159,7 +159,7 @@ def window_losses(
 
     def conditioning(start: int, stop: int) -> dict[str, Tensor]:
         """The denoiser's conditioning of window frames start..stop-1, from their recorded states."""
-        if dynamics is None and pose_maps is None:
+        if not conditioner.reads_states:  # the batch may hold no states at all
             return {}
         return conditioner(
             batch["qpos"][:, start:stop], batch["qvel"][:, start:stop], None if segments is None else segments[:, start:stop]

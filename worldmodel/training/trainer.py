@@ -35,7 +35,7 @@ from worldmodel.pose import PoseMaps, PoseProjector, qpos_limits, task_model
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
 from worldmodel.training.codec import train_codec
-from worldmodel.training.dynamics import state_track_steps, train_dynamics
+from worldmodel.training.dynamics import STEPS_PER_RUN_STEP, state_track_steps, train_dynamics
 from worldmodel.training.ema import EMA
 from worldmodel.training.export import export_model, spec_from_config
 from worldmodel.training.losses import WindowLoss, WindowLossConfig
@@ -118,7 +118,7 @@ def _check_numbers(cfg: dict[str, Any]) -> None:
         whole_number(cfg["rollout"][key], f"rollout.{key}", 0)
     whole_number(cfg["rollout"]["sampler_steps"], "rollout.sampler_steps", 1)
     if cfg.get("dynamics") and cfg["dynamics"]["steps"] != "auto":
-        whole_number(cfg["dynamics"]["steps"], "dynamics.steps (or auto: 5 x steps)", 1)
+        whole_number(cfg["dynamics"]["steps"], f"dynamics.steps (or auto: {STEPS_PER_RUN_STEP} x steps)", 1)
 
 
 def train(cfg: dict[str, Any]) -> Path:

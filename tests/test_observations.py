@@ -60,6 +60,9 @@ def test_rewards_and_goal_points_read_from_states_are_the_real_envs(task):
     # Pusher's reward reads body positions from before the step's last substep (see above): ~1 mm off.
     np.testing.assert_allclose(observer.rewards(states, actions, real.episode_goal()), rewards, atol=0.01 if task == "pusher" else 1e-5)
     np.testing.assert_allclose(observer.goal_points(states), points, atol=1e-12)
+    if not observer.goal_based:  # the batched kinematic readout is the env's own reward code, state by state
+        own = [(observer.observe(s), observer._env._get_rew(a)[0])[1] for s, a in zip(states, actions)]
+        np.testing.assert_allclose(observer.rewards(states, actions), own, atol=1e-12)
     with pytest.raises(ValueError, match="one per state"):
         observer.rewards(states, actions[:-1], real.episode_goal())
     real.close()

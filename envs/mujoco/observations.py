@@ -105,8 +105,8 @@ class StateObserver:
     def rewards(self, states: np.ndarray, actions: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray:
         """The task's reward of steps that reached `states` (M, nq+nv) by `actions` (M, *A) (goal: a
         goal-based env's desired goal) -> (M,), as the real env computes it from its state after the
-        step. Tasks with `reward_decode` (-w_d * distance(goal body, target) - w_c * |a|^2, in
-        space) are read from body positions; others call the env's own reward code on each state."""
+        step. Tasks with `reward_decode` (weighted distances between bodies, in space, minus
+        w_c * |a|^2) are read from body positions; others call the env's own reward code on each state."""
         states, actions = np.asarray(states, np.float64), np.asarray(actions, np.float64)
         if actions.shape != (len(states), *self.action_shape):
             raise ValueError(
@@ -115,9 +115,12 @@ class StateObserver:
         self._set_goal(goal)
         preset = self.shadow.preset
         if preset.reward_decode is not None and preset.has_success:
-            body, target = rearrange(self._positions(states, (preset.goal_body, preset.success_target)), "m two d -> two m d")
             w = preset.reward_decode
-            return -w["distance_weight"] * np.linalg.norm(body - target, axis=-1) - w["control_weight"] * np.square(actions).sum(-1)
+            pairs = [(preset.goal_body, preset.success_target, w["distance_weight"]), *w.get("extra_distances", ())]
+            names = tuple(dict.fromkeys(name for a, b, _ in pairs for name in (a, b)))
+            at = dict(zip(names, rearrange(self._positions(states, names), "m n d -> n m d")))
+            distances = sum(weight * np.linalg.norm(at[a] - at[b], axis=-1) for a, b, weight in pairs)
+            return -distances - w["control_weight"] * np.square(actions).sum(-1)
         out = np.empty(len(states))
         for i, (state, action) in enumerate(zip(states, actions)):
             obs = self.observe(state, goal)

@@ -44,7 +44,10 @@ class TaskPreset:
     space; checked after every step. Goal-conditioned planning compares `goal_body`'s position with
     where it is in the goal state.
     reward_decode: for tasks whose reward is -distance_weight * distance - control_weight * |a|^2
-    (reacher), those weights: success in imagination is then judged from predicted rewards.
+    (reacher), those weights: success in imagination is then judged from predicted rewards. A reward
+    with more distances between bodies (pusher's fingertip to object) lists them as
+    "extra_distances": [[body, body, weight], ...]; planners then read it from states by
+    kinematics alone, and success is no longer recoverable from the reward.
     """
 
     name: str
@@ -58,7 +61,7 @@ class TaskPreset:
     success_target: str | None = None
     success_distance: float | None = None
     success_dims: int = 2  # 2: distance in the table plane (x, y); 3: in space (a goal in the air)
-    reward_decode: dict[str, float] | None = None
+    reward_decode: dict[str, Any] | None = None
     # Bodies whose table-plane positions measure a prediction in physical units (the position probe).
     key_bodies: tuple[str, ...] = ()
     # Bodies the pose maps draw by default (empty: every body): a robot's cameras, sensors and
@@ -90,6 +93,8 @@ class TaskPreset:
         """reward: (...,) of one step, action: (..., *A) taken in it -> (...,) bool, the task's success
         test on the distance the reward implies; None for tasks where it cannot be recovered."""
         if self.reward_decode is None or not self.has_success or self.action_repeat != 1:  # repeats sum rewards
+            return None
+        if self.reward_decode.get("extra_distances"):
             return None
         ctrl = self.reward_decode["control_weight"] * np.square(action).sum(-1)
         distance = -(np.asarray(reward) + ctrl) / self.reward_decode["distance_weight"]
@@ -186,6 +191,8 @@ TASKS: dict[str, TaskPreset] = {
         goal_body="object",
         success_target="goal",
         success_distance=0.08,  # object centre inside the red goal disc (r 0.08)
+        # Pusher-v5's reward: -|object - goal| - 0.5 |fingertip - object| - 0.1 |a|^2, in space.
+        reward_decode={"distance_weight": 1.0, "control_weight": 0.1, "extra_distances": [["tips_arm", "object", 0.5]]},
         key_bodies=("object", "tips_arm", "goal"),
         episode_steps=100,
         model_file=("gymnasium", "envs/mujoco/assets/pusher_v5.xml"),

@@ -16,9 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# make demo: the pretrained model (pretrained/reacher.pt); make demo TRAIN=1: record and train a small one first
+# make demo: the pretrained model (pretrained/reacher.pt); make demo TASK=pusher: the arm task's (pretrained/pusher.pt);
+# make demo TRAIN=1: record and train a small one first
 demo: setup
-	$(BIN)/python tools/demo.py $(if $(TRAIN),train=true)
+	$(BIN)/python tools/demo.py $(if $(TRAIN),train=true) $(if $(TASK),task=$(TASK))
 
 test: setup
 	$(BIN)/python -m pytest -q

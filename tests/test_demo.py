@@ -30,3 +30,11 @@ def test_demo_trains_its_own_model_on_request(tmp_path):
     run_tool("demo.py", f"out={out}", "train=true", "steps=4", "dynamics_steps=10", "episodes=6", "held_out_episodes=2", "plan_episodes=1")
     assert f"Model: {out / 'run' / 'model.pt'}: framestack" in (out / "summary.md").read_text()
     assert (out / "report.html").exists() and (out / "plan" / "metrics.json").exists()
+
+
+def test_demo_of_a_task_without_a_shipped_model_says_what_to_do(tmp_path):
+    """`make demo TASK=fetch_push`: no model ships for it, so the demo names the ones that do and how to train one."""
+    result = run_tool("demo.py", f"out={tmp_path}", "task=fetch_push", check=False)
+    assert result.returncode != 0
+    assert "No pretrained model at pretrained/fetch_push.pt" in result.stderr and "reacher" in result.stderr
+    assert "make demo TRAIN=1 TASK=fetch_push" in result.stderr

@@ -1,8 +1,9 @@
-"""The demo: the pretrained reacher world model shipped with the project imagines held-out episodes
-(fidelity against copy-last, a side-by-side video) and plans in the real simulator, in a few
-minutes on a CPU; with train=true it first records data and trains its own small model.
+"""The demo: a pretrained world model shipped with the project imagines held-out episodes (fidelity
+against copy-last, a side-by-side video) and plans in the real simulator, in a few minutes on a
+CPU; with train=true it first records data and trains its own small model.
 
     python tools/demo.py                (what `make demo` runs: pretrained/reacher.pt)
+    python tools/demo.py task=pusher    (what `make demo TASK=pusher` runs: pretrained/pusher.pt, the arm task)
     python tools/demo.py train=true     (what `make demo TRAIN=1` runs: record, train, then the same)
 
 Writes out/report.html (one self-contained page: numbers, plots, video) and out/summary.md.
@@ -33,20 +34,21 @@ def run(stage: str, tool: str, *args: str, timings: dict) -> None:
 
 @hydra.main(config_path="../configs", config_name="demo", version_base=None)
 def main(cfg: DictConfig) -> None:
-    check_counts(cfg, steps=1, dynamics_steps=1, episodes=1, held_out_episodes=1, plan_episodes=1)
+    check_counts(cfg, steps=1, dynamics_steps=1, episodes=1, held_out_episodes=1, held_out_steps=13, plan_episodes=1)
     out = Path(cfg.out)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    val = out / "reacher_val.h5"
+    task = cfg.task.name
+    val = out / f"{task}_val.h5"
     timings: dict[str, float] = {}
     if cfg.train:
-        data, run_dir = out / "reacher.h5", out / "run"
+        data, run_dir = out / f"{task}.h5", out / "run"
         checkpoint = run_dir / "model.pt"
         if not data.exists():
             run(
                 "record training data",
                 "record_rollouts.py",
-                "task=reacher",
+                f"task={task}",
                 "policy=mixture",
                 f"episodes={cfg.episodes}",
                 "seed=0",
@@ -71,21 +73,22 @@ def main(cfg: DictConfig) -> None:
                 timings=timings,
             )
     else:
-        checkpoint = Path(cfg.checkpoint)
+        checkpoint = Path(cfg.checkpoint or f"pretrained/{task}.pt")
         if not checkpoint.exists():
             raise FileNotFoundError(
-                f"No pretrained model at {checkpoint}: restore it (git checkout {checkpoint}) or train one "
-                "with `make demo TRAIN=1` (python tools/demo.py train=true)."
+                f"No pretrained model at {checkpoint}: restore it (git checkout {checkpoint}), demo a task the project "
+                f"ships a model for ({', '.join(sorted(p.stem for p in Path('pretrained').glob('*.pt')))}), or train one "
+                f"with `make demo TRAIN=1 TASK={task}` (python tools/demo.py train=true task={task})."
             )
     if not val.exists():  # seed 7: episodes no training run here saw (the pretrained model's held-out set, README)
         run(
             "record held-out data",
             "record_rollouts.py",
-            "task=reacher",
+            f"task={task}",
             "policy=mixture",
             f"episodes={cfg.held_out_episodes}",
             "seed=7",
-            "task.episode_steps=60",
+            f"task.episode_steps={cfg.held_out_steps}",
             "workers=2",
             f"out={val}",
             timings=timings,

@@ -92,9 +92,8 @@ class TaskPreset:
     def success_from_reward(self, reward: np.ndarray, action: np.ndarray) -> np.ndarray | None:
         """reward: (...,) of one step, action: (..., *A) taken in it -> (...,) bool, the task's success
         test on the distance the reward implies; None for tasks where it cannot be recovered."""
-        if self.reward_decode is None or not self.has_success or self.action_repeat != 1:  # repeats sum rewards
-            return None
-        if self.reward_decode.get("extra_distances"):
+        decode = self.reward_decode
+        if decode is None or decode.get("extra_distances") or not self.has_success or self.action_repeat != 1:  # repeats sum rewards
             return None
         ctrl = self.reward_decode["control_weight"] * np.square(action).sum(-1)
         distance = -(np.asarray(reward) + ctrl) / self.reward_decode["distance_weight"]

@@ -61,7 +61,10 @@ def test_rewards_and_goal_points_read_from_states_are_the_real_envs(task):
     np.testing.assert_allclose(observer.rewards(states, actions, real.episode_goal()), rewards, atol=0.01 if task == "pusher" else 1e-5)
     np.testing.assert_allclose(observer.goal_points(states), points, atol=1e-12)
     if not observer.goal_based:  # the batched kinematic readout is the env's own reward code, state by state
-        own = [(observer.observe(s), observer._env._get_rew(a)[0])[1] for s, a in zip(states, actions)]
+        own = []
+        for state, action in zip(states, actions):
+            observer.observe(state)  # the observer's copy put in the state, its kinematics up to date
+            own.append(observer._env._get_rew(action)[0])
         np.testing.assert_allclose(observer.rewards(states, actions), own, atol=1e-12)
     with pytest.raises(ValueError, match="one per state"):
         observer.rewards(states, actions[:-1], real.episode_goal())

@@ -95,8 +95,8 @@ class TaskPreset:
         decode = self.reward_decode
         if decode is None or decode.get("extra_distances") or not self.has_success or self.action_repeat != 1:  # repeats sum rewards
             return None
-        ctrl = self.reward_decode["control_weight"] * np.square(action).sum(-1)
-        distance = -(np.asarray(reward) + ctrl) / self.reward_decode["distance_weight"]
+        ctrl = decode["control_weight"] * np.square(action).sum(-1)
+        distance = -(np.asarray(reward) + ctrl) / decode["distance_weight"]
         return distance < self.success_distance
 
     def describe(self) -> dict[str, Any]:

@@ -34,6 +34,29 @@ def test_pusher_expert_pushes_the_object_onto_the_goal():
     assert run_episodes("pusher", "expert", range(20)) >= 0.7
 
 
+@pytest.mark.slow
+def test_pusher_play_pushes_towards_its_decoy_as_deep_as_it_drew():
+    """Play data's two knobs do what the state track needs from them: a full-depth push takes the
+    object to the decoy point, not the goal; resting against it (depth 0) moves it about 1 cm."""
+    env = make_task_env("pusher", frame_size=(16, 16))
+    policy = make_policy("play", env)
+    for depth in (1.0, 0.0):
+        _, info = env.reset(seed=3)
+        start = env.data.body("object").xpos[:2].copy()
+        decoy = start + np.array([0.15, 0.0])  # the goal lies the other way
+        policy.draw = lambda rng, depth=depth: (depth, 0.0, decoy)
+        policy.reset(np.random.default_rng(0))
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(policy.act(info["state"], info))
+            done = terminated or truncated
+        end = env.data.body("object").xpos[:2]
+        if depth == 1.0:
+            assert np.linalg.norm(end - decoy) < 0.02 and not info["success"]
+        else:
+            assert np.linalg.norm(end - start) < 0.03
+
+
 def test_noisy_expert_degrades_with_eps():
     assert run_episodes("reacher", "noisy_expert", range(10), eps=0.0) >= 0.9
     assert run_episodes("reacher", "noisy_expert", range(10), eps=1.0) <= 0.2
@@ -78,3 +101,5 @@ def test_bad_policy_requests_are_named():
     )
     with pytest.raises(ValueError, match="No expert for task 'pendulum'"):
         make_policy("expert", pendulum)
+    with pytest.raises(ValueError, match="No play policy for task 'reacher'"):
+        make_policy("play", env)

@@ -35,9 +35,7 @@ def test_codec_training_learns_to_reconstruct_and_scales_its_latents(reacher_fil
     torch.manual_seed(0)
     codec = FrameCodec(4, [8, 16, 16])
     before = reconstruction_psnr(codec, reacher_file, split, torch.device("cpu"), torch.autocast("cpu", enabled=False))
-    result = train_codec(
-        codec, reacher_file, {"steps": 150, "batch_size": 8, "lr": 3e-3}, split, seed=0, sigma_data=0.5, bf16=False, progress=False
-    )
+    result = train_codec(codec, reacher_file, split, steps=150, batch_size=8, lr=3e-3, seed=0, sigma_data=0.5, bf16=False, progress=False)
     assert result["psnr"] > before + 5, (before, result)
     assert not any(p.requires_grad for p in codec.parameters()), "the codec is frozen for the denoiser's stage"
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (8, 3, 64, 64))).float() / 127.5 - 1

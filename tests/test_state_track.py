@@ -30,7 +30,7 @@ def test_state_dynamics_learns_the_arm_and_beats_a_standing_state(reacher_file):
     assert len(stats["delta_std"]) == meta["nq"] + meta["nv"] == 8
     dynamics = StateDynamics(action_space_of(meta), meta["nq"], meta["nv"], hidden=64)
     dynamics.set_statistics(stats["mean"], stats["std"], stats["delta_std"])
-    train_dynamics(dynamics, reacher_file, episodes, {"steps": 300, "batch_size": 32, "horizon": 8, "lr": 3e-3}, seed=0, progress=False)
+    train_dynamics(dynamics, reacher_file, episodes, steps=300, batch_size=32, horizon=8, lr=3e-3, seed=0, progress=False)
     states, actions = (
         torch.from_numpy(np.stack([x[:9] if len(x) > 8 else x for x in xs])) for xs in load_transitions(reacher_file, episodes)
     )

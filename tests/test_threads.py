@@ -24,7 +24,7 @@ def test_the_state_track_and_planning_in_states_run_on_one_thread(state_checkpoi
     seen = []
     loss = type(dynamics).loss
     monkeypatch.setattr(type(dynamics), "loss", lambda self, *a: seen.append(torch.get_num_threads()) or loss(self, *a))
-    train_dynamics(dynamics, reacher_file, [0, 1], {"steps": 2, "batch_size": 4, "horizon": 4, "lr": 1e-3}, 0, progress=False)
+    train_dynamics(dynamics, reacher_file, [0, 1], steps=2, batch_size=4, horizon=4, lr=1e-3, seed=0, progress=False)
     assert seen == [1, 1] and torch.get_num_threads() == 2
 
     preset = get_task("reacher", episode_steps=3)

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -116,9 +117,20 @@ def test_resume_refuses_data_that_changed(small_data, tmp_path, monkeypatch):
         train(tiny_config(data, run, resume=True))
 
 
-@pytest.mark.parametrize("key, value", [("steps", 0), ("steps", -3), ("save_every", 0), ("batch_size", 2.5), ("log_every", "abc")])
-def test_numbers_a_run_cannot_work_with_are_refused_before_anything_is_written(small_data, tmp_path, key, value):
-    with pytest.raises(ValueError, match=f"{key} must be a whole number >= 1, got {value!r}"):
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("steps", 0, "steps must be a whole number >= 1, got 0"),
+        ("steps", -3, "steps must be a whole number >= 1, got -3"),
+        ("save_every", 0, "save_every must be a whole number >= 1, got 0"),
+        ("batch_size", 2.5, "batch_size: Value '2.5' of type 'float' could not be converted to Integer"),
+        ("log_every", "abc", "log_every: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("optim.lr", "fast", "optim.lr: Value 'fast' of type 'str' could not be converted to Float"),
+        ("+stepz", 3, "stepz: Key 'stepz' not in 'TrainConfig'"),
+    ],
+)
+def test_config_values_a_run_cannot_work_with_are_refused_before_anything_is_written(small_data, tmp_path, key, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         train(tiny_config(small_data, tmp_path / "r", **{key: value}))
     assert not (tmp_path / "r").exists()
 

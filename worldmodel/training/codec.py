@@ -32,8 +32,11 @@ def _frames(batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tenso
 def train_codec(
     codec: FrameCodec,
     path: str | Path,
-    cfg: dict[str, Any],
     split: dict[str, Any],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
     seed: int,
     sigma_data: float,
     device: torch.device | str = "cpu",
@@ -41,13 +44,13 @@ def train_codec(
     progress: bool = True,
 ) -> dict[str, float]:
     """Fits `codec` in place on the training split of `path` (split: {"val_fraction", "split_seed"},
-    as the denoiser's): cfg["steps"] AdamW steps (cosine decay from cfg["lr"]) on batches of
-    2 x cfg["batch_size"] frames; then scales its latents to std `sigma_data`. Returns the last
+    as the denoiser's): `steps` AdamW steps (cosine decay from `lr`) on batches of
+    2 x `batch_size` frames; then scales its latents to std `sigma_data`. Returns the last
     loss and the reconstruction PSNR (dB, frames in [0, 255]) of up to 512 held-out frames."""
     device = torch.device(device)
     windows = RolloutWindows(path, 1, 1, 1, "train", split["val_fraction"], split["split_seed"])
     generator = torch.Generator().manual_seed(seed)
-    steps, batch = int(cfg["steps"]), int(cfg["batch_size"])
+    steps, batch = int(steps), int(batch_size)
     loader = DataLoader(
         windows,
         batch_size=batch,
@@ -56,7 +59,7 @@ def train_codec(
         drop_last=True,
     )
     codec.to(device).train()
-    optimizer = torch.optim.AdamW(codec.parameters(), lr=float(cfg["lr"]), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(codec.parameters(), lr=float(lr), weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / max(1, steps))))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     loss = torch.zeros(())

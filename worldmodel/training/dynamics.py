@@ -12,7 +12,6 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,26 +37,30 @@ def load_transitions(path: str | Path, episodes: Sequence[int]) -> tuple[list[np
 STEPS_PER_RUN_STEP = 5  # "auto": 4,000 state-track steps for the measured 800-step recipe
 
 
-def state_track_steps(cfg: dict[str, Any], run_steps: int) -> int:
-    """The state track's optimiser steps: cfg["steps"], or for "auto" STEPS_PER_RUN_STEP x the run's
-    own steps, so a short run is short in both stages."""
-    return STEPS_PER_RUN_STEP * int(run_steps) if cfg["steps"] == "auto" else int(cfg["steps"])
+def state_track_steps(steps: int | str, run_steps: int) -> int:
+    """The state track's optimiser steps: `steps` (dynamics.steps), or for "auto" STEPS_PER_RUN_STEP
+    x the run's own steps, so a short run is short in both stages."""
+    return STEPS_PER_RUN_STEP * int(run_steps) if steps == "auto" else int(steps)
 
 
 def train_dynamics(
     dynamics: StateDynamics,
     path: str | Path,
     episodes: Sequence[int],
-    cfg: dict[str, Any],
+    *,
+    steps: int,
+    batch_size: int,
+    horizon: int,
+    lr: float,
     seed: int,
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> float:
-    """Fits `dynamics` (its statistics already set) in place: cfg["steps"] AdamW steps (cosine decay
-    from cfg["lr"]) on batches of cfg["batch_size"] windows of cfg["horizon"] steps (shorter
-    episodes give whole-episode windows). Returns the last batch's loss."""
+    """Fits `dynamics` (its statistics already set) in place: `steps` AdamW steps (cosine decay
+    from `lr`) on batches of `batch_size` windows of `horizon` steps (shorter episodes give
+    whole-episode windows). Returns the last batch's loss."""
     states, actions = load_transitions(path, episodes)
-    horizon = max(1, min(int(cfg["horizon"]), min(len(a) for a in actions)))
+    horizon = max(1, min(int(horizon), min(len(a) for a in actions)))
     # Every window start as (first frame, first step) in the episodes laid end to end.
     frame0 = np.cumsum([0] + [len(s) for s in states[:-1]])
     step0 = np.cumsum([0] + [len(a) for a in actions[:-1]])
@@ -72,15 +75,14 @@ def train_dynamics(
     all_states = torch.from_numpy(np.concatenate(states)).to(device)
     all_actions = torch.from_numpy(np.concatenate(actions)).to(device)
     offsets = torch.arange(horizon + 1)
-    steps = int(cfg["steps"])
     dynamics.to(device).train()
-    optimizer = torch.optim.AdamW(dynamics.parameters(), lr=float(cfg["lr"]), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(dynamics.parameters(), lr=float(lr), weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * i / max(1, steps))))
     generator = torch.Generator().manual_seed(seed)
     loss = torch.zeros(())
     with small_ops():
         for _ in tqdm(range(steps), desc="state dynamics", disable=not progress, dynamic_ncols=True):
-            first = starts[torch.randint(len(starts), (int(cfg["batch_size"]),), generator=generator)]
+            first = starts[torch.randint(len(starts), (int(batch_size),), generator=generator)]
             loss = dynamics.loss(all_states[first[:, :1] + offsets], all_actions[first[:, 1:] + offsets[:-1]])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

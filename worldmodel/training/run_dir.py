@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accelerate import Accelerator
+
+if TYPE_CHECKING:
+    from worldmodel.training.config import TrainConfig
 
 # Keys that may differ when resuming: they do not change what is being trained. The run folder
 # may have moved; the data file may have moved too (its content is compared instead).
@@ -33,7 +36,7 @@ def latest_state(run_dir: Path) -> Path | None:
     return next((run_dir / name for name in ("state", "state.old") if (run_dir / name).is_dir()), None)
 
 
-def prepare(run_dir: Path, cfg: dict[str, Any], data: dict[str, Any], accelerator: Accelerator) -> None:
+def prepare(run_dir: Path, cfg: TrainConfig, data: dict[str, Any], accelerator: Accelerator) -> None:
     """Creates the run directory and writes config.json and data.json (`data`: the data's
     `dataset_fingerprint`); on resume, refuses a config that differs in anything but
     RESUMABLE_KEYS and data whose content changed; refuses to start a new run over an existing one."""
@@ -41,12 +44,12 @@ def prepare(run_dir: Path, cfg: dict[str, Any], data: dict[str, Any], accelerato
         run_dir.mkdir(parents=True, exist_ok=True)
         config_file = run_dir / "config.json"
         data = {k: v for k, v in data.items() if k != "path"}
-        if cfg.get("resume") and config_file.exists():
-            _check_resume(run_dir, cfg, data)
-        elif latest_state(run_dir) is not None and not cfg.get("resume"):
+        if cfg.resume and config_file.exists():
+            _check_resume(run_dir, cfg.plain(), data)
+        elif latest_state(run_dir) is not None and not cfg.resume:
             raise TrainingError(f"{run_dir} already holds a run. Pass resume=true to continue it, or choose another run_dir.")
         else:
-            config_file.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+            config_file.write_text(json.dumps(cfg.plain(), indent=2, sort_keys=True))
             (run_dir / "data.json").write_text(json.dumps(data, indent=2))
     accelerator.wait_for_everyone()
 

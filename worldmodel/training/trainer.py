@@ -1,16 +1,19 @@
 """Training loop on accelerate: one CPU to many GPUs, bf16 mixed precision, resumable.
 
-`train(cfg)` takes the fully resolved config as a plain dict (tools/train.py resolves hydra's).
+`train(cfg)` takes the fully resolved config (`config.TrainConfig`, or plain data as tools/train.py
+resolves hydra's, checked against it).
 What the run directory holds is in `worldmodel.training.run_dir`; the exported checkpoint is
 written by `worldmodel.training.export`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from worldmodel.pose import PoseMaps, PoseProjector, qpos_limits, task_model
 from worldmodel.spec import ModelSpec
 from worldmodel.training import run_dir as run_files
 from worldmodel.training.codec import train_codec
+from worldmodel.training.config import TrainConfig, training_config
 from worldmodel.training.dynamics import STEPS_PER_RUN_STEP, state_track_steps, train_dynamics
 from worldmodel.training.ema import EMA
 from worldmodel.training.export import export_model, spec_from_config
@@ -102,7 +106,7 @@ def _check_data_matches(path: Path, dataset: RolloutWindows, expect: dict[str, A
             )
 
 
-def _check_numbers(cfg: dict[str, Any]) -> None:
+def _check_numbers(cfg: TrainConfig) -> None:
     """Step counts and intervals a run cannot work without, before anything is written."""
     for key, minimum in (
         ("steps", 1),
@@ -113,52 +117,50 @@ def _check_numbers(cfg: dict[str, Any]) -> None:
         ("val_every", 0),
         ("start_bank_size", 1),
     ):
-        whole_number(cfg[key], key, minimum)
+        whole_number(getattr(cfg, key), key, minimum)
     for key in ("max_unroll", "curriculum_steps"):
-        whole_number(cfg["rollout"][key], f"rollout.{key}", 0)
-    whole_number(cfg["rollout"]["sampler_steps"], "rollout.sampler_steps", 1)
-    if cfg.get("dynamics") and cfg["dynamics"]["steps"] != "auto":
-        whole_number(cfg["dynamics"]["steps"], f"dynamics.steps (or auto: {STEPS_PER_RUN_STEP} x steps)", 1)
+        whole_number(getattr(cfg.rollout, key), f"rollout.{key}", 0)
+    whole_number(cfg.rollout.sampler_steps, "rollout.sampler_steps", 1)
+    if cfg.dynamics and cfg.dynamics.steps != "auto":
+        whole_number(cfg.dynamics.steps, f"dynamics.steps (or auto: {STEPS_PER_RUN_STEP} x steps)", 1)
 
 
-def train(cfg: dict[str, Any]) -> Path:
-    """Trains the world model described by `cfg`; returns the path of the exported model.pt.
+def train(cfg: TrainConfig | Mapping[str, Any]) -> Path:
+    """Trains the world model described by `cfg` (a `TrainConfig`, or the composed config as plain
+    data, checked against it); returns the path of the exported model.pt.
 
     accelerate's state is process-global: one process trains with one mixed-precision setting.
     """
+    cfg = training_config(cfg)
     _check_numbers(cfg)
-    cfg = {**cfg, "mixed_precision": resolve_precision(cfg["mixed_precision"], cfg.get("device"))}
-    run_dir, data_path = Path(cfg["run_dir"]), Path(cfg["data"])
+    cfg = dataclasses.replace(cfg, mixed_precision=resolve_precision(cfg.mixed_precision, cfg.device))
+    run_dir, data_path = Path(cfg.run_dir), Path(cfg.data)
     accelerator = Accelerator(
-        mixed_precision=cfg["mixed_precision"],
+        mixed_precision=cfg.mixed_precision,
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # with pinned batches: copies overlap the step
-        gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
-        log_with="tensorboard" if cfg.get("tensorboard") else None,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        log_with="tensorboard" if cfg.tensorboard else None,
         project_dir=str(run_dir),
-        cpu=cfg.get("device") == "cpu",
+        cpu=cfg.device == "cpu",
     )
-    set_seed(cfg["seed"], device_specific=False)
-    w = cfg["window"]
+    set_seed(cfg.seed, device_specific=False)
+    w = cfg.window
     # Rollout training needs the U real frames that the model replaces with its own, and their actions.
-    extra = int(cfg["rollout"]["max_unroll"])
+    extra = int(cfg.rollout.max_unroll)
     train_set = RolloutWindows(
         data_path,
-        w["context"],
-        w["target"] + extra,
-        w["stride"],
+        w.context,
+        w.target + extra,
+        w.stride,
         "train",
-        w["val_fraction"],
-        w["split_seed"],
-        cache=w["cache"],
-        states=bool(cfg.get("dynamics")),
+        w.val_fraction,
+        w.split_seed,
+        cache=w.cache,
+        states=bool(cfg.dynamics),
     )
-    val_set = (
-        RolloutWindows(data_path, w["context"], w["target"], 1, "val", w["val_fraction"], w["split_seed"])
-        if w["val_fraction"] > 0
-        else None
-    )
-    _check_data_matches(data_path, train_set, cfg.get("expect") or {})
-    if cfg.get("dynamics") and train_set.metadata["nq"] + train_set.metadata["nv"] == 0:
+    val_set = RolloutWindows(data_path, w.context, w.target, 1, "val", w.val_fraction, w.split_seed) if w.val_fraction > 0 else None
+    _check_data_matches(data_path, train_set, cfg.expect)
+    if cfg.dynamics and train_set.metadata["nq"] + train_set.metadata["nv"] == 0:
         raise ValueError(
             f"{data_path} holds no simulator state (nq = nv = 0: data imported from images alone), which the state track "
             "learns from: train it with dynamics=none."
@@ -167,14 +169,14 @@ def train(cfg: dict[str, Any]) -> Path:
 
     task = task_of(data_path)
     simulator = "env_id" in task and "camera" in task  # a MuJoCo model to draw pose maps with and read joint limits from
-    if cfg.get("dynamics") and not simulator:
+    if cfg.dynamics and not simulator:
         logger.warning("%s names no MuJoCo task (imported data): the state track trains without pose maps and joint limits", data_path)
-    mujoco_model = task_model(task) if cfg.get("dynamics") and simulator else None  # built once: pose maps and joint limits
+    mujoco_model = task_model(task) if cfg.dynamics and simulator else None  # built once: pose maps and joint limits
     pose_maps = None
-    if mujoco_model is not None and (cfg.get("pose") or {}).get("maps"):
-        bodies = cfg["pose"].get("bodies") or task.get("pose_bodies") or None  # the config's, else the task's choice, else all
-        size = latent_shape(train_set.frame_shape, cfg["codec"])[:2] if cfg.get("codec") else train_set.frame_shape[:2]  # the denoiser's
-        pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], size, bodies), cfg["pose"]["sigma"])
+    if mujoco_model is not None and cfg.pose.maps:
+        bodies = cfg.pose.bodies or task.get("pose_bodies") or None  # the config's, else the task's choice, else all
+        size = latent_shape(train_set.frame_shape, vars(cfg.codec))[:2] if cfg.codec else train_set.frame_shape[:2]  # the denoiser's
+        pose_maps = PoseMaps(PoseProjector(mujoco_model, task["camera"], size, bodies), cfg.pose.sigma)
     spec = spec_from_config(
         cfg,
         task,
@@ -191,27 +193,27 @@ def train(cfg: dict[str, Any]) -> Path:
     if model.codec is not None:
         _codec_stage(model.codec, cfg, data_path, run_dir, accelerator)
     optimizer, scheduler = _optimiser(model, cfg)
-    sampler = EpochSampler(len(train_set), cfg["seed"])
+    sampler = EpochSampler(len(train_set), cfg.seed)
     collate = collate_windows if pose_maps is None else pose_maps.with_segments(collate_windows)
     loader = DataLoader(
         train_set,
-        batch_size=cfg["batch_size"],
+        batch_size=cfg.batch_size,
         sampler=sampler,
-        num_workers=w["num_workers"],
+        num_workers=w.num_workers,
         collate_fn=collate,
         drop_last=True,
-        persistent_workers=w["num_workers"] > 0,
+        persistent_workers=w.num_workers > 0,
         pin_memory=accelerator.device.type == "cuda",
     )
     if len(loader) == 0:
-        raise ValueError(f"batch_size {cfg['batch_size']} is larger than the {len(train_set)} training windows.")
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(train_set)} training windows.")
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    ema = EMA(accelerator.unwrap_model(model), decay=cfg["ema_decay"])
-    if compile_enabled(cfg.get("compile", False), accelerator.device):  # after the EMA's copy: its shadow stays eager
+    ema = EMA(accelerator.unwrap_model(model), decay=cfg.ema_decay)
+    if compile_enabled(cfg.compile, accelerator.device):  # after the EMA's copy: its shadow stays eager
         accelerator.unwrap_model(model).denoiser.compile()
-    progress = Progress(cfg["seed"] + accelerator.process_index, accelerator.device)
+    progress = Progress(cfg.seed + accelerator.process_index, accelerator.device)
     accelerator.register_for_checkpointing(ema, progress)
-    state = run_files.latest_state(run_dir) if cfg.get("resume") else None
+    state = run_files.latest_state(run_dir) if cfg.resume else None
     if state is not None:
         try:
             accelerator.load_state(str(state))
@@ -223,11 +225,11 @@ def train(cfg: dict[str, Any]) -> Path:
                 f"the version that started the run, or train into a new run_dir."
             ) from error
         logger.info("resumed %s at step %d from %s", run_dir, progress.step, state.name)
-    if cfg.get("tensorboard"):
-        accelerator.init_trackers("tb", config={k: str(v) for k, v in cfg.items()})
+    if cfg.tensorboard:
+        accelerator.init_trackers("tb", config={k: str(v) for k, v in cfg.plain().items()})
 
     validate = None
-    if val_set is not None and cfg["val_every"]:
+    if val_set is not None and cfg.val_every:
         validate = lambda step: _validate(cfg, spec, ema, val_set, run_dir, step, accelerator)  # noqa: E731
     with logging_redirect_tqdm():  # log lines go above the progress bar, not through it
         _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate)
@@ -241,19 +243,29 @@ def train(cfg: dict[str, Any]) -> Path:
     return path
 
 
-def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, episodes, run_dir: Path, accelerator) -> None:
+def _state_track(dynamics: StateDynamics, cfg: TrainConfig, data_path: Path, episodes, run_dir: Path, accelerator) -> None:
     """Trains the state track before the denoiser, or loads it from the run (resume). Every
     process trains its own copy from the same seed; only the main process's is exported."""
     path = run_dir / "state_dynamics.pt"
-    if cfg.get("resume") and path.exists():
+    if cfg.resume and path.exists():
         dynamics.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         dynamics.eval().requires_grad_(False)
         logger.info("state dynamics loaded from %s", path)
     else:
-        steps = state_track_steps(cfg["dynamics"], cfg["steps"])
-        logger.info("state track: %d steps (dynamics.steps=%s) before the denoiser's %d", steps, cfg["dynamics"]["steps"], cfg["steps"])
+        d = cfg.dynamics
+        steps = state_track_steps(d.steps, cfg.steps)
+        logger.info("state track: %d steps (dynamics.steps=%s) before the denoiser's %d", steps, d.steps, cfg.steps)
         train_dynamics(
-            dynamics, data_path, episodes, cfg["dynamics"] | {"steps": steps}, cfg["seed"], accelerator.device, accelerator.is_main_process
+            dynamics,
+            data_path,
+            episodes,
+            steps=steps,
+            batch_size=d.batch_size,
+            horizon=d.horizon,
+            lr=d.lr,
+            seed=cfg.seed,
+            device=accelerator.device,
+            progress=accelerator.is_main_process,
         )
         if accelerator.is_main_process:  # atomically: a run killed while saving leaves no half-written file to resume from
             torch.save(dynamics.state_dict(), path.with_name(path.name + ".tmp"))
@@ -261,24 +273,26 @@ def _state_track(dynamics: StateDynamics, cfg: dict[str, Any], data_path: Path, 
     dynamics.to(accelerator.device)
 
 
-def _codec_stage(codec: FrameCodec, cfg: dict[str, Any], data_path: Path, run_dir: Path, accelerator) -> None:
+def _codec_stage(codec: FrameCodec, cfg: TrainConfig, data_path: Path, run_dir: Path, accelerator) -> None:
     """Trains a latent model's frame codec before the denoiser, or loads it from the run (resume);
     frozen after. Every process trains its own copy from the same seed; the main process's is saved."""
     path = run_dir / "codec.pt"
-    if cfg.get("resume") and path.exists():
+    if cfg.resume and path.exists():
         codec.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         logger.info("codec loaded from %s", path)
     else:
         train_codec(
             codec,
             data_path,
-            cfg["codec"],
-            cfg["window"],
-            cfg["seed"],
-            float(cfg["diffusion"]["sigma_data"]),
-            accelerator.device,
-            cfg["mixed_precision"] == "bf16",
-            accelerator.is_main_process,
+            {"val_fraction": cfg.window.val_fraction, "split_seed": cfg.window.split_seed},
+            steps=cfg.codec.steps,
+            batch_size=cfg.codec.batch_size,
+            lr=cfg.codec.lr,
+            seed=cfg.seed,
+            sigma_data=cfg.diffusion.sigma_data,
+            device=accelerator.device,
+            bf16=cfg.mixed_precision == "bf16",
+            progress=accelerator.is_main_process,
         )
         if accelerator.is_main_process:
             torch.save(codec.state_dict(), path.with_name(path.name + ".tmp"))
@@ -287,7 +301,7 @@ def _codec_stage(codec: FrameCodec, cfg: dict[str, Any], data_path: Path, run_di
 
 
 def _objective(
-    spec: ModelSpec, cfg: dict[str, Any], stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None, mujoco_model=None
+    spec: ModelSpec, cfg: TrainConfig, stats: dict[str, float], data_path: Path, pose_maps: PoseMaps | None, mujoco_model=None
 ) -> WindowLoss:
     """The trained modules (denoiser, reward head with the data's reward statistics, the optional
     state track, its joint limits read from `mujoco_model`, the task's) and their loss (with the
@@ -298,11 +312,11 @@ def _objective(
     loss_cfg = WindowLossConfig(
         spec.context,
         spec.target,
-        cfg["diffusion"]["max_context_sigma"],
-        cfg["reward_weight"],
-        cfg["termination_weight"],
-        SamplerConfig(steps=int(cfg["rollout"]["sampler_steps"])),
-        float(cfg["success_weight"]),
+        cfg.diffusion.max_context_sigma,
+        cfg.reward_weight,
+        cfg.termination_weight,
+        SamplerConfig(steps=int(cfg.rollout.sampler_steps)),
+        float(cfg.success_weight),
     )
     dynamics = build_dynamics(spec.dynamics, spec.action_space)
     if dynamics is not None:
@@ -314,15 +328,15 @@ def _objective(
     return WindowLoss(denoiser, reward_head, spec.edm, loss_cfg, dynamics, pose_maps, codec)
 
 
-def _optimiser(model: torch.nn.Module, cfg: dict[str, Any]):
-    """AdamW with linear warm-up and cosine decay (`lr_factor`) over cfg["steps"]."""
-    o, steps = cfg["optim"], int(cfg["steps"])
+def _optimiser(model: torch.nn.Module, cfg: TrainConfig):
+    """AdamW with linear warm-up and cosine decay (`lr_factor`) over cfg.steps."""
+    o, steps = cfg.optim, int(cfg.steps)
     # The state track and a codec are trained before (stages of their own)
     groups = [{"params": [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "codec."))]}]
     # fused: one kernel for all parameters' updates (CUDA and CPU) instead of a dozen per tensor
-    optimizer = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"], betas=tuple(o["betas"]), fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps, int(o["warmup_steps"]), float(o["min_lr_ratio"]))
+        optimizer, lambda step: lr_factor(step, steps, int(o.warmup_steps), float(o.min_lr_ratio))
     )
     return optimizer, scheduler
 
@@ -337,30 +351,30 @@ def unroll_length(step: int, max_unroll: int, curriculum_steps: int, generator: 
 
 
 def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, progress, run_dir, validate) -> None:
-    """Optimiser steps until cfg["steps"]: logging, periodic state saves and validation.
+    """Optimiser steps until cfg.steps: logging, periodic state saves and validation.
 
     Nothing in a step waits for the device: the losses are read (and checked to be finite) only at
     log and save steps, so a GPU's queue stays full; a non-finite loss stops the run before it is saved.
     """
-    steps, r = int(cfg["steps"]), cfg["rollout"]
+    steps, r = int(cfg.steps), cfg.rollout
     per_epoch = len(loader)
     unwrapped = accelerator.unwrap_model(model)
     bar = tqdm(total=steps, initial=progress.step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
-    speed = Throughput(cfg["batch_size"] * cfg["gradient_accumulation_steps"] * accelerator.num_processes)
+    speed = Throughput(cfg.batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes)
     finite, checked = torch.ones((), dtype=torch.bool, device=accelerator.device), progress.step
     while progress.step < steps:
-        epoch, offset = divmod(progress.step * cfg["gradient_accumulation_steps"], per_epoch)
+        epoch, offset = divmod(progress.step * cfg.gradient_accumulation_steps, per_epoch)
         sampler.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         for batch in batches:
             with accelerator.accumulate(model):
-                unroll = unroll_length(progress.step, r["max_unroll"], r["curriculum_steps"], progress.host)
+                unroll = unroll_length(progress.step, r.max_unroll, r.curriculum_steps, progress.host)
                 with accelerator.autocast():
                     losses = model(batch, progress.generator, unroll)
                 finite &= torch.isfinite(losses["loss"].detach())
                 accelerator.backward(losses["loss"])
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg["optim"]["grad_clip"])
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -371,8 +385,8 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
             speed.step()
             bar.update(1)
             log, save = (
-                progress.step % cfg["log_every"] == 0 or progress.step == steps,
-                progress.step % cfg["save_every"] == 0 or progress.step == steps,
+                progress.step % cfg.log_every == 0 or progress.step == steps,
+                progress.step % cfg.save_every == 0 or progress.step == steps,
             )
             if log or save:
                 if not finite:
@@ -387,7 +401,7 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
                 accelerator.log({**logs, "lr": scheduler.get_last_lr()[0]}, step=progress.step)
             if save:
                 run_files.save_state(accelerator, run_dir)
-            if validate is not None and progress.step % cfg["val_every"] == 0 and accelerator.is_main_process:
+            if validate is not None and progress.step % cfg.val_every == 0 and accelerator.is_main_process:
                 validate(progress.step)
             if progress.step >= steps:
                 break
@@ -425,7 +439,7 @@ def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:
         ema.shadow.reward_head,
         spec,
         device=accelerator.device,
-        bf16=cfg["mixed_precision"] == "bf16",
+        bf16=cfg.mixed_precision == "bf16",
         dynamics=ema.shadow.dynamics,
         pose_maps=ema.shadow.pose_maps,
         codec=ema.shadow.codec,
@@ -434,10 +448,10 @@ def _validate(cfg, spec, ema, val_set, run_dir, step, accelerator) -> None:
         wm,
         val_set.path,
         val_set.episodes,
-        cfg["val_horizons"],
-        cfg["val_episodes"],
+        cfg.val_horizons,
+        cfg.val_episodes,
         video=run_dir / "validation" / f"step{step:07d}.mp4",
-        seed=cfg["seed"],
+        seed=cfg.seed,
     )
     logs = {f"val/psnr_h{h}": v for h, v in result["psnr"].items()} | {
         f"val/copy_last_h{h}": v for h, v in result["copy_last_psnr"].items()

@@ -1,6 +1,7 @@
 """The training config, typed: what configs/train.yaml and its groups hold.
 
-The YAML files hold every value and say why it was chosen; these classes say what each is, and
+The YAML files hold every value and say why it was chosen; these classes say what each is (no
+defaults here: a field without one is a value the YAML must give), and
 `training_config` checks a composed config against them (OmegaConf's structured configs): a
 missing key, an unknown one or a value of the wrong type is refused by name before anything is
 trained. The trainer, its stages and the exporter read attributes, never string keys.
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from worldmodel.diffusion import SamplerConfig
@@ -26,71 +27,71 @@ OPTIONAL_GROUPS = ("dynamics", "codec")
 class DiffusionConfig:
     """EDM preconditioning and training noise (configs/diffusion/)."""
 
-    sigma_data: float = MISSING
-    loc: float = MISSING
-    scale: float = MISSING
-    sigma_min: float = MISSING
-    sigma_max: float = MISSING
-    max_context_sigma: float = MISSING  # context frames get sigma ~ U(0, max) in training
+    sigma_data: float
+    loc: float
+    scale: float
+    sigma_min: float
+    sigma_max: float
+    max_context_sigma: float  # context frames get sigma ~ U(0, max) in training
 
 
 @dataclass
 class DynamicsConfig:
     """The state track and its own training stage (configs/dynamics/)."""
 
-    hidden: int = MISSING
-    layers: int = MISSING
-    steps: Any = MISSING  # "auto" or a number of optimiser steps (`dynamics.state_track_steps`)
-    batch_size: int = MISSING
-    horizon: int = MISSING
-    lr: float = MISSING
-    joint_limits: bool = MISSING
+    hidden: int
+    layers: int
+    steps: Any  # "auto" or a number of optimiser steps (`dynamics.state_track_steps`)
+    batch_size: int
+    horizon: int
+    lr: float
+    joint_limits: bool
 
 
 @dataclass
 class CodecConfig:
     """A latent model's frame codec and its own training stage (configs/codec/)."""
 
-    latent_channels: int = MISSING
-    channels: list[int] = MISSING
-    steps: int = MISSING
-    batch_size: int = MISSING
-    lr: float = MISSING
+    latent_channels: int
+    channels: list[int]
+    steps: int
+    batch_size: int
+    lr: float
 
 
 @dataclass
 class PoseConfig:
-    maps: bool = MISSING
-    sigma: float = MISSING  # pixels
+    maps: bool
+    sigma: float  # pixels
     bodies: list[str] | None = None  # None: the task's pose_bodies, else every body of its model
 
 
 @dataclass
 class OptimConfig:
-    lr: float = MISSING
-    weight_decay: float = MISSING
-    betas: list[float] = MISSING
-    warmup_steps: int = MISSING
-    min_lr_ratio: float = MISSING
-    grad_clip: float = MISSING
+    lr: float
+    weight_decay: float
+    betas: list[float]
+    warmup_steps: int
+    min_lr_ratio: float
+    grad_clip: float
 
 
 @dataclass
 class WindowConfig:
-    context: int = MISSING
-    target: int = MISSING
-    stride: int = MISSING
-    val_fraction: float = MISSING
-    split_seed: int = MISSING
-    cache: bool = MISSING
-    num_workers: int = MISSING
+    context: int
+    target: int
+    stride: int
+    val_fraction: float
+    split_seed: int
+    cache: bool
+    num_workers: int
 
 
 @dataclass
 class RolloutConfig:
-    max_unroll: int = MISSING
-    curriculum_steps: int = MISSING
-    sampler_steps: int = MISSING
+    max_unroll: int
+    curriculum_steps: int
+    sampler_steps: int
 
 
 @dataclass
@@ -99,38 +100,38 @@ class TrainConfig:
     architecture defines (`models.registry`); `expect` what the data must hold (task, frame and
     action shapes; tools/train.py fills it from `task=`)."""
 
-    data: str = MISSING
-    run_dir: str = MISSING
-    model: dict[str, Any] = MISSING
-    diffusion: DiffusionConfig = MISSING
-    sampler: Any = MISSING  # a SamplerConfig (frozen, so built after the check)
+    data: str
+    run_dir: str
+    model: dict[str, Any]
+    diffusion: DiffusionConfig
+    sampler: Any  # a SamplerConfig (frozen, so built after the check)
+    pose: PoseConfig
+    optim: OptimConfig
+    window: WindowConfig
+    rollout: RolloutConfig
+    resume: bool
+    seed: int
+    device: str
+    steps: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    mixed_precision: str
+    compile: Any  # true | false | "auto"
+    ema_decay: float
+    reward_weight: float
+    termination_weight: float
+    success_weight: float
+    log_every: int
+    save_every: int
+    val_every: int
+    val_horizons: list[int]
+    val_episodes: int
+    start_bank_size: int
+    export_dtype: str
+    tensorboard: bool
     dynamics: DynamicsConfig | None = None
     codec: CodecConfig | None = None
-    pose: PoseConfig = MISSING
-    optim: OptimConfig = MISSING
-    window: WindowConfig = MISSING
-    rollout: RolloutConfig = MISSING
     expect: dict[str, Any] = field(default_factory=dict)
-    resume: bool = MISSING
-    seed: int = MISSING
-    device: str = MISSING
-    steps: int = MISSING
-    batch_size: int = MISSING
-    gradient_accumulation_steps: int = MISSING
-    mixed_precision: str = MISSING
-    compile: Any = MISSING  # true | false | "auto"
-    ema_decay: float = MISSING
-    reward_weight: float = MISSING
-    termination_weight: float = MISSING
-    success_weight: float = MISSING
-    log_every: int = MISSING
-    save_every: int = MISSING
-    val_every: int = MISSING
-    val_horizons: list[int] = MISSING
-    val_episodes: int = MISSING
-    start_bank_size: int = MISSING
-    export_dtype: str = MISSING
-    tensorboard: bool = MISSING
 
     def plain(self) -> dict[str, Any]:
         """As plain data (config.json, the checkpoint's training_config); off stages are {} as in the YAML."""
@@ -150,8 +151,7 @@ def training_config(cfg: TrainConfig | Mapping[str, Any]) -> TrainConfig:
         typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))
     except OmegaConfBaseException as error:
         where = getattr(error, "full_key", None) or "?"
-        raise ValueError(
-            f"training config, {where}: {getattr(error, 'msg', error)}. The keys and what they mean: configs/train.yaml."
-        ) from error
+        reason = str(getattr(error, "msg", error)).splitlines()[0]  # the rest repeats the key and names the class
+        raise ValueError(f"training config, {where}: {reason}. The keys and what they mean: configs/train.yaml.") from error
     typed.sampler = SamplerConfig(**typed.sampler)
     return typed

@@ -146,7 +146,7 @@ def train(cfg: TrainConfig | Mapping[str, Any]) -> Path:
     set_seed(cfg.seed, device_specific=False)
     w = cfg.window
     # Rollout training needs the U real frames that the model replaces with its own, and their actions.
-    extra = int(cfg.rollout.max_unroll)
+    extra = cfg.rollout.max_unroll
     train_set = RolloutWindows(
         data_path,
         w.context,
@@ -315,8 +315,8 @@ def _objective(
         cfg.diffusion.max_context_sigma,
         cfg.reward_weight,
         cfg.termination_weight,
-        SamplerConfig(steps=int(cfg.rollout.sampler_steps)),
-        float(cfg.success_weight),
+        SamplerConfig(steps=cfg.rollout.sampler_steps),
+        cfg.success_weight,
     )
     dynamics = build_dynamics(spec.dynamics, spec.action_space)
     if dynamics is not None:
@@ -330,14 +330,12 @@ def _objective(
 
 def _optimiser(model: torch.nn.Module, cfg: TrainConfig):
     """AdamW with linear warm-up and cosine decay (`lr_factor`) over cfg.steps."""
-    o, steps = cfg.optim, int(cfg.steps)
+    o, steps = cfg.optim, cfg.steps
     # The state track and a codec are trained before (stages of their own)
     groups = [{"params": [p for name, p in model.named_parameters() if not name.startswith(("dynamics.", "codec."))]}]
     # fused: one kernel for all parameters' updates (CUDA and CPU) instead of a dozen per tensor
     optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps, int(o.warmup_steps), float(o.min_lr_ratio))
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, o.warmup_steps, o.min_lr_ratio))
     return optimizer, scheduler
 
 
@@ -356,7 +354,7 @@ def _loop(cfg, accelerator, model, optimizer, scheduler, loader, sampler, ema, p
     Nothing in a step waits for the device: the losses are read (and checked to be finite) only at
     log and save steps, so a GPU's queue stays full; a non-finite loss stops the run before it is saved.
     """
-    steps, r = int(cfg.steps), cfg.rollout
+    steps, r = cfg.steps, cfg.rollout
     per_epoch = len(loader)
     unwrapped = accelerator.unwrap_model(model)
     bar = tqdm(total=steps, initial=progress.step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)

@@ -191,7 +191,7 @@ def train(cfg: TrainConfig | Mapping[str, Any]) -> Path:
     if model.dynamics is not None:
         _state_track(model.dynamics, cfg, data_path, train_set.episodes, run_dir, accelerator)
     if model.codec is not None:
-        _codec_stage(model.codec, cfg, data_path, run_dir, accelerator)
+        _codec_stage(model.codec, cfg, spec.split, data_path, run_dir, accelerator)
     optimizer, scheduler = _optimiser(model, cfg)
     sampler = EpochSampler(len(train_set), cfg.seed)
     collate = collate_windows if pose_maps is None else pose_maps.with_segments(collate_windows)
@@ -273,9 +273,10 @@ def _state_track(dynamics: StateDynamics, cfg: TrainConfig, data_path: Path, epi
     dynamics.to(accelerator.device)
 
 
-def _codec_stage(codec: FrameCodec, cfg: TrainConfig, data_path: Path, run_dir: Path, accelerator) -> None:
+def _codec_stage(codec: FrameCodec, cfg: TrainConfig, split: dict[str, Any], data_path: Path, run_dir: Path, accelerator) -> None:
     """Trains a latent model's frame codec before the denoiser, or loads it from the run (resume);
-    frozen after. Every process trains its own copy from the same seed; the main process's is saved."""
+    frozen after. `split`: the spec's train/val split, the denoiser's. Every process trains its own
+    copy from the same seed; the main process's is saved."""
     path = run_dir / "codec.pt"
     if cfg.resume and path.exists():
         codec.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -284,7 +285,7 @@ def _codec_stage(codec: FrameCodec, cfg: TrainConfig, data_path: Path, run_dir: 
         train_codec(
             codec,
             data_path,
-            {"val_fraction": cfg.window.val_fraction, "split_seed": cfg.window.split_seed},
+            split,
             steps=cfg.codec.steps,
             batch_size=cfg.codec.batch_size,
             lr=cfg.codec.lr,
